@@ -1,0 +1,41 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Backprop",
+    products: [
+        .library(name: "Backprop", targets: ["Backprop"]),
+        .library(name: "BackpropOptim", targets: ["BackpropOptim"]),
+        .library(name: "BackpropData", targets: ["BackpropData"]),
+        .executable(name: "backprop", targets: ["backprop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(name: "Backprop", dependencies: ["CBLAS"]),
+        .target(name: "BackpropOptim", dependencies: ["Backprop"]),
+        .target(name: "BackpropData", dependencies: ["Backprop", "CZlib"]),
+        .executableTarget(
+            name: "backprop",
+            dependencies: [
+                "Backprop", "BackpropOptim", "BackpropData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackpropCLITests", dependencies: ["backprop"]),
+    ]
+)

@@ -1,0 +1,26 @@
+/// Every error the engine throws for something a caller or a file got wrong.
+/// Each case says what was wrong and where: the layer, the shapes, the file and byte offset.
+public enum BackpropError: Error, Equatable, CustomStringConvertible {
+    /// Shapes that do not fit: `where` names the layer or function, `detail` the shapes.
+    case shapeMismatch(where: String, detail: String)
+    /// An argument outside its domain (a negative size, a probability above 1, …).
+    case invalidArgument(String)
+    /// A file that cannot be read or parsed: path, byte offset (when known) and what was wrong.
+    case badFile(path: String, offset: Int?, reason: String)
+    /// An I/O failure (cannot open, write or rename).
+    case io(path: String, reason: String)
+    /// A NaN or infinity where a finite number was required.
+    case nonFinite(String)
+
+    public var description: String {
+        switch self {
+        case let .shapeMismatch(location, detail): return "shape mismatch in \(location): \(detail)"
+        case let .invalidArgument(message): return "invalid argument: \(message)"
+        case let .badFile(path, offset, reason):
+            if let offset { return "\(path): at byte \(offset): \(reason)" }
+            return "\(path): \(reason)"
+        case let .io(path, reason): return "\(path): \(reason)"
+        case let .nonFinite(message): return "non-finite value: \(message)"
+        }
+    }
+}

@@ -1,0 +1,100 @@
+/// Fully connected layer, PyTorch's `nn.Linear`: weight `[out, in]`, bias `[out]`.
+///
+///     forward   Y  = X·Wᵀ + b        [N, out] = [N, in]·[in, out]     sgemm NoTrans/Trans
+///     backward  dX = dY·W            [N, in]  = [N, out]·[out, in]    sgemm NoTrans/NoTrans
+///               dW += dYᵀ·X          [out, in] = [out, N]·[N, in]     sgemm Trans/NoTrans
+///               db += Σ_rows dY
+///
+/// The bias is fused into the forward product: Y is pre-filled with b and sgemm runs with β = 1.
+public final class Dense: Layer {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    public var isTraining = true
+
+    private var input: Tensor?                      // cached for dW = dYᵀ·X
+    private let output = Tensor(uncheckedShape: [0])
+    private let inputGradient = Tensor(uncheckedShape: [0])
+
+    /// - Parameters: `initializer` fills the weight; the bias always gets PyTorch's default
+    ///   U(−1/√in, 1/√in) (or zeros when `zeroBias`).
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true,
+                initializer: Initializer = .pytorchDefault, zeroBias: Bool = false,
+                rng: inout SeededGenerator) throws {
+        guard inFeatures > 0, outFeatures > 0 else {
+            throw BackpropError.invalidArgument("Dense(\(inFeatures) → \(outFeatures)): sizes must be positive")
+        }
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        weight = Parameter(try Tensor(zeros: [outFeatures, inFeatures]))
+        try initializer.fill(weight.value, using: &rng)
+        if bias {
+            let b = Parameter(try Tensor(zeros: [outFeatures]))
+            if !zeroBias {
+                let bound = 1 / Float(inFeatures).squareRoot()
+                b.value.fillUniform(-bound, bound, using: &rng)
+            }
+            self.bias = b
+        } else {
+            self.bias = nil
+        }
+    }
+
+    /// A layer with default (PyTorch) initialisation from a fixed seed.
+    public convenience init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64 = 0) throws {
+        var rng = SeededGenerator(seed: seed)
+        try self.init(inFeatures, outFeatures, bias: bias, rng: &rng)
+    }
+
+    public var summary: String { "Dense(\(inFeatures) → \(outFeatures)\(bias == nil ? ", no bias" : ""))" }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var list = [(name: "weight", parameter: weight)]
+        if let bias { list.append((name: "bias", parameter: bias)) }
+        return list
+    }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        try requireFeatures(x, inFeatures, layer: summary)
+        let n = x.rows
+        output.resize(to: [n, outFeatures])
+        let y = output.data
+        if let bias {
+            let b = bias.value.data
+            for i in 0..<n { (y + i * outFeatures).update(from: b, count: outFeatures) }
+        }
+        try gemm(Matrix(x.data, rows: n, columns: inFeatures), Matrix(weight.value), transposeB: true,
+                 into: Matrix(output), beta: bias == nil ? 0 : 1, caller: summary)
+        input = x
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let x = input else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, output, layer: summary)
+        let n = dy.rows
+        let dyM = Matrix(dy.data, rows: n, columns: outFeatures)
+        let xM = Matrix(x.data, rows: n, columns: inFeatures)
+        // dW += dYᵀ·X
+        try gemm(dyM, transposeA: true, xM, into: Matrix(weight.grad), beta: 1, caller: summary)
+        // db += Σ_rows dY
+        if let bias {
+            let db = bias.grad.data, g = dy.data
+            for i in 0..<n {
+                let row = g + i * outFeatures
+                for j in 0..<outFeatures { db[j] += row[j] }
+            }
+        }
+        // dX = dY·W, shaped like the input
+        inputGradient.resize(to: x.shape)
+        try gemm(dyM, Matrix(weight.value), into: Matrix(inputGradient.data, rows: n, columns: inFeatures),
+                 caller: summary)
+        return inputGradient
+    }
+}
+
+/// PyTorch's name for `Dense`.
+public typealias Linear = Dense

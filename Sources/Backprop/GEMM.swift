@@ -1,0 +1,75 @@
+import CBLAS
+
+/// A row-major matrix inside some Float storage: `rows × columns` elements, row `i` starting
+/// at `base + i * stride`. Layers use it to hand sub-blocks (one time step, one image) to `gemm`.
+public struct Matrix {
+    public var base: UnsafeMutablePointer<Float>
+    public var rows: Int
+    public var columns: Int
+    /// Distance between row starts, in elements (`>= columns`).
+    public var stride: Int
+
+    public init(_ base: UnsafeMutablePointer<Float>, rows: Int, columns: Int, stride: Int? = nil) {
+        self.base = base
+        self.rows = rows
+        self.columns = columns
+        self.stride = stride ?? columns
+    }
+
+    /// The tensor as a matrix: first dimension as rows, all others flattened into columns.
+    public init(_ t: Tensor) {
+        self.init(t.data, rows: t.rows, columns: t.columnsPerRow)
+    }
+
+    /// The tensor as an explicit `rows × columns` matrix (`rows * columns == t.count`).
+    public init(_ t: Tensor, rows: Int, columns: Int) {
+        precondition(rows * columns == t.count, "matrix \(rows)×\(columns) does not cover tensor \(t.shape)")
+        self.init(t.data, rows: rows, columns: columns)
+    }
+}
+
+/// C = alpha · op(A) · op(B) + beta · C, with op = transpose when the flag is set.
+///
+/// The one matrix product of the engine: every layer's forward and backward products go
+/// through it, and it goes through OpenBLAS `cblas_sgemm`. Shapes are checked; a mismatch
+/// throws and names `caller` and the three shapes.
+public func gemm(_ a: Matrix, transposeA: Bool = false,
+                 _ b: Matrix, transposeB: Bool = false,
+                 into c: Matrix, alpha: Float = 1, beta: Float = 0,
+                 caller: @autoclosure () -> String = "gemm") throws {
+    let m = transposeA ? a.columns : a.rows
+    let k = transposeA ? a.rows : a.columns
+    let kb = transposeB ? b.columns : b.rows
+    let n = transposeB ? b.rows : b.columns
+    guard k == kb, c.rows == m, c.columns == n,
+          a.stride >= max(1, a.columns), b.stride >= max(1, b.columns), c.stride >= max(1, c.columns) else {
+        throw BackpropError.shapeMismatch(
+            where: caller(),
+            detail: "cannot multiply \(transposeA ? "[\(a.rows)×\(a.columns)]ᵀ" : "[\(a.rows)×\(a.columns)]")"
+                + " · \(transposeB ? "[\(b.rows)×\(b.columns)]ᵀ" : "[\(b.rows)×\(b.columns)]") into [\(c.rows)×\(c.columns)]")
+    }
+    if m == 0 || n == 0 { return }
+    BLAS.ensureReady()
+    if k == 0 {  // the product is empty: C = beta · C
+        for i in 0..<m {
+            let row = c.base + i * c.stride
+            for j in 0..<n { row[j] = beta == 0 ? 0 : beta * row[j] }
+        }
+        return
+    }
+    cblas_sgemm(CblasRowMajor,
+                transposeA ? CblasTrans : CblasNoTrans,
+                transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha,
+                a.base, Int32(a.stride), b.base, Int32(b.stride),
+                beta, c.base, Int32(c.stride))
+}
+
+/// Tensor form of `gemm`: each tensor is read as a matrix (first dimension rows, the rest
+/// columns), so a `[N, 784]` batch and a `[256, 784]` weight multiply as expected.
+public func gemm(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
+                 into c: Tensor, alpha: Float = 1, beta: Float = 0,
+                 caller: @autoclosure () -> String = "gemm") throws {
+    try gemm(Matrix(a), transposeA: transposeA, Matrix(b), transposeB: transposeB,
+             into: Matrix(c), alpha: alpha, beta: beta, caller: caller())
+}

@@ -1,0 +1,76 @@
+/// A trainable parameter: its value and the gradient the last backward passes accumulated
+/// into it (PyTorch's `param.data` and `param.grad`).
+public final class Parameter {
+    public let value: Tensor
+    public let grad: Tensor
+
+    public init(_ value: Tensor) {
+        self.value = value
+        self.grad = Tensor(uncheckedShape: value.shape)
+    }
+
+    public var shape: [Int] { value.shape }
+
+    /// Sets the gradient to zero.
+    public func zeroGrad() { grad.data.update(repeating: 0, count: grad.count) }
+}
+
+/// One stage of a network. Forward and backward of a layer live side by side in its file.
+///
+/// - `forward` caches what `backward` needs and returns the layer's own output buffer, which
+///   the next `forward` call overwrites (copy it to keep it).
+/// - `backward` receives δ of the output (∂L/∂y, same shape as the last output), accumulates
+///   ∂L/∂θ into every parameter's `grad` (as PyTorch does: zero them between steps), and
+///   returns δ of the input.
+public protocol Layer: AnyObject {
+    /// A one-line description, e.g. `Dense(784 → 256)`.
+    var summary: String { get }
+    /// Parameters with names relative to this layer (`weight`, `bias`, `0.weight`, …).
+    var namedParameters: [(name: String, parameter: Parameter)] { get }
+    /// Training mode (dropout active, batch statistics) or evaluation mode.
+    var isTraining: Bool { get set }
+    func forward(_ input: Tensor) throws -> Tensor
+    func backward(_ outputGradient: Tensor) throws -> Tensor
+}
+
+extension Layer {
+    /// `layer(x)` is `layer.forward(x)`.
+    public func callAsFunction(_ input: Tensor) throws -> Tensor { try forward(input) }
+
+    /// All parameters, in `namedParameters` order.
+    public var parameters: [Parameter] { namedParameters.map(\.parameter) }
+
+    /// PyTorch's `model.train()`.
+    public func train() { isTraining = true }
+    /// PyTorch's `model.eval()`.
+    public func eval() { isTraining = false }
+
+    /// Zeroes every parameter's gradient.
+    public func zeroGrad() { for p in parameters { p.zeroGrad() } }
+
+    /// Looks a parameter up by its `state_dict` name.
+    public func parameter(named name: String) -> Parameter? {
+        namedParameters.first { $0.name == name }?.parameter
+    }
+}
+
+/// Checks that a layer's input has `features` values per sample; throws a shape error naming
+/// the layer otherwise.
+@inline(__always)
+func requireFeatures(_ input: Tensor, _ features: Int, layer: @autoclosure () -> String) throws {
+    guard input.rank >= 2, input.columnsPerRow == features else {
+        throw BackpropError.shapeMismatch(
+            where: layer(),
+            detail: "expected input [N, \(features)], got \(input.shape)")
+    }
+}
+
+/// Checks that δ arriving at `backward` has the shape of the last output.
+@inline(__always)
+func requireSameShape(_ gradient: Tensor, _ output: Tensor, layer: @autoclosure () -> String) throws {
+    guard gradient.shape == output.shape else {
+        throw BackpropError.shapeMismatch(
+            where: layer(),
+            detail: "backward got δ of shape \(gradient.shape) but the last forward produced \(output.shape)")
+    }
+}

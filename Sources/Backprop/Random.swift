@@ -1,0 +1,68 @@
+/// A small, fast, seedable generator (xoshiro256**, seeded through SplitMix64).
+/// One seed drives initialisation, shuffling and dropout, so runs repeat exactly.
+public struct SeededGenerator: RandomNumberGenerator {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
+
+    public init(seed: UInt64) {
+        var x = seed
+        func splitmix() -> UInt64 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s = (splitmix(), splitmix(), splitmix(), splitmix())
+    }
+
+    @inline(__always)
+    public mutating func next() -> UInt64 {
+        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0
+        s.3 ^= s.1
+        s.1 ^= s.2
+        s.0 ^= s.3
+        s.2 ^= t
+        s.3 = (s.3 << 45) | (s.3 >> 19)
+        return result
+    }
+
+    /// Uniform in [0, 1).
+    @inline(__always)
+    public mutating func nextUnit() -> Float { Float(next() >> 40) * (1.0 / Float(1 << 24)) }
+
+    /// Standard normal (Box–Muller).
+    public mutating func nextNormal() -> Float {
+        var u1 = nextUnit()
+        while u1 <= Float.leastNormalMagnitude { u1 = nextUnit() }
+        let u2 = nextUnit()
+        return (-2 * _log(u1)).squareRoot() * _cos(2 * Float.pi * u2)
+    }
+}
+
+@inline(__always) private func _log(_ x: Float) -> Float { Float(log(Double(x))) }
+@inline(__always) private func _cos(_ x: Float) -> Float { Float(cos(Double(x))) }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+extension Tensor {
+    /// Fills with values uniform in [low, high).
+    public func fillUniform(_ low: Float, _ high: Float, using rng: inout SeededGenerator) {
+        let p = data
+        for i in 0..<count { p[i] = low + (high - low) * rng.nextUnit() }
+    }
+
+    /// Fills with normal values of the given mean and standard deviation.
+    public func fillNormal(mean: Float = 0, std: Float = 1, using rng: inout SeededGenerator) {
+        let p = data
+        for i in 0..<count { p[i] = mean + std * rng.nextNormal() }
+    }
+
+    /// Sets every element to `value`.
+    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+}

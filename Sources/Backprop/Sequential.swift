@@ -1,0 +1,37 @@
+/// Layers applied in order, PyTorch's `nn.Sequential`. Parameters are named
+/// `"<index>.<name>"` (`0.weight`, `0.bias`, `2.weight`, …), exactly as `state_dict` names them.
+public final class Sequential: Layer {
+    public private(set) var layers: [Layer]
+
+    public init(_ layers: [Layer]) { self.layers = layers }
+    public convenience init(_ layers: Layer...) { self.init(layers) }
+
+    public func append(_ layer: Layer) { layers.append(layer) }
+
+    public var summary: String { "Sequential(\(layers.map(\.summary).joined(separator: ", ")))" }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var list: [(name: String, parameter: Parameter)] = []
+        for (i, layer) in layers.enumerated() {
+            for (name, p) in layer.namedParameters { list.append((name: "\(i).\(name)", parameter: p)) }
+        }
+        return list
+    }
+
+    public var isTraining: Bool {
+        get { layers.first?.isTraining ?? true }
+        set { for layer in layers { layer.isTraining = newValue } }
+    }
+
+    public func forward(_ input: Tensor) throws -> Tensor {
+        var x = input
+        for layer in layers { x = try layer.forward(x) }
+        return x
+    }
+
+    public func backward(_ outputGradient: Tensor) throws -> Tensor {
+        var g = outputGradient
+        for layer in layers.reversed() { g = try layer.backward(g) }
+        return g
+    }
+}

@@ -1,0 +1,191 @@
+import Foundation
+
+// Tensor: a shape plus contiguous, row-major Float storage.
+//
+// A Tensor is a reference type (like a PyTorch tensor): layers hand out their output
+// buffers and reuse them on the next call, so the training loop allocates nothing once
+// the first batch has run. Copy with `copy()` when you want to keep a value.
+//
+// Storage is owned by a `TensorStorage` that can be shared by several tensors of equal
+// element count (a reshaped view, see `reshaped(_:)`). Its capacity may exceed the
+// current element count, so a buffer sized for a batch of 128 also holds the last,
+// smaller batch without reallocating.
+
+public final class TensorStorage {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = Swift.max(capacity, 1)
+        // 64-byte alignment: whole cache lines and AVX-512 registers for BLAS and SIMD loops.
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: self.capacity * MemoryLayout<Float>.stride,
+                                                   alignment: 64)
+        pointer = raw.initializeMemory(as: Float.self, repeating: 0, count: self.capacity)
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+}
+
+public final class Tensor {
+    /// Sizes of each dimension, outermost first (batch-major, row-major).
+    public private(set) var shape: [Int]
+    /// Number of elements: the product of `shape`.
+    public private(set) var count: Int
+    public private(set) var storage: TensorStorage
+
+    /// Creates a zero-filled tensor. Throws if a dimension is negative.
+    public init(zeros shape: [Int]) throws {
+        let n = try Tensor.elementCount(shape)
+        self.shape = shape
+        self.count = n
+        self.storage = TensorStorage(capacity: n)
+    }
+
+    /// Creates a tensor holding `values` (row-major) with the given shape.
+    public init(_ values: [Float], shape: [Int]) throws {
+        let n = try Tensor.elementCount(shape)
+        guard n == values.count else {
+            throw BackpropError.shapeMismatch(where: "Tensor(_:shape:)",
+                                              detail: "shape \(shape) holds \(n) elements but \(values.count) values were given")
+        }
+        self.shape = shape
+        self.count = n
+        self.storage = TensorStorage(capacity: n)
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { storage.pointer.update(from: base, count: n) }
+        }
+    }
+
+    /// A 1-d tensor of `values`.
+    public convenience init(_ values: [Float]) {
+        // A 1-d shape always matches its values.
+        try! self.init(values, shape: [values.count])
+    }
+
+    /// Internal: a tensor whose shape has been validated by the caller.
+    init(uncheckedShape shape: [Int]) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.storage = TensorStorage(capacity: count)
+    }
+
+    private init(shape: [Int], count: Int, storage: TensorStorage) {
+        self.shape = shape
+        self.count = count
+        self.storage = storage
+    }
+
+    static func elementCount(_ shape: [Int]) throws -> Int {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else {
+                throw BackpropError.invalidArgument("tensor shape \(shape) has a negative dimension")
+            }
+            let (m, overflow) = n.multipliedReportingOverflow(by: d)
+            guard !overflow, m <= Int(Int32.max) else {
+                throw BackpropError.invalidArgument("tensor shape \(shape) is too large (more than 2^31 elements)")
+            }
+            n = m
+        }
+        return n
+    }
+
+    // MARK: - Raw access
+
+    /// Pointer to the first element. Valid while the tensor is alive.
+    @inlinable public var data: UnsafeMutablePointer<Float> { storage.pointer }
+
+    /// The values, row-major, copied into an array.
+    public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// Number of dimensions.
+    public var rank: Int { shape.count }
+
+    /// Element `i` of the flat row-major storage (checked).
+    public subscript(flat i: Int) -> Float {
+        get { precondition(i >= 0 && i < count, "flat index \(i) out of range 0..<\(count)"); return data[i] }
+        set { precondition(i >= 0 && i < count, "flat index \(i) out of range 0..<\(count)"); data[i] = newValue }
+    }
+
+    /// Element at a multi-dimensional index (checked).
+    public subscript(_ index: Int...) -> Float {
+        get { data[offset(of: index)] }
+        set { data[offset(of: index)] = newValue }
+    }
+
+    private func offset(of index: [Int]) -> Int {
+        precondition(index.count == shape.count, "index \(index) does not fit shape \(shape)")
+        var o = 0
+        for (i, d) in zip(index, shape) {
+            precondition(i >= 0 && i < d, "index \(index) out of range for shape \(shape)")
+            o = o * d + i
+        }
+        return o
+    }
+
+    /// Matrix view of the tensor: first dimension as rows, the rest flattened as columns.
+    public var rows: Int { shape.first ?? 1 }
+    public var columnsPerRow: Int { rows == 0 ? 0 : count / rows }
+
+    // MARK: - Resizing and views
+
+    /// Reshapes in place to `newShape`, reusing storage when it is large enough (contents are
+    /// then unspecified). Used by layers to size their cached buffers for a batch.
+    public func resize(to newShape: [Int]) {
+        if newShape == shape { return }
+        let n = newShape.reduce(1, *)
+        if n > storage.capacity { storage = TensorStorage(capacity: n) }
+        shape = newShape
+        count = n
+    }
+
+    /// A tensor sharing this one's storage with another shape of the same element count.
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        let n = try Tensor.elementCount(newShape)
+        guard n == count else {
+            throw BackpropError.shapeMismatch(where: "Tensor.reshaped",
+                                              detail: "cannot view shape \(shape) (\(count) elements) as \(newShape) (\(n) elements)")
+        }
+        return Tensor(shape: newShape, count: n, storage: storage)
+    }
+
+    /// Re-points an existing view at `source`'s storage with `newShape` (same element count).
+    /// Allocation-free alternative to `reshaped` for layers that keep a view between calls.
+    func becomeView(of source: Tensor, shape newShape: [Int]) {
+        storage = source.storage
+        shape = newShape
+        count = source.count
+    }
+
+    /// An independent copy.
+    public func copy() -> Tensor {
+        let t = Tensor(uncheckedShape: shape)
+        t.data.update(from: data, count: count)
+        return t
+    }
+
+    /// Copies `other`'s values into this tensor (shapes must hold the same element count).
+    public func assign(_ other: Tensor) throws {
+        guard other.count == count else {
+            throw BackpropError.shapeMismatch(where: "Tensor.assign", detail: "cannot copy \(other.shape) into \(shape)")
+        }
+        data.update(from: other.data, count: count)
+    }
+
+    /// Copies `values` in (row-major); count must match.
+    public func assign(_ values: [Float]) throws {
+        guard values.count == count else {
+            throw BackpropError.shapeMismatch(where: "Tensor.assign", detail: "\(values.count) values for shape \(shape)")
+        }
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { data.update(from: base, count: count) }
+        }
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let shown = scalars.prefix(8).map { String(format: "%.4g", Double($0)) }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(shown)\(count > 8 ? ", …" : "")])"
+    }
+}

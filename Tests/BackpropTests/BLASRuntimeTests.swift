@@ -1,0 +1,65 @@
+import XCTest
+@testable import Backprop
+
+final class BLASRuntimeTests: XCTestCase {
+    let avx512: Set<String> = ["sse3", "avx", "avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+
+    func testDecisionUpgradesAWeakCore() {
+        XCTAssertEqual(BLAS.decide(detected: "Prescott", flags: avx512, override: nil).switchTo, "SkylakeX")
+        XCTAssertEqual(BLAS.decide(detected: "Sandybridge", flags: ["avx", "avx2", "fma"], override: nil).switchTo, "Haswell")
+        XCTAssertEqual(BLAS.decide(detected: "Nehalem", flags: ["sse4_2"], override: nil).switchTo, nil)
+    }
+
+    func testDecisionKeepsARightOrUnknownCore() {
+        XCTAssertNil(BLAS.decide(detected: "Cooperlake", flags: avx512, override: nil).switchTo)
+        XCTAssertNil(BLAS.decide(detected: "SkylakeX", flags: avx512, override: nil).switchTo)
+        XCTAssertNil(BLAS.decide(detected: "Haswell", flags: ["avx", "avx2", "fma"], override: nil).switchTo)
+        XCTAssertNil(BLAS.decide(detected: "NewCoreFrom2030", flags: avx512, override: nil).switchTo)
+    }
+
+    func testDecisionObeysOverride() {
+        XCTAssertEqual(BLAS.decide(detected: "SkylakeX", flags: avx512, override: "Prescott").switchTo, "Prescott")
+        XCTAssertEqual(BLAS.decide(detected: "Prescott", flags: avx512, override: "auto").switchTo, "SkylakeX")
+    }
+
+    /// Forces the slow kernels at run time, as a misdetecting OpenBLAS would load them, then runs
+    /// the selection and checks that the CPU's best family is active and products stay right.
+    func testSwitchingCoresAtRunTime() throws {
+        let initial = BLAS.coreName
+        let best = BLAS.bestCore(forFlags: BLAS.cpuFlags())
+        defer { try? BLAS.useCore(initial) }
+        try BLAS.useCore("Prescott")
+        XCTAssertEqual(BLAS.coreName, "Prescott")
+        let decision = BLAS.decide(detected: BLAS.coreName, flags: BLAS.cpuFlags(), override: nil)
+        if best.rank > 1 {
+            XCTAssertEqual(decision.switchTo, best.name)
+            try BLAS.useCore(best.name)
+            XCTAssertEqual(BLAS.coreName.lowercased(), best.name.lowercased())
+        }
+        // A product under the active kernels still agrees with a plain loop.
+        let a = try Tensor((0..<12).map(Float.init), shape: [3, 4])
+        let b = try Tensor((0..<8).map(Float.init), shape: [4, 2])
+        let c = try Tensor(zeros: [3, 2])
+        try gemm(a, b, into: c)
+        XCTAssertEqual(c.scalars, [28, 34, 76, 98, 124, 162])
+    }
+
+    func testUnknownCoreIsRefused() {
+        XCTAssertThrowsError(try BLAS.useCore("NoSuchCore"))
+    }
+
+    func testThreadCountCanBeSet() {
+        let before = BLAS.threadCount
+        BLAS.threadCount = 1
+        XCTAssertEqual(BLAS.threadCount, 1)
+        BLAS.threadCount = before
+    }
+
+    func testGemmShapeErrorNamesShapes() {
+        let a = try! Tensor(zeros: [3, 4]), b = try! Tensor(zeros: [5, 2]), c = try! Tensor(zeros: [3, 2])
+        XCTAssertThrowsError(try gemm(a, b, into: c, caller: "Test")) { error in
+            XCTAssertTrue("\(error)".contains("Test"), "\(error)")
+            XCTAssertTrue("\(error)".contains("3×4"), "\(error)")
+        }
+    }
+}
