@@ -1,0 +1,96 @@
+import Backprop
+
+/// RMSprop: PyTorch's `torch.optim.RMSprop` (same defaults, update and argument checks).
+///
+///     g ← ∇θ;  g ← g + λ·θ                    if weightDecay λ ≠ 0
+///     v ← α·v + (1 − α)·g²                    ("square_avg")
+///     if centered:  ḡ ← α·ḡ + (1 − α)·g       ("grad_avg")
+///                   d ← √(v − ḡ²) + ε
+///     else          d ← √v + ε                 (ε outside the square root)
+///     if momentum μ > 0:  b ← μ·b + g/d;  θ ← θ − γ·b     ("momentum_buffer")
+///     else                θ ← θ − γ·g/d
+///
+/// State: `"<i>.square_avg"`, `"<i>.momentum_buffer"` (μ > 0), `"<i>.grad_avg"` (centered),
+/// `"step"`.
+public final class RMSProp: Optimizer {
+    public var learningRate: Float
+    public let parameters: [Parameter]
+    public let alpha: Float
+    public let eps: Float
+    public let weightDecay: Float
+    public let momentum: Float
+    public let centered: Bool
+    /// Number of steps taken.
+    public private(set) var stepCount = 0
+
+    private let squareAvg: [Tensor], momentumBuffers: [Tensor], gradAvg: [Tensor]
+    private let buffers: NamedBuffers
+
+    public init(parameters: [Parameter], lr: Float = 1e-2, alpha: Float = 0.99, eps: Float = 1e-8,
+                weightDecay: Float = 0, momentum: Float = 0, centered: Bool = false) throws {
+        try require(lr >= 0, "RMSProp: invalid learning rate: \(lr)")
+        try require(eps >= 0, "RMSProp: invalid epsilon value: \(eps)")
+        try require(momentum >= 0, "RMSProp: invalid momentum value: \(momentum)")
+        try require(weightDecay >= 0, "RMSProp: invalid weight_decay value: \(weightDecay)")
+        try require(alpha >= 0, "RMSProp: invalid alpha value: \(alpha)")
+        try validateParameters(parameters, optimizer: "RMSProp")
+        learningRate = lr
+        self.parameters = parameters
+        self.alpha = alpha
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.momentum = momentum
+        self.centered = centered
+        squareAvg = try zeroBuffers(like: parameters)
+        momentumBuffers = momentum > 0 ? try zeroBuffers(like: parameters) : []
+        gradAvg = centered ? try zeroBuffers(like: parameters) : []
+        var named: NamedBuffers = [("square_avg", squareAvg)]
+        if momentum > 0 { named.append(("momentum_buffer", momentumBuffers)) }
+        if centered { named.append(("grad_avg", gradAvg)) }
+        buffers = named
+    }
+
+    public func step() throws {
+        try checkSizes(parameters, buffers, optimizer: "RMSProp")
+        stepCount += 1
+        let lr = learningRate, wd = weightDecay, a = alpha, eps = eps, mu = momentum
+        let oneMinusAlpha = Float(1 - Double(alpha))
+        let useMomentum = mu > 0, isCentered = centered
+        for (i, p) in parameters.enumerated() {
+            let n = p.value.count
+            let theta = p.value.data, grad = p.grad.data
+            let v = squareAvg[i].data
+            // Unused buffers alias `v` and are never touched when their option is off.
+            let b = useMomentum ? momentumBuffers[i].data : v
+            let gAvg = isCentered ? gradAvg[i].data : v
+            for j in 0..<n {
+                var g = grad[j]
+                if wd != 0 { g += wd * theta[j] }
+                let vj = a * v[j] + oneMinusAlpha * g * g
+                v[j] = vj
+                var avg: Float
+                if isCentered {
+                    let gj = gAvg[j] + oneMinusAlpha * (g - gAvg[j])     // torch.lerp
+                    gAvg[j] = gj
+                    avg = (vj - gj * gj).squareRoot()
+                } else {
+                    avg = vj.squareRoot()
+                }
+                avg += eps
+                if useMomentum {
+                    let bj = mu * b[j] + g / avg
+                    b[j] = bj
+                    theta[j] -= lr * bj
+                } else {
+                    theta[j] -= lr * g / avg
+                }
+            }
+        }
+    }
+
+    public var state: [String: Tensor] { exportState(step: stepCount, buffers: buffers) }
+
+    public func loadState(_ state: [String: Tensor]) throws {
+        stepCount = try importState(state, buffers: buffers, optimizer: "RMSProp")
+    }
+}
