@@ -125,25 +125,20 @@ final class AdamCore {
         let shrink = decoupled && weightDecay != 0
         let ams = amsgrad
         for (i, p) in parameters.enumerated() {
-            let n = p.value.count
-            let theta = p.value.data, grad = p.grad.data
-            let m = expAvg[i].data, v = expAvgSq[i].data
-            let vMax = ams ? maxExpAvgSq[i].data : v
-            for j in 0..<n {
-                var g = grad[j]
-                if shrink { theta[j] *= decay }
-                if l2 != 0 { g += l2 * theta[j] }
-                let mj = m[j] + oneMinusBeta1 * (g - m[j])          // torch.lerp
-                let vj = b2 * v[j] + oneMinusBeta2 * g * g
-                m[j] = mj
-                v[j] = vj
-                var vHat = vj
-                if ams {
-                    vHat = Swift.max(vMax[j], vj)
-                    vMax[j] = vHat
-                }
-                let denom = vHat.squareRoot() / bc2Sqrt + eps
-                theta[j] -= stepSize * mj / denom
+            let k = AdamKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data,
+                               m: expAvg[i].data, v: expAvgSq[i].data,
+                               vMax: ams ? maxExpAvgSq[i].data : expAvgSq[i].data,
+                               oneMinusBeta1: oneMinusBeta1, beta2: b2, oneMinusBeta2: oneMinusBeta2,
+                               stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
+            // One specialised loop per option set: constant flags let the compiler drop the
+            // branches and vectorise.
+            switch (shrink, l2 != 0, ams) {
+            case (false, false, false): k.run(shrink: false, l2: false, ams: false)
+            case (false, false, true): k.run(shrink: false, l2: false, ams: true)
+            case (false, true, false): k.run(shrink: false, l2: true, ams: false)
+            case (false, true, true): k.run(shrink: false, l2: true, ams: true)
+            case (true, _, false): k.run(shrink: true, l2: false, ams: false)
+            case (true, _, true): k.run(shrink: true, l2: false, ams: true)
             }
         }
     }
@@ -152,5 +147,39 @@ final class AdamCore {
 
     func loadState(_ state: [String: Tensor]) throws {
         stepCount = try importState(state, buffers: buffers, optimizer: name)
+    }
+}
+
+/// The fused per-element Adam/AdamW update over one parameter.
+private struct AdamKernel {
+    let n: Int
+    let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
+    let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>
+    let oneMinusBeta1: Float, beta2: Float, oneMinusBeta2: Float
+    let stepSize: Float, bc2Sqrt: Float, eps: Float, decay: Float, l2: Float
+
+    @inline(__always)
+    func run(shrink: Bool, l2 useL2: Bool, ams: Bool) {
+        var i = 0
+        while i < n {
+            let c = Swift.min(4, n - i)
+            var g = loadLanes(grad, i, c)
+            var th = loadLanes(theta, i, c)
+            if shrink { th *= decay }                                 // AdamW: θ·(1 − γλ) first
+            if useL2 { g += l2 * th }                                 // Adam: g + λθ
+            var m = loadLanes(self.m, i, c)
+            m += oneMinusBeta1 * (g - m)                              // torch.lerp
+            var v = loadLanes(self.v, i, c)
+            v = beta2 * v + oneMinusBeta2 * g * g
+            storeLanes(m, self.m, i, c)
+            storeLanes(v, self.v, i, c)
+            if ams {
+                v = pointwiseMax(loadLanes(vMax, i, c), v)
+                storeLanes(v, vMax, i, c)
+            }
+            let denom = laneSquareRoot(v) / bc2Sqrt + eps
+            storeLanes(th - stepSize * m / denom, theta, i, c)
+            i += 4
+        }
     }
 }

@@ -122,3 +122,40 @@ func importState(_ state: [String: Tensor], buffers: NamedBuffers, optimizer: St
     }
     return Int(s)
 }
+
+// MARK: - 4-lane helpers for the fused update loops
+//
+// On Linux, Swift lowers `Float.squareRoot()` to a call of libm's `sqrtf` (it may set errno),
+// which stops LLVM from vectorising any loop containing it. Adam and RMSprop therefore run
+// their element loops explicitly on SIMD4<Float> lanes with SSE's `sqrtps` (correctly rounded,
+// like `sqrtf`, so results are bit-identical to the scalar loop). The last partial group goes
+// through the same code with only its valid lanes loaded and stored.
+
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
+
+@inline(__always)
+func laneSquareRoot(_ v: SIMD4<Float>) -> SIMD4<Float> {
+    #if arch(x86_64)
+    return _mm_sqrt_ps(v)
+    #else
+    return v.squareRoot()
+    #endif
+}
+
+/// Loads `count` (1…4) floats at `p + i`; missing lanes are 0.
+@inline(__always)
+func loadLanes(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) -> SIMD4<Float> {
+    if count == 4 { return UnsafeRawPointer(p + i).loadUnaligned(as: SIMD4<Float>.self) }
+    var v = SIMD4<Float>()
+    for k in 0..<count { v[k] = p[i + k] }
+    return v
+}
+
+/// Stores the first `count` (1…4) lanes of `v` at `p + i`.
+@inline(__always)
+func storeLanes(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) {
+    if count == 4 { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD4<Float>.self); return }
+    for k in 0..<count { p[i + k] = v[k] }
+}

@@ -57,33 +57,22 @@ public final class RMSProp: Optimizer {
         let oneMinusAlpha = Float(1 - Double(alpha))
         let useMomentum = mu > 0, isCentered = centered
         for (i, p) in parameters.enumerated() {
-            let n = p.value.count
-            let theta = p.value.data, grad = p.grad.data
             let v = squareAvg[i].data
             // Unused buffers alias `v` and are never touched when their option is off.
-            let b = useMomentum ? momentumBuffers[i].data : v
-            let gAvg = isCentered ? gradAvg[i].data : v
-            for j in 0..<n {
-                var g = grad[j]
-                if wd != 0 { g += wd * theta[j] }
-                let vj = a * v[j] + oneMinusAlpha * g * g
-                v[j] = vj
-                var avg: Float
-                if isCentered {
-                    let gj = gAvg[j] + oneMinusAlpha * (g - gAvg[j])     // torch.lerp
-                    gAvg[j] = gj
-                    avg = (vj - gj * gj).squareRoot()
-                } else {
-                    avg = vj.squareRoot()
-                }
-                avg += eps
-                if useMomentum {
-                    let bj = mu * b[j] + g / avg
-                    b[j] = bj
-                    theta[j] -= lr * bj
-                } else {
-                    theta[j] -= lr * g / avg
-                }
+            let k = RMSPropKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data, v: v,
+                                  b: useMomentum ? momentumBuffers[i].data : v,
+                                  gAvg: isCentered ? gradAvg[i].data : v,
+                                  lr: lr, wd: wd, alpha: a, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
+            // One specialised loop per option set (constant flags: no branches, vectorisable).
+            switch (wd != 0, isCentered, useMomentum) {
+            case (false, false, false): k.run(decay: false, centered: false, momentum: false)
+            case (false, false, true): k.run(decay: false, centered: false, momentum: true)
+            case (false, true, false): k.run(decay: false, centered: true, momentum: false)
+            case (false, true, true): k.run(decay: false, centered: true, momentum: true)
+            case (true, false, false): k.run(decay: true, centered: false, momentum: false)
+            case (true, false, true): k.run(decay: true, centered: false, momentum: true)
+            case (true, true, false): k.run(decay: true, centered: true, momentum: false)
+            case (true, true, true): k.run(decay: true, centered: true, momentum: true)
             }
         }
     }
@@ -92,5 +81,45 @@ public final class RMSProp: Optimizer {
 
     public func loadState(_ state: [String: Tensor]) throws {
         stepCount = try importState(state, buffers: buffers, optimizer: "RMSProp")
+    }
+}
+
+/// The fused per-element RMSprop update over one parameter.
+private struct RMSPropKernel {
+    let n: Int
+    let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
+    let v: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, gAvg: UnsafeMutablePointer<Float>
+    let lr: Float, wd: Float, alpha: Float, oneMinusAlpha: Float, eps: Float, mu: Float
+
+    @inline(__always)
+    func run(decay: Bool, centered: Bool, momentum: Bool) {
+        var i = 0
+        while i < n {
+            let c = Swift.min(4, n - i)
+            var g = loadLanes(grad, i, c)
+            var th = loadLanes(theta, i, c)
+            if decay { g += wd * th }
+            let v = alpha * loadLanes(self.v, i, c) + oneMinusAlpha * g * g
+            storeLanes(v, self.v, i, c)
+            var avg: SIMD4<Float>
+            if centered {
+                var ga = loadLanes(gAvg, i, c)
+                ga += oneMinusAlpha * (g - ga)                         // torch.lerp
+                storeLanes(ga, gAvg, i, c)
+                avg = laneSquareRoot(v - ga * ga)
+            } else {
+                avg = laneSquareRoot(v)
+            }
+            avg += eps                                                 // ε outside the root
+            if momentum {
+                let b = mu * loadLanes(self.b, i, c) + g / avg
+                storeLanes(b, self.b, i, c)
+                th -= lr * b
+            } else {
+                th -= lr * g / avg
+            }
+            storeLanes(th, theta, i, c)
+            i += 4
+        }
     }
 }

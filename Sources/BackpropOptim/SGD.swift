@@ -51,24 +51,22 @@ public final class SGD: Optimizer {
         let oneMinusDampening = 1 - dampening
         let first = stepCount == 0
         for (i, p) in parameters.enumerated() {
-            let n = p.value.count
             let theta = p.value.data, grad = p.grad.data
-            if mu == 0 {
-                for j in 0..<n {
-                    var g = grad[j]
-                    if wd != 0 { g += wd * theta[j] }
-                    theta[j] -= lr * g
-                }
-                continue
-            }
-            let b = momentumBuffers[i].data
-            for j in 0..<n {
-                var g = grad[j]
-                if wd != 0 { g += wd * theta[j] }
-                let bj = first ? g : mu * b[j] + oneMinusDampening * g
-                b[j] = bj
-                g = nesterov ? g + mu * bj : bj
-                theta[j] -= lr * g
+            let k = SGDKernel(n: p.value.count, theta: theta, grad: grad,
+                              b: mu != 0 ? momentumBuffers[i].data : grad,
+                              lr: lr, wd: wd, mu: mu, oneMinusDampening: oneMinusDampening)
+            // One specialised loop per option set (constant flags: no branches, vectorisable).
+            switch (wd != 0, mu != 0, first, nesterov) {
+            case (false, false, _, _): k.run(decay: false, momentum: false, first: false, nesterov: false)
+            case (true, false, _, _): k.run(decay: true, momentum: false, first: false, nesterov: false)
+            case (false, true, false, false): k.run(decay: false, momentum: true, first: false, nesterov: false)
+            case (false, true, false, true): k.run(decay: false, momentum: true, first: false, nesterov: true)
+            case (false, true, true, false): k.run(decay: false, momentum: true, first: true, nesterov: false)
+            case (false, true, true, true): k.run(decay: false, momentum: true, first: true, nesterov: true)
+            case (true, true, false, false): k.run(decay: true, momentum: true, first: false, nesterov: false)
+            case (true, true, false, true): k.run(decay: true, momentum: true, first: false, nesterov: true)
+            case (true, true, true, false): k.run(decay: true, momentum: true, first: true, nesterov: false)
+            case (true, true, true, true): k.run(decay: true, momentum: true, first: true, nesterov: true)
             }
         }
         stepCount += 1
@@ -80,5 +78,26 @@ public final class SGD: Optimizer {
 
     public func loadState(_ state: [String: Tensor]) throws {
         stepCount = try importState(state, buffers: buffers, optimizer: "SGD")
+    }
+}
+
+/// The fused per-element SGD update over one parameter.
+private struct SGDKernel {
+    let n: Int
+    let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>
+    let lr: Float, wd: Float, mu: Float, oneMinusDampening: Float
+
+    @inline(__always)
+    func run(decay: Bool, momentum: Bool, first: Bool, nesterov: Bool) {
+        for j in 0..<n {
+            var g = grad[j]
+            if decay { g += wd * theta[j] }
+            if momentum {
+                let bj = first ? g : mu * b[j] + oneMinusDampening * g   // b ← g on the first step
+                b[j] = bj
+                g = nesterov ? g + mu * bj : bj
+            }
+            theta[j] -= lr * g
+        }
     }
 }
