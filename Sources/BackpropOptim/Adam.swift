@@ -174,7 +174,7 @@ private struct AdamKernel {
             storeLanes(m, self.m, i, c)
             storeLanes(v, self.v, i, c)
             if ams {
-                v = pointwiseMax(loadLanes(vMax, i, c), v)
+                v = laneMax(loadLanes(vMax, i, c), v)
                 storeLanes(v, vMax, i, c)
             }
             let denom = laneSquareRoot(v) / bc2Sqrt + eps

@@ -144,6 +144,16 @@ func laneSquareRoot(_ v: SIMD4<Float>) -> SIMD4<Float> {
     #endif
 }
 
+/// Lane-wise maximum; a NaN in `b` (the newer value) propagates, as in `torch.maximum`.
+@inline(__always)
+func laneMax(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> {
+    #if arch(x86_64)
+    return _mm_max_ps(a, b)          // maxps: a > b ? a : b, so NaN in b is returned
+    #else
+    return pointwiseMax(a, b)
+    #endif
+}
+
 /// Loads `count` (1…4) floats at `p + i`; missing lanes are 0.
 @inline(__always)
 func loadLanes(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) -> SIMD4<Float> {
