@@ -23,6 +23,10 @@ public final class Residual: Layer {
         block.namedParameters.map { (name: "block.\($0.name)", parameter: $0.parameter) }
     }
 
+    public var namedBuffers: [(name: String, tensor: Tensor)] {
+        block.namedBuffers.map { (name: "block.\($0.name)", tensor: $0.tensor) }
+    }
+
     public var isTraining: Bool {
         get { block.isTraining }
         set { block.isTraining = newValue }

@@ -18,6 +18,14 @@ public final class Sequential: Layer {
         return list
     }
 
+    public var namedBuffers: [(name: String, tensor: Tensor)] {
+        var list: [(name: String, tensor: Tensor)] = []
+        for (i, layer) in layers.enumerated() {
+            for (name, t) in layer.namedBuffers { list.append((name: "\(i).\(name)", tensor: t)) }
+        }
+        return list
+    }
+
     public var isTraining: Bool {
         get { layers.first?.isTraining ?? true }
         set { for layer in layers { layer.isTraining = newValue } }
