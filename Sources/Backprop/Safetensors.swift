@@ -31,7 +31,8 @@ public struct SafetensorsFile {
     public var tensors: [String: Tensor]
     /// The `__metadata__` string map (empty when absent).
     public var metadata: [String: String]
-    /// Tensor names in the order they appear in the header (for a file built in memory: sorted).
+    /// Tensor names in the order they appear in the header (for a file built in memory: sorted;
+    /// not updated when `tensors` changes — `serialized()` always writes names sorted).
     public var order: [String]
     /// Original dtype of each tensor read from a file (`"F32"`, `"I64"`, …); `"F32"` for tensors
     /// added in memory.
@@ -131,7 +132,6 @@ public struct SafetensorsFile {
         }
 
         var metadata: [String: String] = [:]
-        var metadataSeen = false
         struct Entry { let name: String; let dtype: SafetensorsDType; let dtypeName: String
                        let shape: [Int]; let count: Int; let begin: Int; let end: Int; let offset: Int }
         var entries: [Entry] = []
@@ -142,7 +142,6 @@ public struct SafetensorsFile {
             }
             let value = member.value
             if member.key == "__metadata__" {
-                metadataSeen = true
                 guard case let .object(pairs) = value.kind else {
                     throw bad(value.offset, "__metadata__ must be an object of strings, found \(value.kind.typeName)")
                 }
@@ -217,7 +216,6 @@ public struct SafetensorsFile {
             entries.append(Entry(name: name, dtype: dtype, dtypeName: dtypeName, shape: shape, count: count,
                                  begin: begin, end: end, offset: value.offset))
         }
-        _ = metadataSeen
 
         // The byte ranges must tile the buffer: no gap, no overlap, nothing left over.
         var cursor = 0
@@ -287,13 +285,14 @@ public struct SafetensorsFile {
         out += headerBytes
         for name in names {
             guard let t = tensors[name] else { continue }
+            #if _endian(little)
+            out.append(contentsOf: UnsafeRawBufferPointer(start: t.data, count: t.count * 4))
+            #else
             for i in 0..<t.count {
                 let bits = t.data[i].bitPattern
-                out.append(UInt8(truncatingIfNeeded: bits))
-                out.append(UInt8(truncatingIfNeeded: bits >> 8))
-                out.append(UInt8(truncatingIfNeeded: bits >> 16))
-                out.append(UInt8(truncatingIfNeeded: bits >> 24))
+                for k in 0..<4 { out.append(UInt8(truncatingIfNeeded: bits >> (8 * UInt32(k)))) }
             }
+            #endif
         }
         return out
     }
@@ -442,6 +441,12 @@ enum SafetensorsDType: String, CaseIterable {
         }
         let t = Tensor(uncheckedShape: shape)
         let p = t.data
+        #if _endian(little)
+        if self == .f32 {
+            if let base = b.baseAddress, count > 0 { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: count * 4) }
+            return t
+        }
+        #endif
         for i in 0..<count {
             switch self {
             case .f32: p[i] = Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
