@@ -323,6 +323,30 @@ final class SafetensorsTests: XCTestCase {
         assertBadFile(file(h, four), offset: offset(of: "[0,4]", in: h), "needs 8 bytes")
     }
 
+    /// Random byte corruptions of a valid file either still parse or give a badFile error with an
+    /// offset; nothing crashes or reads out of bounds.
+    func testRandomCorruptionsAreRejectedOrParsed() throws {
+        let bytes = try Self.oursWrittenContent().serialized()
+        var rng = SeededGenerator(seed: 42)
+        var rejected = 0
+        for trial in 0..<3000 {
+            var b = bytes
+            for _ in 0...(trial % 3) {
+                // Mostly the length field and header, sometimes the data.
+                let i = Int(rng.next() % UInt64(trial % 4 == 0 ? b.count : min(b.count, 8 + 200)))
+                b[i] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            do {
+                _ = try SafetensorsFile.read(data: b, path: "fuzz")
+            } catch BackpropError.badFile(path: "fuzz", offset: .some, reason: _) {
+                rejected += 1
+            } catch {
+                XCTFail("trial \(trial): \(error)")
+            }
+        }
+        XCTAssertGreaterThan(rejected, 1000)
+    }
+
     /// Every single-byte truncation of a valid file is rejected with a badFile error, never a crash.
     func testEveryTruncationIsRejected() throws {
         let bytes = try Self.oursWrittenContent().serialized()
