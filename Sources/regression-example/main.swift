@@ -1,1 +1,1 @@
-print("regression example")
+print("regression example: see Sources/Backprop/Regression.swift")
