@@ -92,9 +92,9 @@ public final class BatchNorm: Layer {
     }
 
     /// Non-trainable state in PyTorch's `state_dict` names and order.
-    public var namedBuffers: [(name: String, buffer: Tensor)] {
-        [(name: "running_mean", buffer: runningMean), (name: "running_var", buffer: runningVar),
-         (name: "num_batches_tracked", buffer: numBatchesTracked)]
+    public var namedBuffers: [(name: String, tensor: Tensor)] {
+        [(name: "running_mean", tensor: runningMean), (name: "running_var", tensor: runningVar),
+         (name: "num_batches_tracked", tensor: numBatchesTracked)]
     }
 
     /// Channels-per-sample layout (N, C, S) of an input, or a shape error.
