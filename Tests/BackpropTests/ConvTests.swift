@@ -311,3 +311,69 @@ final class ConvTests: XCTestCase {
         XCTAssertThrowsError(try BatchNorm1d(3, momentum: 2))
     }
 }
+
+/// LeNet architecture checks, and (only with BACKPROP_TIMING=1, meant for a release build)
+/// the forward + backward time of one batch of 128 MNIST-sized images.
+final class ConvArchitectureTests: XCTestCase {
+    func testLeNetShapesAndNames() throws {
+        let model = try Architectures.leNet(seed: 1)
+        XCTAssertEqual(model.namedParameters.map(\.name),
+                       ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias"])
+        XCTAssertEqual(model.parameter(named: "3.weight")?.shape, [32, 16, 5, 5])
+        var rng = SeededGenerator(seed: 2)
+        let x = try Tensor(zeros: [3, 1, 28, 28]); x.fillUniform(0, 1, using: &rng)
+        let y = try model(x)
+        XCTAssertEqual(y.shape, [3, 10])
+        let (loss, delta) = try SoftmaxCrossEntropy()(y, labels: [1, 2, 3])
+        XCTAssertTrue(loss.isFinite)
+        XCTAssertEqual(try model.backward(delta).shape, [3, 1, 28, 28])
+        XCTAssertThrowsError(try model(try Tensor(zeros: [3, 784])))
+        XCTAssertThrowsError(try Architectures.leNet(classes: 0, seed: 1))
+        // Same seed, same weights.
+        XCTAssertEqual(try Architectures.leNet(seed: 1).parameter(named: "0.weight")?.value.scalars,
+                       model.parameter(named: "0.weight")?.value.scalars)
+    }
+
+    func testResidualBlockKeepsShapeAndChecksGradients() throws {
+        var rng = SeededGenerator(seed: 3)
+        let block = try Architectures.residualBlock(channels: 2, rng: &rng)
+        XCTAssertEqual(block.namedParameters.map(\.name),
+                       ["block.0.weight", "block.1.weight", "block.1.bias", "block.3.weight", "block.4.weight", "block.4.bias"])
+        let x = try Tensor(zeros: [3, 2, 4, 5]); x.fillUniform(-1, 1, using: &rng)
+        XCTAssertEqual(try block(x).shape, [3, 2, 4, 5])
+        // Step 1e-3: with 1e-2 a perturbed conv weight moves some pre-ReLU value across 0 (the
+        // batch statistics couple every element), which the finite difference cannot straddle.
+        let report = try GradientCheck.check(block, input: x, step: 1e-3, maxElements: 60)
+        print("residual block gradient check: \(report)")
+        XCTAssertLessThan(report.maxError, 5e-3, "\(report)")
+    }
+
+    func testLeNetStepTiming() throws {
+        guard ProcessInfo.processInfo.environment["BACKPROP_TIMING"] != nil else {
+            throw XCTSkip("set BACKPROP_TIMING=1 (release build) to time LeNet steps")
+        }
+        var rng = SeededGenerator(seed: 4)
+        let x = try Tensor(zeros: [128, 1, 28, 28]); x.fillUniform(0, 1, using: &rng)
+        let labels = (0..<128).map { Int32($0 % 10) }
+        let loss = try SoftmaxCrossEntropy()
+        for (name, model) in [("leNet 16/32", try Architectures.leNet(seed: 1)),
+                              ("leNetWide 32/64", try Architectures.leNetWide(seed: 1))] {
+            for group in [1, 8, 128] {
+                for case let conv as Conv2D in model.layers { conv.imagesPerGemm = group }
+                var times: [Double] = []
+                for run in 0..<6 {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    model.zeroGrad()
+                    let (value, delta) = try loss(try model(x), labels: labels)
+                    _ = try model.backward(delta)
+                    let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+                    XCTAssertTrue(value.isFinite)
+                    if run > 0 { times.append(ms) }
+                }
+                times.sort()
+                print(String(format: "%@, imagesPerGemm %3d: forward+backward of 128 = %.1f ms (median of 5; min %.1f)",
+                             name, group, times[2], times[0]))
+            }
+        }
+    }
+}
