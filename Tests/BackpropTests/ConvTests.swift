@@ -356,24 +356,47 @@ final class ConvArchitectureTests: XCTestCase {
         let x = try Tensor(zeros: [128, 1, 28, 28]); x.fillUniform(0, 1, using: &rng)
         let labels = (0..<128).map { Int32($0 % 10) }
         let loss = try SoftmaxCrossEntropy()
-        for (name, model) in [("leNet 16/32", try Architectures.leNet(seed: 1)),
-                              ("leNetWide 32/64", try Architectures.leNetWide(seed: 1))] {
-            for group in [1, 8, 128] {
-                for case let conv as Conv2D in model.layers { conv.imagesPerGemm = group }
-                var times: [Double] = []
-                for run in 0..<6 {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    model.zeroGrad()
-                    let (value, delta) = try loss(try model(x), labels: labels)
-                    _ = try model.backward(delta)
-                    let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-                    XCTAssertTrue(value.isFinite)
-                    if run > 0 { times.append(ms) }
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        let savedThreads = BLAS.threadCount
+        defer { BLAS.threadCount = savedThreads }
+        print("BLAS core \(BLAS.coreName)")
+        for threads in [1, 2] {
+            BLAS.threadCount = threads
+            for (name, model) in [("leNet 16/32", try Architectures.leNet(seed: 1)),
+                                  ("leNetWide 32/64", try Architectures.leNetWide(seed: 1))] {
+                for group in [1, 4, 16, 128] {
+                    for case let conv as Conv2D in model.layers { conv.imagesPerGemm = group }
+                    var times: [Double] = []
+                    for run in 0..<4 {
+                        let start = now()
+                        model.zeroGrad()
+                        let (value, delta) = try loss(try model(x), labels: labels)
+                        _ = try model.backward(delta)
+                        XCTAssertTrue(value.isFinite)
+                        if run > 0 { times.append(now() - start) }
+                    }
+                    print(String(format: "threads %d, %@, imagesPerGemm %3d: forward+backward of 128 = %.1f ms (median of 3, min %.1f)",
+                                 threads, name, group, median(times), times.min() ?? 0))
                 }
-                times.sort()
-                print(String(format: "%@, imagesPerGemm %3d: forward+backward of 128 = %.1f ms (median of 5; min %.1f)",
-                             name, group, times[2], times[0]))
             }
+        }
+        // Per-layer split of the default leNet, 2 threads.
+        BLAS.threadCount = 2
+        let model = try Architectures.leNet(seed: 1)
+        var forward = [[Double]](repeating: [], count: model.layers.count), backward = forward
+        for run in 0..<4 {
+            var h = x
+            for (i, layer) in model.layers.enumerated() {
+                let t = now(); h = try layer.forward(h); if run > 0 { forward[i].append(now() - t) }
+            }
+            var g = try loss(h, labels: labels).gradient
+            for (i, layer) in model.layers.enumerated().reversed() {
+                let t = now(); g = try layer.backward(g); if run > 0 { backward[i].append(now() - t) }
+            }
+        }
+        for (i, layer) in model.layers.enumerated() {
+            print(String(format: "  %d %@: forward %.2f ms, backward %.2f ms", i, layer.summary, median(forward[i]), median(backward[i])))
         }
     }
 }
