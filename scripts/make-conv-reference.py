@@ -23,6 +23,7 @@ Each file (safetensors.numpy, float32 unless noted):
     grad.<name>       d loss / d parameter;  grad.input: d loss / d input
     after.<name>      running_mean / running_var / num_batches_tracked after the training forward
     eval.output       logits of the same batch in eval mode, using those running statistics
+    __metadata__      {"reference": JSON with network, torch version, seed, input_shape, classes}
 The computation runs in float64 on the float32-rounded weights and batch, so the stored numbers
 are the exact answer rounded once to float32.
 """
@@ -91,8 +92,10 @@ def make(name, build, seed):
     with torch.no_grad():
         out["eval.output"] = model(x32.double()).float().numpy()
     out = {k: np.ascontiguousarray(v) for k, v in out.items()}
-    meta = {"network": name, "torch": torch.__version__, "seed": str(seed),
-            "input_shape": json.dumps(list(shape)), "classes": str(classes)}
+    # One metadata key: safetensors writes the metadata map in hash order, so several keys
+    # would make the file bytes differ from run to run.
+    meta = {"reference": json.dumps({"network": name, "torch": torch.__version__, "seed": seed,
+                                     "input_shape": list(shape), "classes": classes}, sort_keys=True)}
     save_file(out, os.path.join(OUT, f"conv_ref_{name}.safetensors"), metadata=meta)
     print(f"conv_ref_{name}: loss {loss.item():.6f}, {len(out)} tensors")
 
