@@ -1,0 +1,628 @@
+/// Recurrent layers: PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU` with `batch_first=True`.
+///
+/// Input `[N, T, F]`; output `[N, T, H]` (every step, PyTorch's `output`) or `[N, H]` (the last
+/// step) when `returnSequences` is false. Stacked layers feed each layer's output sequence to
+/// the next. Parameters per stacked layer k, PyTorch's names, layouts and gate order
+/// (G = 1 for RNN, 4 for LSTM, 3 for GRU):
+///
+///     weight_ih_l{k} [G·H, F_k]   weight_hh_l{k} [G·H, H]   bias_ih_l{k} [G·H]   bias_hh_l{k} [G·H]
+///
+///     RNN   h' = act(W_ih x + b_ih + W_hh h + b_hh)                       act = tanh or ReLU
+///     LSTM  [i f g o] = [σ σ tanh σ](W_ih x + b_ih + W_hh h + b_hh)
+///           c' = f ⊙ c + i ⊙ g,   h' = o ⊙ tanh(c')
+///     GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+///           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
+///
+/// Products (all through `gemm`; rows of an `[N, T, ·]` buffer are (n, t) pairs, n-major, so
+/// step t of the batch is the strided matrix starting at row t with row stride T):
+///
+///     forward   Gx = X·W_ihᵀ (+ biases)        [N·T, G·H]        ONE sgemm for all steps
+///               per step: Gx_t += h_{t−1}·W_hhᵀ   [N, G·H]       one sgemm per step (GRU: own buffer)
+///     backward  per step: δh_{t−1} = δG_t·W_hh    [N, H]          one sgemm per step
+///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over N·T rows
+///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (n, t) = h_{t−1}
+///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
+///
+/// Gate arithmetic is fused per step into one pass over the rows, 16 lanes at a time
+/// (RecurrentMath.swift). Every buffer is a `Tensor` resized per batch shape and reused; the
+/// step loops allocate nothing.
+///
+/// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
+/// `initialCell` (c_0) before `forward`, or pass them to `forward(_:initialHidden:initialCell:)`;
+/// nil means zeros. After `backward`, `initialHiddenGradient` / `initialCellGradient` hold
+/// ∂L/∂h_0 and ∂L/∂c_0, and `hiddenGradientNorms[t]` the batch mean of ‖∂L/∂h_{t+1}‖ (total
+/// derivative, through all later steps) of the last stacked layer.
+///
+/// Truncated BPTT (`truncation = k`): backward runs through the last k steps only, as if the
+/// state entering step T − k had been detached (`h.detach()`): gradients reaching outputs of
+/// earlier steps are ignored, and δ of those inputs and of the initial state is zero.
+public enum RecurrentNonlinearity: Sendable, Equatable {
+    case tanh
+    case relu
+}
+
+/// Which recurrent cell a `SequenceClassifier` (or `RecurrentLayer.make`) uses.
+public enum RecurrentKind: Sendable, Equatable {
+    case rnn
+    case lstm
+    case gru
+}
+
+public class RecurrentLayer: Layer {
+    public enum Cell: Sendable, Equatable {
+        case rnn(RecurrentNonlinearity)
+        case lstm
+        case gru
+
+        /// Gate blocks per weight: G.
+        public var gateCount: Int {
+            switch self {
+            case .rnn: return 1
+            case .lstm: return 4
+            case .gru: return 3
+            }
+        }
+
+        var name: String {
+            switch self {
+            case .rnn(.tanh): return "RNN"
+            case .rnn(.relu): return "RNN(relu)"
+            case .lstm: return "LSTM"
+            case .gru: return "GRU"
+            }
+        }
+    }
+
+    /// The weights and cached buffers of one stacked layer.
+    final class Stage {
+        let inputSize: Int
+        let weightIH, weightHH, biasIH, biasHH: Parameter
+        var input: Tensor?                                      // [N, T, F_k], cached
+        let gates = Tensor(uncheckedShape: [0])                 // [N, T, G·H] pre-activations, then activations
+        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N, T, 3H] = h_{t−1}·W_hhᵀ + b_hh
+        let previous = Tensor(uncheckedShape: [0])              // [N, T, H], row (n, t) = h_{t−1}
+        let output = Tensor(uncheckedShape: [0])                // [N, T, H], row (n, t) = h_t
+        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N, T, H] c_t
+        let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N, T, H] tanh(c_t)
+        let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
+        let gateGradient = Tensor(uncheckedShape: [0])          // [N, T, G·H] δ of the input-side pre-activations
+        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N, T, 3H] δ of the hidden-side ones
+        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k]
+
+        init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
+            self.inputSize = inputSize
+            let gh = gates * hiddenSize
+            weightIH = Parameter(try Tensor(zeros: [gh, inputSize]))
+            weightHH = Parameter(try Tensor(zeros: [gh, hiddenSize]))
+            biasIH = Parameter(try Tensor(zeros: [gh]))
+            biasHH = Parameter(try Tensor(zeros: [gh]))
+            // PyTorch's RNNBase.reset_parameters: every parameter U(−1/√H, 1/√H), in this order.
+            let bound = 1 / Float(hiddenSize).squareRoot()
+            for p in [weightIH, weightHH, biasIH, biasHH] { p.value.fillUniform(-bound, bound, using: &rng) }
+        }
+    }
+
+    public let cell: Cell
+    public let inputSize: Int
+    public let hiddenSize: Int
+    public let numLayers: Int
+    /// Output every step `[N, T, H]` (true) or the last step `[N, H]` (false).
+    public let returnSequences: Bool
+    /// Backpropagate through the last `truncation` steps only (nil: all steps).
+    public var truncation: Int?
+    public var isTraining = true
+
+    /// h_0, `[numLayers, N, H]`; nil means zeros. Read by every `forward`.
+    public var initialHidden: Tensor?
+    /// c_0 (LSTM only), `[numLayers, N, H]`; nil means zeros.
+    public var initialCell: Tensor?
+    /// ∂L/∂h_0 `[numLayers, N, H]` from the last `backward` (zeros when truncation cut it off).
+    public let initialHiddenGradient = Tensor(uncheckedShape: [0])
+    /// ∂L/∂c_0 `[numLayers, N, H]` (LSTM) from the last `backward`.
+    public let initialCellGradient = Tensor(uncheckedShape: [0])
+    /// For t = 1…T (index t − 1): mean over the batch of ‖∂L/∂h_t‖ of the last stacked layer,
+    /// the total derivative through all later steps, from the last `backward`. Zero for steps
+    /// outside the truncation window.
+    public private(set) var hiddenGradientNorms: [Float] = []
+
+    let stages: [Stage]
+    private var batch = 0, steps = 0
+    private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
+    private let biasRow = Tensor(uncheckedShape: [0])           // [G·H] bias pre-fill
+    private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
+    private let cellNext = Tensor(uncheckedShape: [0])          // [N, H] δ into c_{t−1}
+    private let zeroRow = Tensor(uncheckedShape: [0])           // [H] zeros: δ of outputs not given
+
+    init(cell: Cell, inputSize: Int, hiddenSize: Int, numLayers: Int, returnSequences: Bool,
+         truncation: Int?, rng: inout SeededGenerator) throws {
+        let what = "\(cell.name)(inputSize: \(inputSize), hiddenSize: \(hiddenSize), numLayers: \(numLayers))"
+        guard inputSize > 0 else { throw BackpropError.invalidArgument("\(what): inputSize must be positive") }
+        guard hiddenSize > 0 else { throw BackpropError.invalidArgument("\(what): hiddenSize must be positive") }
+        guard numLayers > 0 else { throw BackpropError.invalidArgument("\(what): numLayers must be positive") }
+        if let k = truncation, k <= 0 {
+            throw BackpropError.invalidArgument("\(what): truncation must be positive (or nil), got \(k)")
+        }
+        self.cell = cell
+        self.inputSize = inputSize
+        self.hiddenSize = hiddenSize
+        self.numLayers = numLayers
+        self.returnSequences = returnSequences
+        self.truncation = truncation
+        var stages: [Stage] = []
+        for k in 0..<numLayers {
+            stages.append(try Stage(inputSize: k == 0 ? inputSize : hiddenSize, hiddenSize: hiddenSize,
+                                    gates: cell.gateCount, rng: &rng))
+        }
+        self.stages = stages
+    }
+
+    /// A recurrent layer of the given kind (`nonlinearity` applies to `.rnn`).
+    public static func make(_ kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int = 1,
+                            nonlinearity: RecurrentNonlinearity = .tanh, returnSequences: Bool = true,
+                            truncation: Int? = nil, rng: inout SeededGenerator) throws -> RecurrentLayer {
+        switch kind {
+        case .rnn:
+            return try RNN(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                           nonlinearity: nonlinearity, returnSequences: returnSequences,
+                           truncation: truncation, rng: &rng)
+        case .lstm:
+            return try LSTM(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                            returnSequences: returnSequences, truncation: truncation, rng: &rng)
+        case .gru:
+            return try GRU(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                           returnSequences: returnSequences, truncation: truncation, rng: &rng)
+        }
+    }
+
+    public var summary: String {
+        "\(cell.name)(\(inputSize) → \(hiddenSize)\(numLayers > 1 ? ", \(numLayers) layers" : "")"
+            + "\(returnSequences ? ", sequences" : ", last step")"
+            + "\(truncation.map { ", truncation \($0)" } ?? ""))"
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        var list: [(name: String, parameter: Parameter)] = []
+        for (k, s) in stages.enumerated() {
+            list.append((name: "weight_ih_l\(k)", parameter: s.weightIH))
+            list.append((name: "weight_hh_l\(k)", parameter: s.weightHH))
+            list.append((name: "bias_ih_l\(k)", parameter: s.biasIH))
+            list.append((name: "bias_hh_l\(k)", parameter: s.biasHH))
+        }
+        return list
+    }
+
+    /// h_n: every layer's hidden state after the last step, `[numLayers, N, H]` (a new tensor).
+    public var finalHidden: Tensor? {
+        guard steps > 0 else { return nil }
+        return gatherLastStep { $0.output.data }
+    }
+
+    /// c_n (LSTM): every layer's cell state after the last step, `[numLayers, N, H]` (a new tensor).
+    public var finalCell: Tensor? {
+        guard steps > 0, cell == .lstm else { return nil }
+        return gatherLastStep { $0.cells.data }
+    }
+
+    private func gatherLastStep(_ buffer: (Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
+        let h = hiddenSize, n = batch, t = steps
+        let out = Tensor(uncheckedShape: [numLayers, n, h])
+        for (k, s) in stages.enumerated() {
+            let src = buffer(s)
+            for i in 0..<n { (out.data + (k * n + i) * h).update(from: src + (i * t + t - 1) * h, count: h) }
+        }
+        return out
+    }
+
+    /// Sets `initialHidden` / `initialCell` and runs `forward`.
+    public func forward(_ x: Tensor, initialHidden: Tensor?, initialCell: Tensor? = nil) throws -> Tensor {
+        self.initialHidden = initialHidden
+        self.initialCell = initialCell
+        return try forward(x)
+    }
+
+    // MARK: - Forward
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        guard x.rank == 3 else {
+            throw BackpropError.shapeMismatch(
+                where: summary, detail: "expected batch-first input [N, T, \(inputSize)], got \(x.shape) (rank \(x.rank))")
+        }
+        let n = x.shape[0], t = x.shape[1], f = x.shape[2]
+        guard f == inputSize else {
+            throw BackpropError.shapeMismatch(
+                where: summary, detail: "expected \(inputSize) features per step ([N, T, \(inputSize)]), got \(x.shape)")
+        }
+        guard t > 0, n > 0 else {
+            throw BackpropError.shapeMismatch(
+                where: summary, detail: "input \(x.shape) has no \(t == 0 ? "time steps (T = 0)" : "samples (N = 0)")")
+        }
+        let h = hiddenSize, stateShape = [numLayers, n, h]
+        if let h0 = initialHidden, h0.shape != stateShape {
+            throw BackpropError.shapeMismatch(
+                where: summary, detail: "initial hidden state must be [numLayers, N, H] = \(stateShape) for input \(x.shape), got \(h0.shape)")
+        }
+        if let c0 = initialCell {
+            guard cell == .lstm else {
+                throw BackpropError.invalidArgument("\(summary): only an LSTM has an initial cell state")
+            }
+            guard c0.shape == stateShape else {
+                throw BackpropError.shapeMismatch(
+                    where: summary, detail: "initial cell state must be [numLayers, N, H] = \(stateShape) for input \(x.shape), got \(c0.shape)")
+            }
+        }
+        batch = n
+        steps = t
+        var input = x
+        for (k, s) in stages.enumerated() {
+            try forwardStage(s, input: input, h0: initialHidden.map { $0.data + k * n * h },
+                             c0: initialCell.map { $0.data + k * n * h })
+            input = s.output
+        }
+        let top = stages[numLayers - 1].output
+        if returnSequences { return top }
+        lastOutput.resize(to: [n, h])
+        for i in 0..<n { (lastOutput.data + i * h).update(from: top.data + (i * t + t - 1) * h, count: h) }
+        return lastOutput
+    }
+
+    private func forwardStage(_ s: Stage, input x: Tensor, h0: UnsafeMutablePointer<Float>?,
+                              c0: UnsafeMutablePointer<Float>?) throws {
+        let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
+        s.input = x
+        s.gates.resize(to: [n, t, gh])
+        s.previous.resize(to: [n, t, h])
+        s.output.resize(to: [n, t, h])
+        let gx = s.gates.data, prev = s.previous.data, out = s.output.data
+
+        // Gx = X·W_ihᵀ + bias, all N·T rows in one product (bias pre-filled, β = 1).
+        // RNN and LSTM fold b_hh in here too; GRU keeps b_hh with the hidden-side product.
+        biasRow.resize(to: [gh])
+        let b = biasRow.data, bih = s.biasIH.value.data, bhh = s.biasHH.value.data
+        if cell == .gru {
+            b.update(from: bih, count: gh)
+        } else {
+            for j in 0..<gh { b[j] = bih[j] + bhh[j] }
+        }
+        for r in 0..<(n * t) { (gx + r * gh).update(from: b, count: gh) }
+        try gemm(Matrix(x.data, rows: n * t, columns: f), Matrix(s.weightIH.value), transposeB: true,
+                 into: Matrix(gx, rows: n * t, columns: gh), beta: 1, caller: summary)
+
+        // H_prev[:, 0] = h_0.
+        for i in 0..<n {
+            if let h0 { (prev + i * t * h).update(from: h0 + i * h, count: h) } else { (prev + i * t * h).update(repeating: 0, count: h) }
+        }
+        var gHidden = gx                                       // where h_{t−1}·W_hhᵀ accumulates
+        if cell == .gru {
+            s.hiddenGates.resize(to: [n, t, gh])
+            gHidden = s.hiddenGates.data
+            for r in 0..<(n * t) { (gHidden + r * gh).update(from: bhh, count: gh) }
+        }
+        if cell == .lstm {
+            s.cells.resize(to: [n, t, h])
+            s.cellTanh.resize(to: [n, t, h])
+            s.initialCell.resize(to: [n, h])
+            if let c0 { s.initialCell.data.update(from: c0, count: n * h) } else { s.initialCell.fill(0) }
+        }
+        let whh = Matrix(s.weightHH.value)
+        for step in 0..<t {
+            // G_t += h_{t−1}·W_hhᵀ   [N, G·H] = [N, H]·[H, G·H], rows strided by T.
+            try gemm(Matrix(prev + step * h, rows: n, columns: h, stride: t * h), whh, transposeB: true,
+                     into: Matrix(gHidden + step * gh, rows: n, columns: gh, stride: t * gh), beta: 1,
+                     caller: summary)
+            switch cell {
+            case .rnn(let act): rnnForwardStep(s, step, relu: act == .relu)
+            case .lstm: lstmForwardStep(s, step)
+            case .gru: gruForwardStep(s, step)
+            }
+            if step + 1 < t {
+                for i in 0..<n { (prev + (i * t + step + 1) * h).update(from: out + (i * t + step) * h, count: h) }
+            }
+        }
+    }
+
+    private func rnnForwardStep(_ s: Stage, _ step: Int, relu: Bool) {
+        let n = batch, t = steps, h = hiddenSize
+        for i in 0..<n {
+            let row = i * t + step
+            let a = s.gates.data + row * h, out = s.output.data + row * h
+            var j = 0
+            while j < h {
+                let m = min(16, h - j)
+                let v = load16(a + j, m)
+                store16(relu ? v.replacing(with: 0, where: v .< 0) : vtanh(v), out + j, m)
+                j += 16
+            }
+        }
+    }
+
+    private func lstmForwardStep(_ s: Stage, _ step: Int) {
+        let n = batch, t = steps, h = hiddenSize, gh = 4 * h
+        for i in 0..<n {
+            let row = i * t + step
+            let a = s.gates.data + row * gh                      // [i | f | g | o] pre-activations
+            let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
+            let c = s.cells.data + row * h, tc = s.cellTanh.data + row * h, out = s.output.data + row * h
+            var j = 0
+            while j < h {
+                let m = min(16, h - j)
+                let ig = vsigmoid(load16(a + j, m))
+                let fg = vsigmoid(load16(a + h + j, m))
+                let gg = vtanh(load16(a + 2 * h + j, m))
+                let og = vsigmoid(load16(a + 3 * h + j, m))
+                let cv = fg * load16(cPrev + j, m) + ig * gg
+                let tcv = vtanh(cv)
+                store16(ig, a + j, m); store16(fg, a + h + j, m)
+                store16(gg, a + 2 * h + j, m); store16(og, a + 3 * h + j, m)
+                store16(cv, c + j, m); store16(tcv, tc + j, m)
+                store16(og * tcv, out + j, m)
+                j += 16
+            }
+        }
+    }
+
+    private func gruForwardStep(_ s: Stage, _ step: Int) {
+        let n = batch, t = steps, h = hiddenSize, gh = 3 * h
+        for i in 0..<n {
+            let row = i * t + step
+            let a = s.gates.data + row * gh                      // input side [r | z | n] (with b_ih)
+            let b = s.hiddenGates.data + row * gh                // hidden side (with b_hh)
+            let hp = s.previous.data + row * h, out = s.output.data + row * h
+            var j = 0
+            while j < h {
+                let m = min(16, h - j)
+                let r = vsigmoid(load16(a + j, m) + load16(b + j, m))
+                let z = vsigmoid(load16(a + h + j, m) + load16(b + h + j, m))
+                let nv = vtanh(load16(a + 2 * h + j, m) + r * load16(b + 2 * h + j, m))
+                store16(r, a + j, m); store16(z, a + h + j, m); store16(nv, a + 2 * h + j, m)
+                store16(nv + z * (load16(hp + j, m) - nv), out + j, m)   // (1 − z)·n + z·h
+                j += 16
+            }
+        }
+    }
+
+    // MARK: - Backward
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard steps > 0, stages[0].input != nil else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, returnSequences ? stages[numLayers - 1].output : lastOutput, layer: summary)
+        if let k = truncation, k <= 0 {
+            throw BackpropError.invalidArgument("\(summary): truncation must be positive (or nil), got \(k)")
+        }
+        let n = batch, t = steps, h = hiddenSize
+        let first = max(0, t - (truncation ?? t))              // first step backpropagated through
+        initialHiddenGradient.resize(to: [numLayers, n, h])
+        if cell == .lstm { initialCellGradient.resize(to: [numLayers, n, h]) } else { initialCellGradient.resize(to: [0]) }
+        hiddenNext.resize(to: [n, h])
+        cellNext.resize(to: [n, h])
+        zeroRow.resize(to: [h])
+        zeroRow.fill(0)
+        if hiddenGradientNorms.count != t { hiddenGradientNorms = [Float](repeating: 0, count: t) }
+
+        // δ of the top layer's outputs: every step, or only the last one.
+        var delta = dy.data
+        var deltaAllSteps = returnSequences
+        for k in stride(from: numLayers - 1, through: 0, by: -1) {
+            let s = stages[k]
+            try backwardStage(s, layer: k, delta: delta, allSteps: deltaAllSteps, first: first,
+                              norms: k == numLayers - 1)
+            delta = s.inputGradient.data
+            deltaAllSteps = true
+        }
+        return stages[0].inputGradient
+    }
+
+    private func backwardStage(_ s: Stage, layer k: Int, delta dy: UnsafeMutablePointer<Float>, allSteps: Bool,
+                               first: Int, norms: Bool) throws {
+        guard let x = s.input else { return }
+        let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
+        s.gateGradient.resize(to: [n, t, gh])
+        var dgHidden = s.gateGradient.data                      // δ of the hidden-side pre-activations
+        if cell == .gru {
+            s.hiddenGateGradient.resize(to: [n, t, gh])
+            dgHidden = s.hiddenGateGradient.data
+        }
+        let dgx = s.gateGradient.data
+        // Steps outside the truncation window contribute nothing.
+        if first > 0 {
+            for i in 0..<n {
+                (dgx + i * t * gh).update(repeating: 0, count: first * gh)
+                if cell == .gru { (dgHidden + i * t * gh).update(repeating: 0, count: first * gh) }
+            }
+        }
+        hiddenNext.fill(0)
+        cellNext.fill(0)
+        let whh = Matrix(s.weightHH.value)
+        for step in stride(from: t - 1, through: first, by: -1) {
+            var normSum: Float = 0
+            switch cell {
+            case .rnn(let act): normSum = rnnBackwardStep(s, step, dy, allSteps, relu: act == .relu)
+            case .lstm: normSum = lstmBackwardStep(s, step, dy, allSteps)
+            case .gru: normSum = gruBackwardStep(s, step, dy, allSteps)
+            }
+            if norms { hiddenGradientNorms[step] = normSum / Float(n) }
+            // δh_{t−1} (+)= δG_t·W_hh   [N, H] = [N, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
+            if step > first || first == 0 {
+                try gemm(Matrix(dgHidden + step * gh, rows: n, columns: gh, stride: t * gh), whh,
+                         into: Matrix(hiddenNext), beta: cell == .gru ? 1 : 0, caller: summary)
+            }
+        }
+        if norms { for step in 0..<first { hiddenGradientNorms[step] = 0 } }
+        // ∂L/∂h_0, ∂L/∂c_0 (cut to zero by truncation).
+        let dh0 = initialHiddenGradient.data + k * n * h
+        if first == 0 { dh0.update(from: hiddenNext.data, count: n * h) } else { dh0.update(repeating: 0, count: n * h) }
+        if cell == .lstm {
+            let dc0 = initialCellGradient.data + k * n * h
+            if first == 0 { dc0.update(from: cellNext.data, count: n * h) } else { dc0.update(repeating: 0, count: n * h) }
+        }
+
+        let rows = n * t
+        let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
+        // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, N·T]·[N·T, F]
+        try gemm(dgxM, transposeA: true, Matrix(x.data, rows: rows, columns: f), into: Matrix(s.weightIH.grad),
+                 beta: 1, caller: summary)
+        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, N·T]·[N·T, H]
+        try gemm(dghM, transposeA: true, Matrix(s.previous.data, rows: rows, columns: h),
+                 into: Matrix(s.weightHH.grad), beta: 1, caller: summary)
+        // db_ih += Σ_rows δGx,  db_hh += Σ_rows δGh
+        columnSums(dgx, rows: rows, columns: gh, into: s.biasIH.grad.data)
+        columnSums(dgHidden, rows: rows, columns: gh, into: s.biasHH.grad.data)
+        // dX = δGx·W_ih         [N·T, F] = [N·T, G·H]·[G·H, F]
+        s.inputGradient.resize(to: x.shape)
+        try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data, rows: rows, columns: f),
+                 caller: summary)
+    }
+
+    /// acc[j] += Σ_r m[r, j]
+    private func columnSums(_ m: UnsafeMutablePointer<Float>, rows: Int, columns: Int,
+                            into acc: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let row = m + r * columns
+            for j in 0..<columns { acc[j] += row[j] }
+        }
+    }
+
+    /// δ arriving at h_t from above for sample i: the output gradient row, or zeros.
+    @inline(__always)
+    private func outputDelta(_ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool, _ i: Int, _ step: Int)
+        -> UnsafeMutablePointer<Float> {
+        if allSteps { return dy + (i * steps + step) * hiddenSize }
+        return step == steps - 1 ? dy + i * hiddenSize : zeroRow.data
+    }
+
+    /// Returns Σ_i ‖δh_t of sample i‖.
+    private func rnnBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
+                                 relu: Bool) -> Float {
+        let n = batch, t = steps, h = hiddenSize
+        var normSum: Float = 0
+        for i in 0..<n {
+            let row = i * t + step
+            let out = s.output.data + row * h, dg = s.gateGradient.data + row * h
+            let d = outputDelta(dy, allSteps, i, step), dn = hiddenNext.data + i * h
+            var squares: Float = 0
+            var j = 0
+            while j < h {
+                let m = min(16, h - j)
+                let dh = load16(d + j, m) + load16(dn + j, m)
+                squares += (dh * dh).sum()
+                let hv = load16(out + j, m)
+                store16(relu ? dh.replacing(with: 0, where: hv .<= 0) : dh * (1 - hv * hv), dg + j, m)
+                j += 16
+            }
+            normSum += squares.squareRoot()
+        }
+        return normSum
+    }
+
+    private func lstmBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+                                  _ allSteps: Bool) -> Float {
+        let n = batch, t = steps, h = hiddenSize, gh = 4 * h
+        var normSum: Float = 0
+        for i in 0..<n {
+            let row = i * t + step
+            let a = s.gates.data + row * gh, dg = s.gateGradient.data + row * gh
+            let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
+            let tc = s.cellTanh.data + row * h
+            let d = outputDelta(dy, allSteps, i, step), dn = hiddenNext.data + i * h, dcn = cellNext.data + i * h
+            var squares: Float = 0
+            var j = 0
+            while j < h {
+                let m = min(16, h - j)
+                let dh = load16(d + j, m) + load16(dn + j, m)
+                squares += (dh * dh).sum()
+                let ig = load16(a + j, m), fg = load16(a + h + j, m)
+                let gg = load16(a + 2 * h + j, m), og = load16(a + 3 * h + j, m)
+                let tcv = load16(tc + j, m)
+                let dc = load16(dcn + j, m) + dh * og * (1 - tcv * tcv)
+                store16(dc * fg, dcn + j, m)                                      // δc_{t−1}
+                store16(dc * gg * ig * (1 - ig), dg + j, m)                       // δ pre-i
+                store16(dc * load16(cPrev + j, m) * fg * (1 - fg), dg + h + j, m) // δ pre-f
+                store16(dc * ig * (1 - gg * gg), dg + 2 * h + j, m)               // δ pre-g
+                store16(dh * tcv * og * (1 - og), dg + 3 * h + j, m)              // δ pre-o
+                j += 16
+            }
+            normSum += squares.squareRoot()
+        }
+        return normSum
+    }
+
+    private func gruBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+                                 _ allSteps: Bool) -> Float {
+        let n = batch, t = steps, h = hiddenSize, gh = 3 * h
+        var normSum: Float = 0
+        for i in 0..<n {
+            let row = i * t + step
+            let a = s.gates.data + row * gh, b = s.hiddenGates.data + row * gh
+            let dgx = s.gateGradient.data + row * gh, dgh = s.hiddenGateGradient.data + row * gh
+            let hp = s.previous.data + row * h
+            let d = outputDelta(dy, allSteps, i, step), dn = hiddenNext.data + i * h
+            var squares: Float = 0
+            var j = 0
+            while j < h {
+                let m = min(16, h - j)
+                let dh = load16(d + j, m) + load16(dn + j, m)
+                squares += (dh * dh).sum()
+                let r = load16(a + j, m), z = load16(a + h + j, m), nv = load16(a + 2 * h + j, m)
+                let dan = dh * (1 - z) * (1 - nv * nv)                             // δ pre-n
+                let dar = dan * load16(b + 2 * h + j, m) * r * (1 - r)             // δ pre-r
+                let daz = dh * (load16(hp + j, m) - nv) * z * (1 - z)              // δ pre-z
+                store16(dar, dgx + j, m); store16(daz, dgx + h + j, m); store16(dan, dgx + 2 * h + j, m)
+                store16(dar, dgh + j, m); store16(daz, dgh + h + j, m); store16(dan * r, dgh + 2 * h + j, m)
+                store16(dh * z, dn + j, m)                                         // direct path z·δh
+                j += 16
+            }
+            normSum += squares.squareRoot()
+        }
+        return normSum
+    }
+}
+
+/// PyTorch's `nn.RNN(input_size, hidden_size, num_layers, nonlinearity, batch_first=True)`.
+public final class RNN: RecurrentLayer {
+    public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, nonlinearity: RecurrentNonlinearity = .tanh,
+                returnSequences: Bool = true, truncation: Int? = nil, rng: inout SeededGenerator) throws {
+        try super.init(cell: .rnn(nonlinearity), inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                       returnSequences: returnSequences, truncation: truncation, rng: &rng)
+    }
+
+    public convenience init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1,
+                            nonlinearity: RecurrentNonlinearity = .tanh, returnSequences: Bool = true,
+                            truncation: Int? = nil, seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        try self.init(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, nonlinearity: nonlinearity,
+                      returnSequences: returnSequences, truncation: truncation, rng: &rng)
+    }
+}
+
+/// PyTorch's `nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)`.
+public final class LSTM: RecurrentLayer {
+    public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, returnSequences: Bool = true,
+                truncation: Int? = nil, rng: inout SeededGenerator) throws {
+        try super.init(cell: .lstm, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                       returnSequences: returnSequences, truncation: truncation, rng: &rng)
+    }
+
+    public convenience init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, returnSequences: Bool = true,
+                            truncation: Int? = nil, seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        try self.init(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                      returnSequences: returnSequences, truncation: truncation, rng: &rng)
+    }
+}
+
+/// PyTorch's `nn.GRU(input_size, hidden_size, num_layers, batch_first=True)`.
+public final class GRU: RecurrentLayer {
+    public init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, returnSequences: Bool = true,
+                truncation: Int? = nil, rng: inout SeededGenerator) throws {
+        try super.init(cell: .gru, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                       returnSequences: returnSequences, truncation: truncation, rng: &rng)
+    }
+
+    public convenience init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, returnSequences: Bool = true,
+                            truncation: Int? = nil, seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        try self.init(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                      returnSequences: returnSequences, truncation: truncation, rng: &rng)
+    }
+}
