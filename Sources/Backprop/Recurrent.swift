@@ -23,7 +23,7 @@
 ///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (n, t) = h_{t−1}
 ///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
 ///
-/// Gate arithmetic is fused per step into one pass over the rows, 16 lanes at a time
+/// Gate arithmetic runs per step in short pointer loops over each row that LLVM vectorises
 /// (RecurrentMath.swift). Every buffer is a `Tensor` resized per batch shape and reused; the
 /// step loops allocate nothing.
 ///
@@ -213,11 +213,17 @@ public class RecurrentLayer: Layer {
         return out
     }
 
-    /// Sets `initialHidden` / `initialCell` and runs `forward`.
+    /// Sets `initialHidden` / `initialCell` and runs `forward` (on an error they keep their old values).
     public func forward(_ x: Tensor, initialHidden: Tensor?, initialCell: Tensor? = nil) throws -> Tensor {
+        let saved = (self.initialHidden, self.initialCell)
         self.initialHidden = initialHidden
         self.initialCell = initialCell
-        return try forward(x)
+        do {
+            return try forward(x)
+        } catch {
+            (self.initialHidden, self.initialCell) = saved
+            throw error
+        }
     }
 
     // MARK: - Forward
@@ -320,17 +326,18 @@ public class RecurrentLayer: Layer {
         }
     }
 
+    // Gate kernels: one call per step, a few short pointer loops per batch row (length H), each
+    // simple enough for LLVM to vectorise (RecurrentMath.swift). Rows are (n, step) of [N, T, ·].
+
     private func rnnForwardStep(_ s: Stage, _ step: Int, relu: Bool) {
         let n = batch, t = steps, h = hiddenSize
         for i in 0..<n {
             let row = i * t + step
             let a = s.gates.data + row * h, out = s.output.data + row * h
-            var j = 0
-            while j < h {
-                let m = min(16, h - j)
-                let v = load16(a + j, m)
-                store16(relu ? v.replacing(with: 0, where: v .< 0) : vtanh(v), out + j, m)
-                j += 16
+            if relu {
+                for j in 0..<h { out[j] = a[j] > 0 ? a[j] : 0 }
+            } else {
+                for j in 0..<h { out[j] = fastTanh(a[j]) }
             }
         }
     }
@@ -339,24 +346,16 @@ public class RecurrentLayer: Layer {
         let n = batch, t = steps, h = hiddenSize, gh = 4 * h
         for i in 0..<n {
             let row = i * t + step
-            let a = s.gates.data + row * gh                      // [i | f | g | o] pre-activations
+            let a = s.gates.data + row * gh                      // [i | f | g | o], activated in place
+            let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
             let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
             let c = s.cells.data + row * h, tc = s.cellTanh.data + row * h, out = s.output.data + row * h
-            var j = 0
-            while j < h {
-                let m = min(16, h - j)
-                let ig = vsigmoid(load16(a + j, m))
-                let fg = vsigmoid(load16(a + h + j, m))
-                let gg = vtanh(load16(a + 2 * h + j, m))
-                let og = vsigmoid(load16(a + 3 * h + j, m))
-                let cv = fg * load16(cPrev + j, m) + ig * gg
-                let tcv = vtanh(cv)
-                store16(ig, a + j, m); store16(fg, a + h + j, m)
-                store16(gg, a + 2 * h + j, m); store16(og, a + 3 * h + j, m)
-                store16(cv, c + j, m); store16(tcv, tc + j, m)
-                store16(og * tcv, out + j, m)
-                j += 16
-            }
+            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j]) }   // i, f
+            for j in 0..<h { gg[j] = fastTanh(gg[j]) }
+            for j in 0..<h { og[j] = fastSigmoid(og[j]) }
+            for j in 0..<h { c[j] = fg[j] * cPrev[j] + ig[j] * gg[j] }          // c' = f⊙c + i⊙g
+            for j in 0..<h { tc[j] = fastTanh(c[j]) }
+            for j in 0..<h { out[j] = og[j] * tc[j] }                         // h' = o⊙tanh(c')
         }
     }
 
@@ -367,16 +366,10 @@ public class RecurrentLayer: Layer {
             let a = s.gates.data + row * gh                      // input side [r | z | n] (with b_ih)
             let b = s.hiddenGates.data + row * gh                // hidden side (with b_hh)
             let hp = s.previous.data + row * h, out = s.output.data + row * h
-            var j = 0
-            while j < h {
-                let m = min(16, h - j)
-                let r = vsigmoid(load16(a + j, m) + load16(b + j, m))
-                let z = vsigmoid(load16(a + h + j, m) + load16(b + h + j, m))
-                let nv = vtanh(load16(a + 2 * h + j, m) + r * load16(b + 2 * h + j, m))
-                store16(r, a + j, m); store16(z, a + h + j, m); store16(nv, a + 2 * h + j, m)
-                store16(nv + z * (load16(hp + j, m) - nv), out + j, m)   // (1 − z)·n + z·h
-                j += 16
-            }
+            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j] + b[j]) }               // r, z
+            let r = a, z = a + h, nv = a + 2 * h, bn = b + 2 * h
+            for j in 0..<h { nv[j] = fastTanh(nv[j] + r[j] * bn[j]) }              // n
+            for j in 0..<h { out[j] = nv[j] + z[j] * (hp[j] - nv[j]) }            // (1 − z)⊙n + z⊙h
         }
     }
 
@@ -491,26 +484,33 @@ public class RecurrentLayer: Layer {
         return step == steps - 1 ? dy + i * hiddenSize : zeroRow.data
     }
 
-    /// Returns Σ_i ‖δh_t of sample i‖.
+    /// δh_t = δ from above + δ from step t + 1, summed in place into `hiddenNext` row i;
+    /// returns ‖δh_t‖ of that sample.
+    @inline(__always)
+    private func totalHiddenDelta(_ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool, _ i: Int,
+                                  _ step: Int) -> (UnsafeMutablePointer<Float>, Float) {
+        let h = hiddenSize, d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
+        for j in 0..<h { dh[j] += d[j] }
+        var squares: Float = 0
+        for j in 0..<h { squares += dh[j] * dh[j] }
+        return (dh, squares.squareRoot())
+    }
+
+    /// Each kernel returns Σ_i ‖δh_t of sample i‖.
     private func rnnBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
                                  relu: Bool) -> Float {
         let n = batch, t = steps, h = hiddenSize
         var normSum: Float = 0
         for i in 0..<n {
             let row = i * t + step
-            let out = s.output.data + row * h, dg = s.gateGradient.data + row * h
-            let d = outputDelta(dy, allSteps, i, step), dn = hiddenNext.data + i * h
-            var squares: Float = 0
-            var j = 0
-            while j < h {
-                let m = min(16, h - j)
-                let dh = load16(d + j, m) + load16(dn + j, m)
-                squares += (dh * dh).sum()
-                let hv = load16(out + j, m)
-                store16(relu ? dh.replacing(with: 0, where: hv .<= 0) : dh * (1 - hv * hv), dg + j, m)
-                j += 16
+            let out = UnsafePointer(s.output.data + row * h), dg = s.gateGradient.data + row * h
+            let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
+            normSum += norm
+            if relu {
+                for j in 0..<h { dg[j] = out[j] > 0 ? dh[j] : 0 }
+            } else {
+                for j in 0..<h { dg[j] = dh[j] * (1 - out[j] * out[j]) }
             }
-            normSum += squares.squareRoot()
         }
         return normSum
     }
@@ -521,28 +521,25 @@ public class RecurrentLayer: Layer {
         var normSum: Float = 0
         for i in 0..<n {
             let row = i * t + step
-            let a = s.gates.data + row * gh, dg = s.gateGradient.data + row * gh
-            let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
-            let tc = s.cellTanh.data + row * h
-            let d = outputDelta(dy, allSteps, i, step), dn = hiddenNext.data + i * h, dcn = cellNext.data + i * h
-            var squares: Float = 0
-            var j = 0
-            while j < h {
-                let m = min(16, h - j)
-                let dh = load16(d + j, m) + load16(dn + j, m)
-                squares += (dh * dh).sum()
-                let ig = load16(a + j, m), fg = load16(a + h + j, m)
-                let gg = load16(a + 2 * h + j, m), og = load16(a + 3 * h + j, m)
-                let tcv = load16(tc + j, m)
-                let dc = load16(dcn + j, m) + dh * og * (1 - tcv * tcv)
-                store16(dc * fg, dcn + j, m)                                      // δc_{t−1}
-                store16(dc * gg * ig * (1 - ig), dg + j, m)                       // δ pre-i
-                store16(dc * load16(cPrev + j, m) * fg * (1 - fg), dg + h + j, m) // δ pre-f
-                store16(dc * ig * (1 - gg * gg), dg + 2 * h + j, m)               // δ pre-g
-                store16(dh * tcv * og * (1 - og), dg + 3 * h + j, m)              // δ pre-o
-                j += 16
+            let a = UnsafePointer(s.gates.data + row * gh)
+            let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
+            let dg = s.gateGradient.data + row * gh
+            let di = dg, df = dg + h, dgg = dg + 2 * h, dout = dg + 3 * h
+            let cPrev = UnsafePointer(step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h)
+            let tc = UnsafePointer(s.cellTanh.data + row * h)
+            let dc = cellNext.data + i * h                       // δc_t in, δc_{t−1} out
+            let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
+            normSum += norm
+            for j in 0..<h {
+                dout[j] = dh[j] * tc[j] * og[j] * (1 - og[j])                     // δ pre-o
+                dc[j] += dh[j] * og[j] * (1 - tc[j] * tc[j])                      // δc_t total
             }
-            normSum += squares.squareRoot()
+            for j in 0..<h {
+                di[j] = dc[j] * gg[j] * ig[j] * (1 - ig[j])                       // δ pre-i
+                df[j] = dc[j] * cPrev[j] * fg[j] * (1 - fg[j])                    // δ pre-f
+                dgg[j] = dc[j] * ig[j] * (1 - gg[j] * gg[j])                      // δ pre-g
+            }
+            for j in 0..<h { dc[j] *= fg[j] }                                     // δc_{t−1}
         }
         return normSum
     }
@@ -553,26 +550,21 @@ public class RecurrentLayer: Layer {
         var normSum: Float = 0
         for i in 0..<n {
             let row = i * t + step
-            let a = s.gates.data + row * gh, b = s.hiddenGates.data + row * gh
+            let a = UnsafePointer(s.gates.data + row * gh)
+            let r = a, z = a + h, nv = a + 2 * h
+            let bn = UnsafePointer(s.hiddenGates.data + row * gh + 2 * h)   // W_hn h + b_hn
             let dgx = s.gateGradient.data + row * gh, dgh = s.hiddenGateGradient.data + row * gh
-            let hp = s.previous.data + row * h
-            let d = outputDelta(dy, allSteps, i, step), dn = hiddenNext.data + i * h
-            var squares: Float = 0
-            var j = 0
-            while j < h {
-                let m = min(16, h - j)
-                let dh = load16(d + j, m) + load16(dn + j, m)
-                squares += (dh * dh).sum()
-                let r = load16(a + j, m), z = load16(a + h + j, m), nv = load16(a + 2 * h + j, m)
-                let dan = dh * (1 - z) * (1 - nv * nv)                             // δ pre-n
-                let dar = dan * load16(b + 2 * h + j, m) * r * (1 - r)             // δ pre-r
-                let daz = dh * (load16(hp + j, m) - nv) * z * (1 - z)              // δ pre-z
-                store16(dar, dgx + j, m); store16(daz, dgx + h + j, m); store16(dan, dgx + 2 * h + j, m)
-                store16(dar, dgh + j, m); store16(daz, dgh + h + j, m); store16(dan * r, dgh + 2 * h + j, m)
-                store16(dh * z, dn + j, m)                                         // direct path z·δh
-                j += 16
+            let hp = UnsafePointer(s.previous.data + row * h)
+            let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
+            normSum += norm
+            for j in 0..<h {
+                let dan = dh[j] * (1 - z[j]) * (1 - nv[j] * nv[j])                // δ pre-n
+                let dar = dan * bn[j] * r[j] * (1 - r[j])                         // δ pre-r
+                let daz = dh[j] * (hp[j] - nv[j]) * z[j] * (1 - z[j])             // δ pre-z
+                dgx[j] = dar; dgx[h + j] = daz; dgx[2 * h + j] = dan
+                dgh[j] = dar; dgh[h + j] = daz; dgh[2 * h + j] = dan * r[j]
             }
-            normSum += squares.squareRoot()
+            for j in 0..<h { dh[j] *= z[j] }                                      // direct path z⊙δh
         }
         return normSum
     }
