@@ -27,6 +27,9 @@ public protocol Layer: AnyObject {
     var summary: String { get }
     /// Parameters with names relative to this layer (`weight`, `bias`, `0.weight`, …).
     var namedParameters: [(name: String, parameter: Parameter)] { get }
+    /// State that is saved with the model but not trained (BatchNorm's running statistics),
+    /// named like PyTorch's `state_dict` buffers. Most layers have none.
+    var namedBuffers: [(name: String, tensor: Tensor)] { get }
     /// Training mode (dropout active, batch statistics) or evaluation mode.
     var isTraining: Bool { get set }
     func forward(_ input: Tensor) throws -> Tensor
@@ -34,6 +37,13 @@ public protocol Layer: AnyObject {
 }
 
 extension Layer {
+    public var namedBuffers: [(name: String, tensor: Tensor)] { [] }
+
+    /// Parameters and buffers together: what a model file holds (PyTorch's `state_dict()`).
+    public var stateDict: [(name: String, tensor: Tensor)] {
+        namedParameters.map { (name: $0.name, tensor: $0.parameter.value) } + namedBuffers
+    }
+
     /// `layer(x)` is `layer.forward(x)`.
     public func callAsFunction(_ input: Tensor) throws -> Tensor { try forward(input) }
 

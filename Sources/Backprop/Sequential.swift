@@ -18,6 +18,14 @@ public final class Sequential: Layer {
         return list
     }
 
+    public var namedBuffers: [(name: String, tensor: Tensor)] {
+        var list: [(name: String, tensor: Tensor)] = []
+        for (i, layer) in layers.enumerated() {
+            for (name, t) in layer.namedBuffers { list.append((name: "\(i).\(name)", tensor: t)) }
+        }
+        return list
+    }
+
     public var isTraining: Bool {
         get { layers.first?.isTraining ?? true }
         set { for layer in layers { layer.isTraining = newValue } }
@@ -33,5 +41,19 @@ public final class Sequential: Layer {
         var g = outputGradient
         for layer in layers.reversed() { g = try layer.backward(g) }
         return g
+    }
+
+    /// Runs forward and returns a copy of every layer's output, in order, each labelled
+    /// `"<index>: <summary>"` (`"0: Dense(4 → 3)"`) — the activations a learner wants to look at.
+    /// Copies, because each layer overwrites its output buffer on the next call.
+    public func trace(_ input: Tensor) throws -> [(layer: String, output: Tensor)] {
+        var x = input
+        var outputs: [(layer: String, output: Tensor)] = []
+        outputs.reserveCapacity(layers.count)
+        for (i, layer) in layers.enumerated() {
+            x = try layer.forward(x)
+            outputs.append((layer: "\(i): \(layer.summary)", output: x.copy()))
+        }
+        return outputs
     }
 }

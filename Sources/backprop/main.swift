@@ -1,1 +1,32 @@
-print("backprop: CLI coming")
+import ArgumentParser
+import Backprop
+import Foundation
+
+struct BackpropCLI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backprop",
+        abstract: "Train, evaluate and inspect neural networks whose every matrix product runs through OpenBLAS sgemm.",
+        subcommands: [Info.self, Bench.self])
+}
+
+/// `backprop info`: the BLAS kernels and threads in use.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the OpenBLAS core and thread count in use.")
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let s = BLAS.ensureReady()
+        if json {
+            let object: [String: Any] = ["core": s.active, "detected_core": s.detected, "cpu_best_core": s.cpuBest,
+                                         "reason": s.reason, "threads": BLAS.threadCount]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("OpenBLAS core: \(s)")
+            print("CPU supports:  \(s.cpuBest)")
+            print("threads:       \(BLAS.threadCount) of \(BLAS.processorCount) processors")
+        }
+    }
+}
+
+BackpropCLI.main()

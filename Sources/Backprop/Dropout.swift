@@ -1,0 +1,64 @@
+/// Inverted dropout, PyTorch's `nn.Dropout(p)`.
+///
+///     training  m_i = 1/(1 − p) with probability 1 − p, else 0      (a fresh mask each forward)
+///               y   = x ⊙ m,          dx = dy ⊙ m                   (the mask is kept for backward)
+///     eval      y   = x,              dx = dy                       (identity)
+///
+/// Scaling by 1/(1 − p) in training keeps E[y] = x, so evaluation needs no rescaling.
+/// Masks come from a `SeededGenerator` seeded at construction, so runs repeat exactly.
+///
+/// `freezeMask`: when true, forward reuses the last mask if it has the input's shape (drawing
+/// one only when there is none), so repeated forwards of the same input give the same output —
+/// what a finite-difference gradient check needs.
+public final class Dropout: Layer {
+    public let p: Float
+    public var isTraining = true
+    public var freezeMask = false
+
+    private var rng: SeededGenerator
+    /// Per-element factor of the last training forward: 0 or 1/(1 − p).
+    public let mask = Tensor(uncheckedShape: [0])
+    private var hasMask = false
+    private var lastWasTraining = false
+    private let output = Tensor(uncheckedShape: [0])
+    private let inputGradient = Tensor(uncheckedShape: [0])
+
+    public init(p: Float = 0.5, seed: UInt64 = 0) throws {
+        guard p >= 0, p < 1 else {
+            throw BackpropError.invalidArgument("Dropout: probability p must be in [0, 1), got \(p)")
+        }
+        self.p = p
+        self.rng = SeededGenerator(seed: seed)
+    }
+
+    public var summary: String { "Dropout(p: \(p))" }
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        output.resize(to: x.shape)
+        lastWasTraining = isTraining && p > 0
+        guard lastWasTraining else {
+            output.data.update(from: x.data, count: x.count)
+            return output
+        }
+        if !(freezeMask && hasMask && mask.shape == x.shape) {
+            mask.resize(to: x.shape)
+            let m = mask.data, keep = 1 - p, scale = 1 / (1 - p)
+            for i in 0..<x.count { m[i] = rng.nextUnit() < keep ? scale : 0 }
+            hasMask = true
+        }
+        elementwiseMultiply(x.data, mask.data, into: output.data, count: x.count)
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        try requireSameShape(dy, output, layer: summary)
+        inputGradient.resize(to: dy.shape)
+        if lastWasTraining {
+            elementwiseMultiply(dy.data, mask.data, into: inputGradient.data, count: dy.count)
+        } else {
+            inputGradient.data.update(from: dy.data, count: dy.count)
+        }
+        return inputGradient
+    }
+}

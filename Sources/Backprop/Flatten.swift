@@ -1,0 +1,36 @@
+/// Flattens every dimension after the first, PyTorch's `nn.Flatten()` (start_dim = 1):
+///
+///     forward   [N, d1, d2, …] → [N, d1·d2·…]      a view sharing the input's storage
+///     backward  δ [N, d1·d2·…] → [N, d1, d2, …]    a view sharing δ's storage
+///
+/// Both views are tensors kept by the layer and re-pointed on each call, so nothing is copied
+/// or allocated. Like any view, the output reads the input's memory: it changes if the input does.
+public final class Flatten: Layer {
+    public var isTraining = true
+    private var inputShape: [Int]?
+    private let output = Tensor(uncheckedShape: [0])
+    private let inputGradient = Tensor(uncheckedShape: [0])
+
+    public init() {}
+    public var summary: String { "Flatten" }
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        guard x.rank >= 2 else {
+            throw BackpropError.shapeMismatch(where: summary, detail: "expected input [N, …] with at least 2 dimensions, got \(x.shape)")
+        }
+        let n = x.shape[0]
+        output.becomeView(of: x, shape: [n, n == 0 ? x.shape.dropFirst().reduce(1, *) : x.count / n])
+        inputShape = x.shape
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let shape = inputShape else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, output, layer: summary)
+        inputGradient.becomeView(of: dy, shape: shape)
+        return inputGradient
+    }
+}

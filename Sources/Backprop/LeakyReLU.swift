@@ -1,0 +1,38 @@
+/// Leaky rectified linear unit, PyTorch's `nn.LeakyReLU`:
+///
+///     forward   y  = x            if x > 0,   a·x otherwise     (a: negative slope)
+///     backward  dx = dy           if x > 0,   a·dy otherwise
+///
+/// The input is cached by reference (as Dense does): it stays untouched until backward.
+public final class LeakyReLU: Layer {
+    public let negativeSlope: Float
+    public var isTraining = true
+
+    private var input: Tensor?
+    private let output = Tensor(uncheckedShape: [0])
+    private let inputGradient = Tensor(uncheckedShape: [0])
+
+    public init(negativeSlope: Float = 0.01) { self.negativeSlope = negativeSlope }
+
+    public var summary: String { "LeakyReLU(\(negativeSlope))" }
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        output.resize(to: x.shape)
+        let src = x.data, dst = output.data, a = negativeSlope
+        for i in 0..<x.count { let v = src[i]; dst[i] = v > 0 ? v : a * v }
+        input = x
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let x = input else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, output, layer: summary)
+        inputGradient.resize(to: dy.shape)
+        let xs = x.data, g = dy.data, dx = inputGradient.data, a = negativeSlope
+        for i in 0..<dy.count { dx[i] = xs[i] > 0 ? g[i] : a * g[i] }
+        return inputGradient
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+
+// Element-wise helpers shared by layers, losses, the parameter table and learners.
+//
+// Plain loops over raw pointers: no bounds checks, no allocation, and simple enough that the
+// optimiser vectorises them (AVX-512 on this machine). Reductions accumulate in Double so the
+// statistics of a large tensor do not drift.
+//
+// Names avoid `min`/`max`: a member called `max()` on Tensor would shadow `Swift.max(_:_:)` in
+// every Tensor extension of the module.
+
+// MARK: - Pointer kernels (internal: layers call these on their cached buffers)
+
+/// out[i] = a[i] + b[i]  (`out` may alias `a` or `b`).
+@inline(__always)
+func elementwiseAdd(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                    into out: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { out[i] = a[i] + b[i] }
+}
+
+/// out[i] = a[i] · b[i]  (`out` may alias `a` or `b`).
+@inline(__always)
+func elementwiseMultiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                         into out: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { out[i] = a[i] * b[i] }
+}
+
+/// y[i] += alpha · x[i]  (BLAS's axpy, written as a loop: it is memory-bound either way).
+@inline(__always)
+func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { y[i] += alpha * x[i] }
+}
+
+// MARK: - Tensor API
+
+extension Tensor {
+    /// self += other (element counts must match).
+    public func add(_ other: Tensor) throws {
+        try requireCount(other, "Tensor.add")
+        elementwiseAdd(data, other.data, into: data, count: count)
+    }
+
+    /// self += alpha · other (BLAS's axpy; element counts must match).
+    public func add(_ other: Tensor, scaledBy alpha: Float) throws {
+        try requireCount(other, "Tensor.add(_:scaledBy:)")
+        axpy(alpha, other.data, data, count: count)
+    }
+
+    /// self *= factor.
+    public func scale(by factor: Float) {
+        let p = data
+        for i in 0..<count { p[i] *= factor }
+    }
+
+    /// Σ of all elements (accumulated in Double).
+    public func sum() -> Float {
+        let p = data
+        var s: Double = 0
+        for i in 0..<count { s += Double(p[i]) }
+        return Float(s)
+    }
+
+    /// Mean of all elements; 0 for an empty tensor.
+    public func mean() -> Float {
+        count == 0 ? 0 : Float(Double(sum()) / Double(count))
+    }
+
+    /// Population standard deviation (divides by the count, like `torch.std(unbiased=False)`);
+    /// 0 for an empty tensor.
+    public func standardDeviation() -> Float {
+        guard count > 0 else { return 0 }
+        let p = data
+        var s: Double = 0, s2: Double = 0
+        for i in 0..<count { let v = Double(p[i]); s += v; s2 += v * v }
+        let m = s / Double(count)
+        return Float(Swift.max(s2 / Double(count) - m * m, 0).squareRoot())
+    }
+
+    /// √(Σ x²), the Euclidean (Frobenius) norm.
+    public func l2Norm() -> Float {
+        let p = data
+        var s: Double = 0
+        for i in 0..<count { let v = Double(p[i]); s += v * v }
+        return Float(s.squareRoot())
+    }
+
+    /// Smallest element; `nil` for an empty tensor. NaNs are ignored unless every element is NaN.
+    public func minimum() -> Float? {
+        guard count > 0 else { return nil }
+        let p = data
+        var m = p[0]
+        for i in 1..<count where p[i] < m || m.isNaN { m = p[i] }
+        return m
+    }
+
+    /// Largest element; `nil` for an empty tensor. NaNs are ignored unless every element is NaN.
+    public func maximum() -> Float? {
+        guard count > 0 else { return nil }
+        let p = data
+        var m = p[0]
+        for i in 1..<count where p[i] > m || m.isNaN { m = p[i] }
+        return m
+    }
+
+    /// True when no element is NaN or ±∞.
+    public var allFinite: Bool {
+        let p = data
+        // x − x is 0 for finite x and NaN for NaN and ±∞; the sum is NaN if any term is.
+        var acc: Float = 0
+        for i in 0..<count { acc += p[i] - p[i] }
+        return acc == 0
+    }
+
+    private func requireCount(_ other: Tensor, _ location: String) throws {
+        guard other.count == count else {
+            throw BackpropError.shapeMismatch(where: location,
+                                              detail: "shapes \(shape) and \(other.shape) hold different element counts")
+        }
+    }
+}
