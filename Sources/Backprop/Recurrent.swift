@@ -16,7 +16,7 @@
 /// Products (all through `gemm`; rows of an `[N, T, ·]` buffer are (n, t) pairs, n-major, so
 /// step t of the batch is the strided matrix starting at row t with row stride T):
 ///
-///     forward   Gx = X·W_ihᵀ (+ biases)        [N·T, G·H]        ONE sgemm for all steps
+///     forward   Gx = X·W_ihᵀ                   [N·T, G·H]        ONE sgemm for all steps (biases: in the gate kernels)
 ///               per step: Gx_t += h_{t−1}·W_hhᵀ   [N, G·H]       one sgemm per step (GRU: own buffer)
 ///     backward  per step: δh_{t−1} = δG_t·W_hh    [N, H]          one sgemm per step
 ///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over N·T rows
@@ -128,7 +128,7 @@ public class RecurrentLayer: Layer {
     let stages: [Stage]
     private var batch = 0, steps = 0
     private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
-    private let biasRow = Tensor(uncheckedShape: [0])           // [G·H] bias pre-fill
+    private let biasRow = Tensor(uncheckedShape: [0])           // [G·H] b_ih + b_hh (RNN, LSTM); Σ δ rows
     private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
     private let cellNext = Tensor(uncheckedShape: [0])          // [N, H] δ into c_{t−1}
     private let zeroRow = Tensor(uncheckedShape: [0])           // [H] zeros: δ of outputs not given
@@ -280,28 +280,22 @@ public class RecurrentLayer: Layer {
         s.output.resize(to: [n, t, h])
         let gx = s.gates.data, prev = s.previous.data, out = s.output.data
 
-        // Gx = X·W_ihᵀ + bias, all N·T rows in one product (bias pre-filled, β = 1).
-        // RNN and LSTM fold b_hh in here too; GRU keeps b_hh with the hidden-side product.
+        // Gx = X·W_ihᵀ, all N·T rows in one product. The biases are added by the gate kernels
+        // while the step's rows are in cache (RNN and LSTM add b_ih + b_hh in one go).
         biasRow.resize(to: [gh])
         let b = biasRow.data, bih = s.biasIH.value.data, bhh = s.biasHH.value.data
-        if cell == .gru {
-            b.update(from: bih, count: gh)
-        } else {
-            for j in 0..<gh { b[j] = bih[j] + bhh[j] }
-        }
-        for r in 0..<(n * t) { (gx + r * gh).update(from: b, count: gh) }
+        for j in 0..<gh { b[j] = bih[j] + bhh[j] }
         try gemm(Matrix(x.data, rows: n * t, columns: f), Matrix(s.weightIH.value), transposeB: true,
-                 into: Matrix(gx, rows: n * t, columns: gh), beta: 1, caller: summary)
+                 into: Matrix(gx, rows: n * t, columns: gh), caller: summary)
 
         // H_prev[:, 0] = h_0.
         for i in 0..<n {
             if let h0 { (prev + i * t * h).update(from: h0 + i * h, count: h) } else { (prev + i * t * h).update(repeating: 0, count: h) }
         }
-        var gHidden = gx                                       // where h_{t−1}·W_hhᵀ accumulates
+        var gHidden = gx                   // where h_{t−1}·W_hhᵀ goes: added to Gx, or (GRU) its own buffer
         if cell == .gru {
             s.hiddenGates.resize(to: [n, t, gh])
             gHidden = s.hiddenGates.data
-            for r in 0..<(n * t) { (gHidden + r * gh).update(from: bhh, count: gh) }
         }
         if cell == .lstm {
             s.cells.resize(to: [n, t, h])
@@ -313,7 +307,7 @@ public class RecurrentLayer: Layer {
         for step in 0..<t {
             // G_t += h_{t−1}·W_hhᵀ   [N, G·H] = [N, H]·[H, G·H], rows strided by T.
             try gemm(Matrix(prev + step * h, rows: n, columns: h, stride: t * h), whh, transposeB: true,
-                     into: Matrix(gHidden + step * gh, rows: n, columns: gh, stride: t * gh), beta: 1,
+                     into: Matrix(gHidden + step * gh, rows: n, columns: gh, stride: t * gh), beta: cell == .gru ? 0 : 1,
                      caller: summary)
             switch cell {
             case .rnn(let act): rnnForwardStep(s, step, relu: act == .relu)
@@ -330,10 +324,11 @@ public class RecurrentLayer: Layer {
     // simple enough for LLVM to vectorise (RecurrentMath.swift). Rows are (n, step) of [N, T, ·].
 
     private func rnnForwardStep(_ s: Stage, _ step: Int, relu: Bool) {
-        let n = batch, t = steps, h = hiddenSize
+        let n = batch, t = steps, h = hiddenSize, bias = UnsafePointer(biasRow.data)
         for i in 0..<n {
             let row = i * t + step
             let a = s.gates.data + row * h, out = s.output.data + row * h
+            for j in 0..<h { a[j] += bias[j] }
             if relu {
                 for j in 0..<h { out[j] = a[j] > 0 ? a[j] : 0 }
             } else {
@@ -343,16 +338,16 @@ public class RecurrentLayer: Layer {
     }
 
     private func lstmForwardStep(_ s: Stage, _ step: Int) {
-        let n = batch, t = steps, h = hiddenSize, gh = 4 * h
+        let n = batch, t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(biasRow.data)
         for i in 0..<n {
             let row = i * t + step
             let a = s.gates.data + row * gh                      // [i | f | g | o], activated in place
             let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
             let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
             let c = s.cells.data + row * h, tc = s.cellTanh.data + row * h, out = s.output.data + row * h
-            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j]) }   // i, f
-            for j in 0..<h { gg[j] = fastTanh(gg[j]) }
-            for j in 0..<h { og[j] = fastSigmoid(og[j]) }
+            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j] + bias[j]) }          // i, f
+            for j in 0..<h { gg[j] = fastTanh(gg[j] + bias[2 * h + j]) }
+            for j in 0..<h { og[j] = fastSigmoid(og[j] + bias[3 * h + j]) }
             for j in 0..<h { c[j] = fg[j] * cPrev[j] + ig[j] * gg[j] }          // c' = f⊙c + i⊙g
             for j in 0..<h { tc[j] = fastTanh(c[j]) }
             for j in 0..<h { out[j] = og[j] * tc[j] }                         // h' = o⊙tanh(c')
@@ -361,14 +356,17 @@ public class RecurrentLayer: Layer {
 
     private func gruForwardStep(_ s: Stage, _ step: Int) {
         let n = batch, t = steps, h = hiddenSize, gh = 3 * h
+        let bias = UnsafePointer(biasRow.data), bih = UnsafePointer(s.biasIH.value.data)
+        let bhn = UnsafePointer(s.biasHH.value.data + 2 * h)
         for i in 0..<n {
             let row = i * t + step
-            let a = s.gates.data + row * gh                      // input side [r | z | n] (with b_ih)
-            let b = s.hiddenGates.data + row * gh                // hidden side (with b_hh)
+            let a = s.gates.data + row * gh                      // input side [r | z | n]: X·W_ihᵀ
+            let b = s.hiddenGates.data + row * gh                // hidden side: h·W_hhᵀ
             let hp = s.previous.data + row * h, out = s.output.data + row * h
-            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j] + b[j]) }               // r, z
+            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j] + b[j] + bias[j]) }    // r, z (all four biases)
             let r = a, z = a + h, nv = a + 2 * h, bn = b + 2 * h
-            for j in 0..<h { nv[j] = fastTanh(nv[j] + r[j] * bn[j]) }              // n
+            for j in 0..<h { bn[j] += bhn[j] }                                     // keep W_hn h + b_hn
+            for j in 0..<h { nv[j] = fastTanh(nv[j] + bih[2 * h + j] + r[j] * bn[j]) }   // n
             for j in 0..<h { out[j] = nv[j] + z[j] * (hp[j] - nv[j]) }            // (1 − z)⊙n + z⊙h
         }
     }
@@ -458,9 +456,17 @@ public class RecurrentLayer: Layer {
         // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, N·T]·[N·T, H]
         try gemm(dghM, transposeA: true, Matrix(s.previous.data, rows: rows, columns: h),
                  into: Matrix(s.weightHH.grad), beta: 1, caller: summary)
-        // db_ih += Σ_rows δGx,  db_hh += Σ_rows δGh
-        columnSums(dgx, rows: rows, columns: gh, into: s.biasIH.grad.data)
-        columnSums(dgHidden, rows: rows, columns: gh, into: s.biasHH.grad.data)
+        // db_ih += Σ_rows δGx,  db_hh += Σ_rows δGh (the same sum for RNN and LSTM)
+        if cell == .gru {
+            columnSums(dgx, rows: rows, columns: gh, into: s.biasIH.grad.data)
+            columnSums(dgHidden, rows: rows, columns: gh, into: s.biasHH.grad.data)
+        } else {
+            biasRow.resize(to: [gh])
+            biasRow.fill(0)
+            columnSums(dgx, rows: rows, columns: gh, into: biasRow.data)
+            let sum = biasRow.data, dbih = s.biasIH.grad.data, dbhh = s.biasHH.grad.data
+            for j in 0..<gh { dbih[j] += sum[j]; dbhh[j] += sum[j] }
+        }
         // dX = δGx·W_ih         [N·T, F] = [N·T, G·H]·[G·H, F]
         s.inputGradient.resize(to: x.shape)
         try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data, rows: rows, columns: f),
@@ -557,13 +563,12 @@ public class RecurrentLayer: Layer {
             let hp = UnsafePointer(s.previous.data + row * h)
             let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
             normSum += norm
-            for j in 0..<h {
-                let dan = dh[j] * (1 - z[j]) * (1 - nv[j] * nv[j])                // δ pre-n
-                let dar = dan * bn[j] * r[j] * (1 - r[j])                         // δ pre-r
-                let daz = dh[j] * (hp[j] - nv[j]) * z[j] * (1 - z[j])             // δ pre-z
-                dgx[j] = dar; dgx[h + j] = daz; dgx[2 * h + j] = dan
-                dgh[j] = dar; dgh[h + j] = daz; dgh[2 * h + j] = dan * r[j]
-            }
+            let dr = dgx, dz = dgx + h, dnx = dgx + 2 * h
+            for j in 0..<h { dnx[j] = dh[j] * (1 - z[j]) * (1 - nv[j] * nv[j]) }           // δ pre-n
+            for j in 0..<h { dr[j] = dnx[j] * bn[j] * r[j] * (1 - r[j]) }                  // δ pre-r
+            for j in 0..<h { dz[j] = dh[j] * (hp[j] - nv[j]) * z[j] * (1 - z[j]) }         // δ pre-z
+            dgh.update(from: dgx, count: 2 * h)                                            // hidden side: r, z
+            for j in 0..<h { dgh[2 * h + j] = dnx[j] * r[j] }                               // and r ⊙ δ pre-n
             for j in 0..<h { dh[j] *= z[j] }                                      // direct path z⊙δh
         }
         return normSum
