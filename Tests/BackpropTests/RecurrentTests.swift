@@ -437,7 +437,30 @@ final class RecurrentTests: XCTestCase {
                 forward.append(Double(t1 - t0) / 1e6); total.append(Double(t2 - t0) / 1e6)
             }
             forward.sort(); total.sort()
-            print("\(kind) N=\(bn) T=\(bt) F=\(bf) H=\(bh): forward \(forward[6]) ms, forward+backward \(total[6]) ms (median of 12; min \(total[0]) ms)")
+            // The same products alone (what gemm costs of the total).
+            let g = kind == .lstm ? 4 : kind == .gru ? 3 : 1
+            let rows = bn * bt, gh = g * bh
+            let gx = try Tensor(zeros: [rows, gh]), w = try Tensor(zeros: [gh, bh]), wi = try Tensor(zeros: [gh, bf])
+            let hs = try Tensor(zeros: [rows, bh]), dw = try Tensor(zeros: [gh, bh]), dwi = try Tensor(zeros: [gh, bf])
+            let dxs = try Tensor(zeros: [rows, bf]), dh = try Tensor(zeros: [bn, bh])
+            var products: [Double] = []
+            for _ in 0..<12 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try gemm(Matrix(x.data, rows: rows, columns: bf), Matrix(wi), transposeB: true, into: Matrix(gx))
+                for s in 0..<bt {
+                    try gemm(Matrix(hs.data + s * bh, rows: bn, columns: bh, stride: bt * bh), Matrix(w), transposeB: true,
+                             into: Matrix(gx.data + s * gh, rows: bn, columns: gh, stride: bt * gh), beta: 1)
+                }
+                for s in 0..<bt {
+                    try gemm(Matrix(gx.data + s * gh, rows: bn, columns: gh, stride: bt * gh), Matrix(w), into: Matrix(dh))
+                }
+                try gemm(Matrix(gx), transposeA: true, Matrix(x.data, rows: rows, columns: bf), into: Matrix(dwi), beta: 1)
+                try gemm(Matrix(gx), transposeA: true, Matrix(hs), into: Matrix(dw), beta: 1)
+                try gemm(Matrix(gx), Matrix(wi), into: Matrix(dxs))
+                products.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            products.sort()
+            print("\(kind) N=\(bn) T=\(bt) F=\(bf) H=\(bh): forward \(forward[6]) ms, forward+backward \(total[6]) ms (median of 12; min \(total[0]) ms); its gemms alone \(products[6]) ms (min \(products[0]) ms); BLAS threads \(BLAS.threadCount)")
         }
     }
 }
