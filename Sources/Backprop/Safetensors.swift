@@ -302,48 +302,10 @@ public struct SafetensorsFile {
     /// `path` is left untouched; the error (`BackpropError.io`) says what failed (e.g. "no space
     /// left on device", "permission denied").
     public func write(to path: String) throws {
-        try SafetensorsFile.atomicWrite(try serialized(), to: path)
+        try AtomicFile.write(try serialized(), to: path)
     }
 
-    static func atomicWrite(_ bytes: [UInt8], to path: String) throws {
-        func ioError(_ what: String, _ code: Int32, _ p: String = path) -> BackpropError {
-            .io(path: p, reason: "\(what): \(String(cString: strerror(code)))")
-        }
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temp = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw ioError("cannot create a temporary file in \(directory)", errno)
-        }
-        var failure: BackpropError?
-        do { try writeFully(fd, bytes, path: temp) } catch let error as BackpropError { failure = error }
-        if failure == nil, fsync(fd) != 0 { failure = ioError("fsync failed", errno, temp) }
-        if close(fd) != 0, failure == nil { failure = ioError("close failed", errno, temp) }
-        if failure == nil, rename(temp, path) != 0 { failure = ioError("cannot rename \(temp) to \(path)", errno) }
-        if let failure {
-            unlink(temp)
-            throw failure
-        }
-        // Make the rename durable (best effort: some file systems refuse fsync on directories).
-        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
-    }
 
-    /// Writes all of `bytes` to `fd`, retrying on EINTR and short writes; `.io` error on failure.
-    static func writeFully(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
-        try bytes.withUnsafeBytes { buffer in
-            var done = 0
-            while done < buffer.count {
-                let r = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
-                if r < 0 {
-                    if errno == EINTR { continue }
-                    throw BackpropError.io(path: path, reason: "write failed after \(done) of \(buffer.count) bytes: \(String(cString: strerror(errno)))")
-                }
-                done += r
-            }
-        }
-    }
 
     static func readWholeFile(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

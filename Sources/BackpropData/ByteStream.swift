@@ -50,23 +50,31 @@ final class ByteStream {
     private let file: [UInt8]
     private var inflater: Inflater?
     private var streamEnded = false
+    private let scratch: UnsafeMutableRawBufferPointer   // 64 KiB inflate chunk
 
     static let gzipMagic: (UInt8, UInt8) = (0x1F, 0x8B)
 
     init(path: String, limit: Int) throws {
         self.path = path
         self.limit = limit
-        // The compressed file can be no larger than its content (plus a little) is allowed to be.
+        // The file itself (compressed or not) is bounded by the same limit.
         file = try readFileBytes(path, limit: limit)
         isGzip = file.count >= 2 && file[0] == ByteStream.gzipMagic.0 && file[1] == ByteStream.gzipMagic.1
         if isGzip { inflater = try Inflater(path: path) }
+        // Allocated last: nothing can throw afterwards, so deinit always frees it.
+        scratch = .allocate(byteCount: 1 << 16, alignment: 64)
     }
+
+    deinit { scratch.deallocate() }
 
     /// Bytes left in a raw file (exact); nil for gzip, whose length is known only by inflating.
     var remainingIfKnown: Int? { isGzip ? nil : file.count - position }
 
     /// "byte N" for raw files, "byte N of the decompressed stream" for gzip files.
-    func where_(_ offset: Int) -> String { isGzip ? "byte \(offset) of the decompressed data" : "byte \(offset)" }
+    func describe(_ offset: Int) -> String { isGzip ? "byte \(offset) of the decompressed data" : "byte \(offset)" }
+
+    /// For gzip files, " (in the decompressed data)" — the error's offset is not a file offset.
+    var offsetNote: String { isGzip ? " (offset in the decompressed data)" : "" }
 
     /// Appends up to `count` bytes to `output`; returns how many were appended (fewer only at end).
     @discardableResult
@@ -79,16 +87,13 @@ final class ByteStream {
             position += n
             return n
         }
+        // Inflate a chunk at a time into a scratch buffer, then append: the output grows only
+        // as data actually arrives, so a header claiming more than the stream holds costs nothing.
         var produced = 0
-        let chunk = 1 << 16
         while produced < count, !streamEnded {
-            let want = min(chunk, count - produced)
-            let before = output.count
-            output.append(contentsOf: repeatElement(0, count: want))
-            let got = try output.withUnsafeMutableBytes { buffer in
-                try inflate(into: UnsafeMutableRawBufferPointer(rebasing: buffer[before..<(before + want)]))
-            }
-            output.removeLast(want - got)
+            let want = min(scratch.count, count - produced)
+            let got = try inflate(into: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<want]))
+            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[0..<got]))
             produced += got
             position += got
             if position > limit {
@@ -107,7 +112,7 @@ final class ByteStream {
         let n = try read(count, appendingTo: &out)
         guard n == count else {
             throw BackpropError.badFile(path: path, offset: position,
-                                        reason: "truncated: \(what) needs \(count) bytes from \(where_(start)), file ends after \(n)")
+                                        reason: "truncated: \(what) needs \(count) bytes from \(describe(start)), file ends after \(n)")
         }
         return out
     }

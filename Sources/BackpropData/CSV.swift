@@ -32,7 +32,7 @@ public enum CSV {
         } else if rows != nil || columns != nil {
             throw BackpropError.invalidArgument("CSV.read: give both rows and columns, or neither")
         }
-        let parsed = try parse(text, path: path, where_: stream.where_, header: header, featureCount: expected)
+        let parsed = try parse(text, path: path, note: stream.offsetNote, header: header, featureCount: expected)
         let features = parsed.featureCount
         guard features > 0 else {
             throw BackpropError.badFile(path: path, offset: text.count, reason: "no data lines (label and pixels) found")
@@ -55,7 +55,7 @@ public enum CSV {
     }
 
     /// Parses CSV text (see the type's documentation) into labels and row-major pixels.
-    static func parse(_ text: [UInt8], path: String, where_: (Int) -> String, header: Bool?,
+    static func parse(_ text: [UInt8], path: String, note: String, header: Bool?,
                       featureCount: Int?) throws -> (labels: [UInt8], images: [UInt8], featureCount: Int) {
         var labels: [UInt8] = []
         var images: [UInt8] = []
@@ -77,7 +77,7 @@ public enum CSV {
                 return end - start >= 24 ? s + "…" : s
             }
             func fail(_ offset: Int, _ line: Int, _ reason: String) -> BackpropError {
-                .badFile(path: path, offset: offset, reason: "line \(line): \(reason) (\(where_(offset)))")
+                .badFile(path: path, offset: offset, reason: "line \(line): \(reason)\(note)")
             }
 
             while i < n {

@@ -78,13 +78,14 @@ public enum IDX {
         }
         let dataStart = 4 + 4 * rank
         let shape = dimensions.map(String.init).joined(separator: " × ")
+        let declared = rank == 1 ? "\(total) bytes" : "\(shape) = \(total) bytes"
         // Raw file: its length is known, so a wrong length is reported before any allocation.
         if let available = stream.remainingIfKnown {
             if available < total {
-                throw bad(dataStart + available, "truncated: header claims \(shape) = \(total) bytes of data from byte \(dataStart), file ends after \(available)")
+                throw bad(dataStart + available, "truncated: header claims \(declared) of data from byte \(dataStart), file ends after \(available)")
             }
             if available > total {
-                throw bad(dataStart + total, "\(available - total) extra bytes after the \(shape) = \(total) bytes of data the header declares")
+                throw bad(dataStart + total, "\(available - total) extra bytes after the \(declared) of data the header declares")
             }
         }
         // gzip: grow as data arrives (a header claiming more than the stream holds costs nothing).
@@ -92,11 +93,11 @@ public enum IDX {
         bytes.reserveCapacity(min(total, stream.isGzip ? 64 << 20 : total))
         let got = try stream.read(total, appendingTo: &bytes)
         guard got == total else {
-            throw bad(dataStart + got, "truncated: header claims \(shape) = \(total) bytes of data from \(stream.where_(dataStart)), data ends after \(got)")
+            throw bad(dataStart + got, "truncated: header claims \(declared) of data from \(stream.describe(dataStart)), data ends after \(got)")
         }
         let end = stream.position
         guard try stream.atEnd() else {
-            throw bad(end, "extra bytes after the \(shape) = \(total) bytes of data the header declares (\(stream.where_(end)))")
+            throw bad(end, "extra bytes after the \(declared) of data the header declares\(stream.offsetNote)")
         }
         return Contents(dimensions: dimensions, bytes: bytes)
     }

@@ -196,7 +196,7 @@ final class SafetensorsTests: XCTestCase {
             let fd = open("/dev/full", O_WRONLY)
             XCTAssertGreaterThanOrEqual(fd, 0)
             defer { close(fd) }
-            XCTAssertThrowsError(try SafetensorsFile.writeFully(fd, bytes, path: "/dev/full")) { error in
+            XCTAssertThrowsError(try AtomicFile.writeFully(fd, bytes, path: "/dev/full")) { error in
                 XCTAssertTrue("\(error)".contains("No space left on device"), "\(error)")
             }
         }
