@@ -278,7 +278,7 @@ public class RecurrentLayer: Layer {
         s.gates.resize(to: [n, t, gh])
         s.previous.resize(to: [n, t, h])
         s.output.resize(to: [n, t, h])
-        let gx = s.gates.data, prev = s.previous.data, out = s.output.data
+        let gx = s.gates.data, prev = s.previous.data
 
         // Gx = X·W_ihᵀ, all N·T rows in one product. The biases are added by the gate kernels
         // while the step's rows are in cache (RNN and LSTM add b_ih + b_hh in one go).
@@ -314,60 +314,110 @@ public class RecurrentLayer: Layer {
             case .lstm: lstmForwardStep(s, step)
             case .gru: gruForwardStep(s, step)
             }
-            if step + 1 < t {
-                for i in 0..<n { (prev + (i * t + step + 1) * h).update(from: out + (i * t + step) * h, count: h) }
-            }
         }
     }
 
-    // Gate kernels: one call per step, a few short pointer loops per batch row (length H), each
-    // simple enough for LLVM to vectorise (RecurrentMath.swift). Rows are (n, step) of [N, T, ·].
+    // Gate kernels: one call per step; per batch row (length H) one pass in 8-lane vectors
+    // (RecurrentMath.swift) and a scalar tail for H mod 8, doing the same arithmetic. Rows are
+    // (n, step) of [N, T, ·]. Each kernel also writes h_t into H_prev's row (n, step + 1), the
+    // next step's product input.
 
     private func rnnForwardStep(_ s: Stage, _ step: Int, relu: Bool) {
-        let n = batch, t = steps, h = hiddenSize, bias = UnsafePointer(biasRow.data)
+        let n = batch, t = steps, h = hiddenSize, bias = UnsafePointer(biasRow.data), last = step + 1 == t
+        let h8 = h & ~7
         for i in 0..<n {
             let row = i * t + step
             let a = s.gates.data + row * h, out = s.output.data + row * h
-            for j in 0..<h { a[j] += bias[j] }
-            if relu {
-                for j in 0..<h { out[j] = a[j] > 0 ? a[j] : 0 }
-            } else {
-                for j in 0..<h { out[j] = fastTanh(a[j]) }
+            let next = s.previous.data + (row + 1) * h          // valid unless `last`
+            var j = 0
+            while j < h8 {
+                let pre = a.vector(at: j) + bias.vector(at: j)
+                let y = relu ? pre.replacing(with: 0, where: pre .< 0) : fastTanh(pre)
+                out.store(y, at: j)
+                if !last { next.store(y, at: j) }
+                j += 8
+            }
+            while j < h {
+                let pre = a[j] + bias[j]
+                let y = relu ? (pre > 0 ? pre : 0) : fastTanh(pre)
+                out[j] = y
+                if !last { next[j] = y }
+                j += 1
             }
         }
     }
 
     private func lstmForwardStep(_ s: Stage, _ step: Int) {
-        let n = batch, t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(biasRow.data)
+        let n = batch, t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(biasRow.data), last = step + 1 == t
+        let h8 = h & ~7
         for i in 0..<n {
             let row = i * t + step
             let a = s.gates.data + row * gh                      // [i | f | g | o], activated in place
             let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
             let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
             let c = s.cells.data + row * h, tc = s.cellTanh.data + row * h, out = s.output.data + row * h
-            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j] + bias[j]) }          // i, f
-            for j in 0..<h { gg[j] = fastTanh(gg[j] + bias[2 * h + j]) }
-            for j in 0..<h { og[j] = fastSigmoid(og[j] + bias[3 * h + j]) }
-            for j in 0..<h { c[j] = fg[j] * cPrev[j] + ig[j] * gg[j] }          // c' = f⊙c + i⊙g
-            for j in 0..<h { tc[j] = fastTanh(c[j]) }
-            for j in 0..<h { out[j] = og[j] * tc[j] }                         // h' = o⊙tanh(c')
+            let next = s.previous.data + (row + 1) * h
+            var j = 0
+            while j < h8 {
+                let iv = fastSigmoid(ig.vector(at: j) + bias.vector(at: j))
+                let fv = fastSigmoid(fg.vector(at: j) + bias.vector(at: h + j))
+                let gv = fastTanh(gg.vector(at: j) + bias.vector(at: 2 * h + j))
+                let ov = fastSigmoid(og.vector(at: j) + bias.vector(at: 3 * h + j))
+                let cv = fv * cPrev.vector(at: j) + iv * gv                       // c' = f⊙c + i⊙g
+                let tv = fastTanh(cv)
+                let y = ov * tv                                                   // h' = o⊙tanh(c')
+                ig.store(iv, at: j); fg.store(fv, at: j); gg.store(gv, at: j); og.store(ov, at: j)
+                c.store(cv, at: j); tc.store(tv, at: j); out.store(y, at: j)
+                if !last { next.store(y, at: j) }
+                j += 8
+            }
+            while j < h {
+                let iv = fastSigmoid(ig[j] + bias[j]), fv = fastSigmoid(fg[j] + bias[h + j])
+                let gv = fastTanh(gg[j] + bias[2 * h + j]), ov = fastSigmoid(og[j] + bias[3 * h + j])
+                let cv = fv * cPrev[j] + iv * gv, tv = fastTanh(cv), y = ov * tv
+                ig[j] = iv; fg[j] = fv; gg[j] = gv; og[j] = ov
+                c[j] = cv; tc[j] = tv; out[j] = y
+                if !last { next[j] = y }
+                j += 1
+            }
         }
     }
 
     private func gruForwardStep(_ s: Stage, _ step: Int) {
-        let n = batch, t = steps, h = hiddenSize, gh = 3 * h
-        let bias = UnsafePointer(biasRow.data), bih = UnsafePointer(s.biasIH.value.data)
+        let n = batch, t = steps, h = hiddenSize, gh = 3 * h, last = step + 1 == t
+        let bias = UnsafePointer(biasRow.data), bin = UnsafePointer(s.biasIH.value.data + 2 * h)
         let bhn = UnsafePointer(s.biasHH.value.data + 2 * h)
+        let h8 = h & ~7
         for i in 0..<n {
             let row = i * t + step
             let a = s.gates.data + row * gh                      // input side [r | z | n]: X·W_ihᵀ
             let b = s.hiddenGates.data + row * gh                // hidden side: h·W_hhᵀ
-            let hp = s.previous.data + row * h, out = s.output.data + row * h
-            for j in 0..<(2 * h) { a[j] = fastSigmoid(a[j] + b[j] + bias[j]) }    // r, z (all four biases)
             let r = a, z = a + h, nv = a + 2 * h, bn = b + 2 * h
-            for j in 0..<h { bn[j] += bhn[j] }                                     // keep W_hn h + b_hn
-            for j in 0..<h { nv[j] = fastTanh(nv[j] + bih[2 * h + j] + r[j] * bn[j]) }   // n
-            for j in 0..<h { out[j] = nv[j] + z[j] * (hp[j] - nv[j]) }            // (1 − z)⊙n + z⊙h
+            let hp = s.previous.data + row * h, out = s.output.data + row * h
+            let next = s.previous.data + (row + 1) * h
+            var j = 0
+            while j < h8 {
+                let rv = fastSigmoid(r.vector(at: j) + b.vector(at: j) + bias.vector(at: j))      // all four biases
+                let zv = fastSigmoid(z.vector(at: j) + b.vector(at: h + j) + bias.vector(at: h + j))
+                let bnv = bn.vector(at: j) + bhn.vector(at: j)                                   // W_hn h + b_hn, kept
+                let nvv = fastTanh(nv.vector(at: j) + bin.vector(at: j) + rv * bnv)
+                let hv = hp.vector(at: j)
+                let y = nvv + zv * (hv - nvv)                                                    // (1 − z)⊙n + z⊙h
+                r.store(rv, at: j); z.store(zv, at: j); bn.store(bnv, at: j); nv.store(nvv, at: j)
+                out.store(y, at: j)
+                if !last { next.store(y, at: j) }
+                j += 8
+            }
+            while j < h {
+                let rv = fastSigmoid(r[j] + b[j] + bias[j]), zv = fastSigmoid(z[j] + b[h + j] + bias[h + j])
+                let bnv = bn[j] + bhn[j]
+                let nvv = fastTanh(nv[j] + bin[j] + rv * bnv)
+                let y = nvv + zv * (hp[j] - nvv)
+                r[j] = rv; z[j] = zv; bn[j] = bnv; nv[j] = nvv
+                out[j] = y
+                if !last { next[j] = y }
+                j += 1
+            }
         }
     }
 
@@ -490,40 +540,40 @@ public class RecurrentLayer: Layer {
         return step == steps - 1 ? dy + i * hiddenSize : zeroRow.data
     }
 
-    /// δh_t = δ from above + δ from step t + 1, summed in place into `hiddenNext` row i;
-    /// returns ‖δh_t‖ of that sample.
-    @inline(__always)
-    private func totalHiddenDelta(_ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool, _ i: Int,
-                                  _ step: Int) -> (UnsafeMutablePointer<Float>, Float) {
-        let h = hiddenSize, d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-        for j in 0..<h { dh[j] += d[j] }
-        var squares: Float = 0
-        for j in 0..<h { squares += dh[j] * dh[j] }
-        return (dh, squares.squareRoot())
-    }
+    // Backward gate kernels: per batch row, δh_t = δ from above + δ from step t + 1 (`hiddenNext`
+    // row i, which the next product overwrites or, for GRU, adds to), then δ of the
+    // pre-activations, in 8-lane vectors with a scalar tail. Each returns Σ_i ‖δh_t of sample i‖.
 
-    /// Each kernel returns Σ_i ‖δh_t of sample i‖.
     private func rnnBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
                                  relu: Bool) -> Float {
-        let n = batch, t = steps, h = hiddenSize
+        let n = batch, t = steps, h = hiddenSize, h8 = h & ~7
         var normSum: Float = 0
         for i in 0..<n {
             let row = i * t + step
-            let out = UnsafePointer(s.output.data + row * h), dg = s.gateGradient.data + row * h
-            let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
-            normSum += norm
-            if relu {
-                for j in 0..<h { dg[j] = out[j] > 0 ? dh[j] : 0 }
-            } else {
-                for j in 0..<h { dg[j] = dh[j] * (1 - out[j] * out[j]) }
+            let out = s.output.data + row * h, dg = s.gateGradient.data + row * h
+            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
+            var squares = FloatVector(), tailSquares: Float = 0
+            var j = 0
+            while j < h8 {
+                let dhv = dh.vector(at: j) + d.vector(at: j), y = out.vector(at: j)
+                squares += dhv * dhv
+                dg.store(relu ? dhv.replacing(with: 0, where: y .<= 0) : dhv * (1 - y * y), at: j)
+                j += 8
             }
+            while j < h {
+                let dhv = dh[j] + d[j], y = out[j]
+                tailSquares += dhv * dhv
+                dg[j] = relu ? (y > 0 ? dhv : 0) : dhv * (1 - y * y)
+                j += 1
+            }
+            normSum += (squares.sum() + tailSquares).squareRoot()
         }
         return normSum
     }
 
     private func lstmBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
                                   _ allSteps: Bool) -> Float {
-        let n = batch, t = steps, h = hiddenSize, gh = 4 * h
+        let n = batch, t = steps, h = hiddenSize, gh = 4 * h, h8 = h & ~7
         var normSum: Float = 0
         for i in 0..<n {
             let row = i * t + step
@@ -534,25 +584,42 @@ public class RecurrentLayer: Layer {
             let cPrev = UnsafePointer(step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h)
             let tc = UnsafePointer(s.cellTanh.data + row * h)
             let dc = cellNext.data + i * h                       // δc_t in, δc_{t−1} out
-            let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
-            normSum += norm
-            for j in 0..<h {
-                dout[j] = dh[j] * tc[j] * og[j] * (1 - og[j])                     // δ pre-o
-                dc[j] += dh[j] * og[j] * (1 - tc[j] * tc[j])                      // δc_t total
+            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
+            var squares = FloatVector(), tailSquares: Float = 0
+            var j = 0
+            while j < h8 {
+                let dhv = dh.vector(at: j) + d.vector(at: j)
+                squares += dhv * dhv
+                let iv = ig.vector(at: j), fv = fg.vector(at: j), gv = gg.vector(at: j), ov = og.vector(at: j)
+                let tv = tc.vector(at: j)
+                dout.store(dhv * tv * ov * (1 - ov), at: j)                          // δ pre-o
+                let dcv = dc.vector(at: j) + dhv * ov * (1 - tv * tv)                // δc_t total
+                di.store(dcv * gv * iv * (1 - iv), at: j)                            // δ pre-i
+                df.store(dcv * cPrev.vector(at: j) * fv * (1 - fv), at: j)           // δ pre-f
+                dgg.store(dcv * iv * (1 - gv * gv), at: j)                           // δ pre-g
+                dc.store(dcv * fv, at: j)                                            // δc_{t−1}
+                j += 8
             }
-            for j in 0..<h {
-                di[j] = dc[j] * gg[j] * ig[j] * (1 - ig[j])                       // δ pre-i
-                df[j] = dc[j] * cPrev[j] * fg[j] * (1 - fg[j])                    // δ pre-f
-                dgg[j] = dc[j] * ig[j] * (1 - gg[j] * gg[j])                      // δ pre-g
+            while j < h {
+                let dhv = dh[j] + d[j]
+                tailSquares += dhv * dhv
+                let iv = ig[j], fv = fg[j], gv = gg[j], ov = og[j], tv = tc[j]
+                dout[j] = dhv * tv * ov * (1 - ov)
+                let dcv = dc[j] + dhv * ov * (1 - tv * tv)
+                di[j] = dcv * gv * iv * (1 - iv)
+                df[j] = dcv * cPrev[j] * fv * (1 - fv)
+                dgg[j] = dcv * iv * (1 - gv * gv)
+                dc[j] = dcv * fv
+                j += 1
             }
-            for j in 0..<h { dc[j] *= fg[j] }                                     // δc_{t−1}
+            normSum += (squares.sum() + tailSquares).squareRoot()
         }
         return normSum
     }
 
     private func gruBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
                                  _ allSteps: Bool) -> Float {
-        let n = batch, t = steps, h = hiddenSize, gh = 3 * h
+        let n = batch, t = steps, h = hiddenSize, gh = 3 * h, h8 = h & ~7
         var normSum: Float = 0
         for i in 0..<n {
             let row = i * t + step
@@ -560,16 +627,37 @@ public class RecurrentLayer: Layer {
             let r = a, z = a + h, nv = a + 2 * h
             let bn = UnsafePointer(s.hiddenGates.data + row * gh + 2 * h)   // W_hn h + b_hn
             let dgx = s.gateGradient.data + row * gh, dgh = s.hiddenGateGradient.data + row * gh
-            let hp = UnsafePointer(s.previous.data + row * h)
-            let (dh, norm) = totalHiddenDelta(dy, allSteps, i, step)
-            normSum += norm
             let dr = dgx, dz = dgx + h, dnx = dgx + 2 * h
-            for j in 0..<h { dnx[j] = dh[j] * (1 - z[j]) * (1 - nv[j] * nv[j]) }           // δ pre-n
-            for j in 0..<h { dr[j] = dnx[j] * bn[j] * r[j] * (1 - r[j]) }                  // δ pre-r
-            for j in 0..<h { dz[j] = dh[j] * (hp[j] - nv[j]) * z[j] * (1 - z[j]) }         // δ pre-z
-            dgh.update(from: dgx, count: 2 * h)                                            // hidden side: r, z
-            for j in 0..<h { dgh[2 * h + j] = dnx[j] * r[j] }                               // and r ⊙ δ pre-n
-            for j in 0..<h { dh[j] *= z[j] }                                      // direct path z⊙δh
+            let hp = UnsafePointer(s.previous.data + row * h)
+            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
+            var squares = FloatVector(), tailSquares: Float = 0
+            var j = 0
+            while j < h8 {
+                let dhv = dh.vector(at: j) + d.vector(at: j)
+                squares += dhv * dhv
+                let rv = r.vector(at: j), zv = z.vector(at: j), nvv = nv.vector(at: j)
+                let dn = dhv * (1 - zv) * (1 - nvv * nvv)                            // δ pre-n
+                let drv = dn * bn.vector(at: j) * rv * (1 - rv)                      // δ pre-r
+                let dzv = dhv * (hp.vector(at: j) - nvv) * zv * (1 - zv)             // δ pre-z
+                dr.store(drv, at: j); dz.store(dzv, at: j); dnx.store(dn, at: j)
+                dgh.store(drv, at: j); dgh.store(dzv, at: h + j)                     // hidden side: r, z
+                dgh.store(dn * rv, at: 2 * h + j)                                    // and r ⊙ δ pre-n
+                dh.store(dhv * zv, at: j)                                            // direct path z⊙δh
+                j += 8
+            }
+            while j < h {
+                let dhv = dh[j] + d[j]
+                tailSquares += dhv * dhv
+                let rv = r[j], zv = z[j], nvv = nv[j]
+                let dn = dhv * (1 - zv) * (1 - nvv * nvv)
+                let drv = dn * bn[j] * rv * (1 - rv)
+                let dzv = dhv * (hp[j] - nvv) * zv * (1 - zv)
+                dr[j] = drv; dz[j] = dzv; dnx[j] = dn
+                dgh[j] = drv; dgh[h + j] = dzv; dgh[2 * h + j] = dn * rv
+                dh[j] = dhv * zv
+                j += 1
+            }
+            normSum += (squares.sum() + tailSquares).squareRoot()
         }
         return normSum
     }

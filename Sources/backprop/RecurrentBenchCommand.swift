@@ -1,0 +1,98 @@
+import ArgumentParser
+import Backprop
+import BackpropOptim
+import Foundation
+
+/// `backprop bench-rnn`: where a recurrent training step spends its time. Times one step of the
+/// MNIST sequence classifier (28 steps of 28 pixels, batch 128 by default) split into forward,
+/// loss, backward and Adam step, and the same matrix products alone, as medians of repeated
+/// runs on random data. `--json` prints one object.
+struct BenchRecurrent: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-rnn",
+        abstract: "Time a recurrent training step (forward, backward, optimizer) against its matrix products alone.")
+
+    @Option(help: "Cell: rnn, lstm, gru.") var arch = "lstm"
+    @Option(help: "Hidden size.") var hidden = 128
+    @Option(help: "Batch size.") var batch = 128
+    @Option(help: "Time steps (rows of the image).") var steps = 28
+    @Option(help: "Features per step.") var features = 28
+    @Option(help: "Timed repetitions (median reported).") var reps = 15
+    @Option(help: "OpenBLAS threads (default: the training default).") var threads: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard ["rnn", "lstm", "gru"].contains(arch) else { throw ValidationError("--arch must be rnn, lstm or gru") }
+        guard hidden > 0, batch > 0, steps > 0, features > 0, reps > 0 else { throw ValidationError("sizes must be positive") }
+    }
+
+    func run() throws {
+        BLAS.ensureReady()
+        if let threads { BLAS.threadCount = threads }
+        let kind: RecurrentKind = arch == "lstm" ? .lstm : arch == "gru" ? .gru : .rnn
+        let model = try SequenceClassifier(kind: kind, inputSize: features, hiddenSize: hidden, classes: 10, seed: 1)
+        var rng = SeededGenerator(seed: 2)
+        let x = try Tensor(zeros: [batch, steps, features]); x.fillUniform(0, 1, using: &rng)
+        let labels = (0..<batch).map { Int32($0 % 10) }
+        let loss = try SoftmaxCrossEntropy()
+        let adam = try Adam(parameters: model.parameters)
+        var phases: [[Double]] = [[], [], [], [], []]   // forward, loss, backward, step, total
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        for rep in 0...reps {
+            let t0 = now()
+            model.zeroGrad()
+            let out = try model.forward(x)
+            let t1 = now()
+            let (_, delta) = try loss(out, labels: labels)
+            let t2 = now()
+            _ = try model.backward(delta)
+            let t3 = now()
+            try adam.step()
+            let t4 = now()
+            if rep == 0 { continue }  // warm-up
+            for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0].enumerated() { phases[i].append(Double(d) / 1e6) }
+        }
+        // The recurrent layer's matrix products alone, same shapes and strides.
+        let g = kind == .lstm ? 4 : kind == .gru ? 3 : 1
+        let rows = batch * steps, gh = g * hidden
+        let gx = try Tensor(zeros: [rows, gh]), w = try Tensor(zeros: [gh, hidden]), wi = try Tensor(zeros: [gh, features])
+        let hs = try Tensor(zeros: [rows, hidden]), dw = try Tensor(zeros: [gh, hidden]), dwi = try Tensor(zeros: [gh, features])
+        let dxs = try Tensor(zeros: [rows, features]), dh = try Tensor(zeros: [batch, hidden])
+        var products: [Double] = []
+        for rep in 0...reps {
+            let t0 = now()
+            try gemm(Matrix(x.data, rows: rows, columns: features), Matrix(wi), transposeB: true, into: Matrix(gx))
+            for s in 0..<steps {
+                try gemm(Matrix(hs.data + s * hidden, rows: batch, columns: hidden, stride: steps * hidden), Matrix(w),
+                         transposeB: true, into: Matrix(gx.data + s * gh, rows: batch, columns: gh, stride: steps * gh), beta: 1)
+            }
+            for s in 0..<steps {
+                try gemm(Matrix(gx.data + s * gh, rows: batch, columns: gh, stride: steps * gh), Matrix(w), into: Matrix(dh))
+            }
+            try gemm(Matrix(gx), transposeA: true, Matrix(x.data, rows: rows, columns: features), into: Matrix(dwi), beta: 1)
+            try gemm(Matrix(gx), transposeA: true, Matrix(hs), into: Matrix(dw), beta: 1)
+            try gemm(Matrix(gx), Matrix(wi), into: Matrix(dxs))
+            if rep > 0 { products.append(Double(now() - t0) / 1e6) }
+        }
+        func med(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        let names = ["forward_ms", "loss_ms", "backward_ms", "step_ms", "total_ms"]
+        var result: [String: Double] = [:]
+        for (i, n) in names.enumerated() { result[n] = med(phases[i]) }
+        result["gemm_only_ms"] = med(products)
+        result["images_per_second"] = Double(batch) / (med(phases[4]) / 1e3)
+        result["epoch_seconds_60000"] = 60000 / result["images_per_second"]!
+        if json {
+            var object: [String: Any] = result
+            object["arch"] = arch; object["threads"] = BLAS.threadCount; object["core"] = BLAS.coreName
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("\(arch) H=\(hidden) batch \(batch) × \(steps) steps × \(features), OpenBLAS \(BLAS.coreName), \(BLAS.threadCount) threads; medians of \(reps)")
+        print(String(format: "forward %.2f ms  loss %.3f ms  backward %.2f ms  step %.3f ms  total %.2f ms   gemms alone %.2f ms",
+                     result["forward_ms"]!, result["loss_ms"]!, result["backward_ms"]!, result["step_ms"]!,
+                     result["total_ms"]!, result["gemm_only_ms"]!))
+        print(String(format: "%.0f images/s  →  %.1f s per 60000-image epoch", result["images_per_second"]!,
+                     result["epoch_seconds_60000"]!))
+    }
+}
