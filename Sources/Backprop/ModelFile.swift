@@ -46,23 +46,25 @@ public enum ModelFile {
         }
         let model = try architecture.build(seed: 0)
         var extra: [String: Tensor] = [:]
-        var expected: [String: Tensor] = [:]
-        for (name, t) in model.stateDict { expected[name] = t }
-        for (name, t) in file.tensors {
-            if name.hasPrefix(extraPrefix) { extra[name] = t; continue }
-            guard let target = expected.removeValue(forKey: name) else {
+        var unused = Set(file.tensors.keys)
+        for (name, target) in model.stateDict {  // model order: the first problem reported is the first layer's
+            guard let t = file.tensors[name] else {
                 throw BackpropError.badFile(path: path, offset: nil,
-                                            reason: "tensor \"\(name)\" \(t.shape) is not part of \(architecture.json)")
+                                            reason: "tensor \"\(name)\" \(target.shape) is missing; \(architecture.json) needs it")
             }
             guard target.shape == t.shape else {
                 throw BackpropError.badFile(path: path, offset: nil,
                                             reason: "tensor \"\(name)\" has shape \(t.shape) but \(architecture.json) needs \(target.shape)")
             }
             try target.assign(t)
+            unused.remove(name)
         }
-        if let missing = expected.keys.sorted().first {
-            throw BackpropError.badFile(path: path, offset: nil,
-                                        reason: "tensor \"\(missing)\" is missing (\(architecture.json) needs \(expected.count) more)")
+        for name in unused.sorted() {
+            guard name.hasPrefix(extraPrefix), let t = file.tensors[name] else {
+                throw BackpropError.badFile(path: path, offset: nil,
+                                            reason: "tensor \"\(name)\" is not part of \(architecture.json)")
+            }
+            extra[name] = t
         }
         return Loaded(model: model, architecture: architecture, metadata: file.metadata, extraTensors: extra)
     }

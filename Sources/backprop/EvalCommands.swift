@@ -5,7 +5,7 @@ import Foundation
 
 /// Loads a model file; the architecture flags are used only when the file has no metadata.
 func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
-    let fallback: Architecture? = try? options.architecture()
+    let fallback: Architecture? = options.given ? try options.architecture() : nil
     return try ModelFile.load(path, fallback: fallback)
 }
 

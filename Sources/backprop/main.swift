@@ -6,7 +6,7 @@ struct BackpropCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backprop",
         abstract: "Train, evaluate and inspect neural networks whose every matrix product runs through OpenBLAS sgemm.",
-        subcommands: [Train.self, Eval.self, Predict.self, Info.self, Bench.self],
+        subcommands: [Train.self, Eval.self, Predict.self, Grads.self, Info.self, Bench.self],
         defaultSubcommand: nil)
 }
 
