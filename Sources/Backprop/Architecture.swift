@@ -55,6 +55,28 @@ public enum Architecture: Equatable, Sendable {
                 throw BackpropError.invalidArgument("MLP layer sizes must be between 1 and 2^20, got \(sizes)")
             }
         }
+        guard let n = parameterCount, n <= Architecture.maxParameters else {
+            throw BackpropError.invalidArgument("\(json) has more than \(Architecture.maxParameters) parameters")
+        }
+    }
+
+    /// Largest model built (2^30 Float32 parameters, 4 GiB): refused before allocating.
+    public static let maxParameters = 1 << 30
+
+    /// Number of Float32 parameters the model holds, or nil when the count overflows Int.
+    public var parameterCount: Int? {
+        switch self {
+        case let .mlp(sizes, _):
+            var total = 0
+            for (a, b) in zip(sizes, sizes.dropFirst()) {
+                let (w, o1) = a.multipliedReportingOverflow(by: b)
+                let (t, o2) = total.addingReportingOverflow(w)
+                let (u, o3) = t.addingReportingOverflow(b)
+                guard !o1, !o2, !o3 else { return nil }
+                total = u
+            }
+            return total
+        }
     }
 
     /// Builds the model with PyTorch's default initialisation from `seed`.

@@ -55,8 +55,14 @@ final class TrainingSession {
             throw ValidationError("the model has \(architecture.outputs) outputs but the labels have \(classes) classes")
         }
         loss = try SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
-        for path in [options.out, options.checkpointPath] + [options.report, options.log].compactMap({ $0 }) {
-            try TrainingSession.checkWritable(path)
+        // Probe each output with as many bytes as it will hold (the checkpoint also holds the
+        // optimizer state), so a read-only folder or a full disk stops the run before training.
+        let modelBytes = model.stateDict.reduce(0) { $0 + $1.1.count * 4 } + 65536
+        let stateBytes = optimizer.state.values.reduce(0) { $0 + $1.count * 4 }
+        try TrainingSession.checkWritable(options.out, bytes: modelBytes)
+        try TrainingSession.checkWritable(options.checkpointPath, bytes: modelBytes + stateBytes)
+        for path in [options.report, options.log].compactMap({ $0 }) {
+            try TrainingSession.checkWritable(path, bytes: 65536)
         }
     }
 
@@ -69,15 +75,34 @@ final class TrainingSession {
         }
     }
 
-    /// Fails early, before any training, when an output cannot be written.
-    static func checkWritable(_ path: String) throws {
+    /// Fails early, before any training, when an output cannot be written: creates a temporary
+    /// file next to `path`, writes `bytes` bytes to it, fsyncs and removes it. (`access(2)` alone
+    /// says yes to root on a read-only folder and knows nothing of free space.)
+    static func checkWritable(_ path: String, bytes: Int) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw ValidationError("\(path): folder \(dir) does not exist")
         }
-        guard FileManager.default.isWritableFile(atPath: dir) else {
-            throw ValidationError("\(path): folder \(dir) is not writable")
+        let probe = dir + "/.backprop-write-probe-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw ValidationError("\(path): cannot write in \(dir): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd); unlink(probe) }
+        let zeros = [UInt8](repeating: 0, count: min(bytes, 1 << 20))
+        var done = 0
+        while done < bytes {
+            let r = zeros.withUnsafeBytes { write(fd, $0.baseAddress, min(zeros.count, bytes - done)) }
+            if r < 0, errno == EINTR { continue }
+            guard r > 0 else {
+                let why = r < 0 ? String(cString: strerror(errno)) : "no progress"
+                throw ValidationError("\(path): cannot write \(bytes) bytes in \(dir) (\(why) after \(done)); is the disk full?")
+            }
+            done += r
+        }
+        guard fsync(fd) == 0 else {
+            throw ValidationError("\(path): cannot write in \(dir): fsync failed: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -95,6 +120,12 @@ final class TrainingSession {
     }
 
     func run() throws {
+        if startEpoch == options.epochs + 1, options.resume != nil {
+            // Killed after the last checkpoint but before the model file: just write it.
+            try ModelFile.save(model, architecture: architecture, to: options.out, metadata: runMetadata())
+            if !options.json { print("all \(options.epochs) epochs were done; model written to \(options.out)") }
+            return
+        }
         if startEpoch > options.epochs {
             throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
         }
@@ -119,13 +150,13 @@ final class TrainingSession {
                     throw TrainingFailure("loss is \(value) at epoch \(epoch), batch \(batchIndex) (\(nonFiniteLayer(b.input)))")
                 }
                 _ = try model.backward(delta)
+                if let bad = parameters.first(where: { !$0.parameter.grad.allFinite }) {
+                    if options.skipNonfinite { skipped += 1; continue }
+                    throw TrainingFailure("gradient of \(bad.name) (layer \(bad.name.split(separator: ".").first ?? "?")) is not finite at epoch \(epoch), batch \(batchIndex)")
+                }
                 if batchIndex % 10 == 1 || options.clipGradNorm != nil {
                     for (i, p) in parameters.enumerated() { normSums[i] += Double(p.parameter.grad.l2Norm()) }
                     normCount += 1
-                    if let bad = parameters.first(where: { !$0.parameter.grad.allFinite }) {
-                        if options.skipNonfinite { skipped += 1; continue }
-                        throw TrainingFailure("gradient of \(bad.name) is not finite at epoch \(epoch), batch \(batchIndex)")
-                    }
                 }
                 if let maxNorm = options.clipGradNorm { _ = try clipGradNorm(model.parameters, maxNorm: maxNorm) }
                 try optimizer.step()
@@ -200,8 +231,8 @@ final class TrainingSession {
     func nonFiniteLayer(_ input: Tensor) -> String {
         guard input.allFinite else { return "the input batch holds NaN or Inf" }
         if let trace = try? model.trace(input) {
-            for (i, step) in trace.enumerated() where !step.output.allFinite {
-                return "first non-finite activation: layer \(i) \(step.layer)"
+            for step in trace where !step.output.allFinite {
+                return "first non-finite activation: layer \(step.layer)"
             }
         }
         return "activations finite; the loss overflowed"
