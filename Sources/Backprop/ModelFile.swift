@@ -45,9 +45,9 @@ public enum ModelFile {
                                         reason: "no architecture in the file's metadata; give it on the command line (--arch, --layers, --activation, …)")
         }
         // The metadata is untrusted: a model it describes must fit in the file's own tensors,
-        // checked before anything is allocated for it.
+        // checked before anything is allocated for it (a 200-byte file must not cost gigabytes).
         let stored = file.tensors.filter { !$0.key.hasPrefix(extraPrefix) }.values.reduce(0) { $0 + $1.count }
-        if let needed = architecture.parameterCount, needed > stored {
+        if file.metadata[architectureKey] != nil, let needed = architecture.parameterCount, needed > stored {
             throw BackpropError.badFile(path: path, offset: nil,
                                         reason: "\(architecture.json) has \(needed) parameters but the file's tensors hold only \(stored) values")
         }
