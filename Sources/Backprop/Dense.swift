@@ -12,6 +12,7 @@ public final class Dense: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     public var isTraining = true
+    public var needsInputGradient = true
 
     private var input: Tensor?                      // cached for dW = dYᵀ·X
     private let output = Tensor(uncheckedShape: [0])
@@ -91,7 +92,11 @@ public final class Dense: Layer {
                 for j in 0..<outFeatures { db[j] += row[j] }
             }
         }
-        // dX = dY·W, shaped like the input
+        // dX = dY·W, shaped like the input (skipped for a first layer: nobody needs it)
+        guard needsInputGradient else {
+            inputGradient.resize(to: [0])
+            return inputGradient
+        }
         inputGradient.resize(to: x.shape)
         try gemm(dyM, Matrix(weight.value), into: Matrix(inputGradient.data, rows: n, columns: inFeatures),
                  caller: summary)

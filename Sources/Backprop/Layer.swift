@@ -55,12 +55,23 @@ public protocol Layer: AnyObject {
     var namedBuffers: [(name: String, tensor: Tensor)] { get }
     /// Training mode (dropout active, batch statistics) or evaluation mode.
     var isTraining: Bool { get set }
+    /// Whether `backward` must compute δ of the input. The first layer of a network trained on
+    /// data has no use for it (PyTorch skips it too: the input does not require grad); setting
+    /// this to false there saves a whole product per step. When false, `backward` still
+    /// accumulates parameter gradients but returns an empty tensor. Layers that cannot skip
+    /// the work ignore it.
+    var needsInputGradient: Bool { get set }
     func forward(_ input: Tensor) throws -> Tensor
     func backward(_ outputGradient: Tensor) throws -> Tensor
 }
 
 extension Layer {
     public var namedBuffers: [(name: String, tensor: Tensor)] { [] }
+
+    public var needsInputGradient: Bool {
+        get { true }
+        set {}
+    }
 
     /// Parameters and buffers together: what a model file holds (PyTorch's `state_dict()`).
     public var stateDict: [(name: String, tensor: Tensor)] {

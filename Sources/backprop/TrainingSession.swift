@@ -99,6 +99,7 @@ final class TrainingSession {
             throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
         }
         let parameters = model.namedParameters
+        model.needsInputGradient = false  // δ of the data is never used: skip that product
         var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed,
                                   layout: architecture.batchLayout)
         for epoch in startEpoch...options.epochs {

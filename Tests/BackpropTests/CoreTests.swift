@@ -36,3 +36,24 @@ final class ParameterGradientTests: XCTestCase {
         }
     }
 }
+
+final class InputGradientSkipTests: XCTestCase {
+    /// A first layer that need not compute δ of its input returns an empty tensor and still
+    /// produces exactly the same parameter gradients.
+    func testSkippingTheInputGradientKeepsParameterGradients() throws {
+        func run(skip: Bool) throws -> ([[Float]], [Int]) {
+            var rng = SeededGenerator(seed: 4)
+            let model = Sequential(try Dense(6, 5, rng: &rng), ReLU(), try Dense(5, 3, rng: &rng))
+            let x = try Tensor(zeros: [4, 6]); x.fillUniform(-1, 1, using: &rng)
+            model.needsInputGradient = !skip
+            let out = try model(x)
+            let dx = try model.backward(try SoftmaxCrossEntropy()(out, labels: [0, 1, 2, 1]).gradient)
+            return (model.parameters.map { $0.grad.scalars }, dx.shape)
+        }
+        let (full, fullShape) = try run(skip: false)
+        let (skipped, skippedShape) = try run(skip: true)
+        XCTAssertEqual(full, skipped)
+        XCTAssertEqual(fullShape, [4, 6])
+        XCTAssertEqual(skippedShape, [0])
+    }
+}
