@@ -21,7 +21,7 @@ public enum ModelFile {
     /// A model read from a file: the rebuilt model, its architecture, the file's metadata and
     /// any tensors that are not part of the model (optimizer state in a checkpoint).
     public struct Loaded {
-        public let model: Sequential
+        public let model: Layer
         public let architecture: Architecture
         public let metadata: [String: String]
         public let extraTensors: [String: Tensor]

@@ -27,7 +27,8 @@ struct Eval: ParsableCommand {
         guard loaded.architecture.outputs >= test.classCount else {
             throw ValidationError("\(model): the model has \(loaded.architecture.outputs) outputs but the labels have \(test.classCount) classes")
         }
-        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: try SoftmaxCrossEntropy())
+        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: try SoftmaxCrossEntropy(),
+                                            layout: loaded.architecture.batchLayout)
         if json {
             print("{\"test_loss\": \(loss), \"test_accuracy\": \(accuracy), \"images\": \(test.count)}")
         } else {
@@ -53,7 +54,7 @@ struct Predict: ParsableCommand {
         let m = loaded.model
         m.eval()
         let features = loaded.architecture.inputFeatures
-        let input = try Tensor(zeros: [1, features])
+        let input = try Tensor(zeros: loaded.architecture.inputShape(batch: 1))
         let softmax = try SoftmaxCrossEntropy()
         for path in images {
             let image = try PGM.read(path: path)

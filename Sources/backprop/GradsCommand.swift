@@ -34,13 +34,14 @@ struct Grads: ParsableCommand {
             throw BackpropError.badFile(path: batchFile, offset: nil, reason: "no tensor named \"target\"")
         }
         let features = loaded.architecture.inputFeatures
-        guard input.rank >= 2, input.columnsPerRow == features else {
+        guard input.rank >= 2, input.rows >= 1, input.columnsPerRow == features else {
             throw BackpropError.badFile(path: batchFile, offset: nil,
-                                        reason: "input has shape \(input.shape) but the model takes [N, \(features)]")
+                                        reason: "input has shape \(input.shape) but the model takes \(loaded.architecture.inputShape(batch: max(input.rows, 1)))")
         }
+        let shaped = try input.reshaped(loaded.architecture.inputShape(batch: input.rows))
         m.train()
         m.zeroGrad()
-        let output = try m.forward(input)
+        let output = try m.forward(shaped)
         let value: Float
         let delta: Tensor
         if loss == "mse" {
@@ -72,10 +73,18 @@ struct Grads: ParsableCommand {
             for (name, p) in m.namedParameters {
                 grads.append("\"\(name)\": [" + p.grad.scalars.map { "\($0)" }.joined(separator: ", ") + "]")
             }
-            print("{\"loss\": \(value), \"gradients\": {" + grads.joined(separator: ", ") + "}}")
+            var extra = ""
+            if let seq = m as? SequenceClassifier {
+                extra = ", \"hidden_gradient_norms\": [" + seq.rnn.hiddenGradientNorms.map { "\($0)" }.joined(separator: ", ") + "]"
+            }
+            print("{\"loss\": \(value), \"gradients\": {" + grads.joined(separator: ", ") + "}" + extra + "}")
             return
         }
         print("loss \(value)   (\(loss), batch of \(input.rows), model \(loaded.architecture.json))")
+        if let seq = m as? SequenceClassifier {
+            print("mean ‖∂L/∂h_t‖ for t = 1…\(seq.rnn.hiddenGradientNorms.count): "
+                  + seq.rnn.hiddenGradientNorms.map { String(format: "%.3g", $0) }.joined(separator: " "))
+        }
         for (name, p) in m.namedParameters {
             print("\(name)  shape \(p.shape)")
             print("  value \(preview(p.value))")

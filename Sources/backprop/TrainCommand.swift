@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
 
     @Option(help: "Folder with the four MNIST files (raw or .gz).") var data = "data/mnist"
     @OptionGroup var model: ModelOptions
-    @Option(help: "Optimizer: sgd, adam, adamw, rmsprop.") var optimizer = "sgd"
+    @Option(name: .customLong("optimizer"), help: "Optimizer: sgd, adam, adamw, rmsprop (default: sgd; adam for rnn, lstm, gru).") var optimizerName: String?
     @Option(help: "Learning rate (default: 0.05 for sgd, 0.001 otherwise).") var lr: Float?
     @Option(help: "Momentum (sgd, rmsprop).") var momentum: Float = 0.9
     @Option(help: "Weight decay.") var weightDecay: Float = 0
@@ -52,6 +52,11 @@ struct Train: ParsableCommand {
         if let threads { BLAS.threadCount = threads }
         let session = try TrainingSession(options: self)
         try session.run()
+    }
+
+    /// The optimizer: `--optimizer`, else SGD for mlp and lenet and Adam for recurrent models.
+    var optimizer: String {
+        optimizerName ?? (["rnn", "lstm", "gru"].contains(model.arch) ? "adam" : "sgd")
     }
 
     var checkpointPath: String {

@@ -13,7 +13,7 @@ final class TrainingSession {
     let train: Dataset
     let test: Dataset
     let architecture: Architecture
-    let model: Sequential
+    let model: Layer
     let optimizer: Optimizer
     let loss: SoftmaxCrossEntropy
     let baseLR: Float
@@ -46,7 +46,7 @@ final class TrainingSession {
                 throw ValidationError("\(resume): optimizer state does not fit --optimizer \(options.optimizer): \(error)")
             }
         } else {
-            architecture = try options.model.architecture(inputs: train.featureCount, classes: classes)
+            architecture = try options.model.architecture(rows: train.rows, columns: train.columns * train.channels, classes: classes)
             model = try architecture.build(seed: options.seed)
             baseLR = options.lr ?? (options.optimizer == "sgd" ? 0.05 : 0.001)
             optimizer = try TrainingSession.makeOptimizer(options, model.parameters, lr: baseLR)
@@ -130,7 +130,9 @@ final class TrainingSession {
             throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
         }
         let parameters = model.namedParameters
-        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed, layout: .flat)
+        model.needsInputGradient = false  // δ of the data is never used: skip that product
+        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed,
+                                  layout: architecture.batchLayout)
         for epoch in startEpoch...options.epochs {
             let lr = learningRate(epoch: epoch)
             optimizer.learningRate = lr
@@ -171,7 +173,8 @@ final class TrainingSession {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             progress.clear()
-            let (testLoss, testAccuracy) = try evaluate(model, on: test, batchSize: max(options.batch, 256), loss: loss)
+            let (testLoss, testAccuracy) = try evaluate(model, on: test, batchSize: max(options.batch, 256), loss: loss,
+                                                        layout: architecture.batchLayout)
             var norms: [String: Double] = [:]
             for (i, p) in parameters.enumerated() { norms[p.name] = normSums[i] / Double(max(normCount, 1)) }
             let record = EpochRecord(epoch: epoch, train_loss: lossSum / Double(max(seen, 1)),
@@ -230,7 +233,7 @@ final class TrainingSession {
 
     func nonFiniteLayer(_ input: Tensor) -> String {
         guard input.allFinite else { return "the input batch holds NaN or Inf" }
-        if let trace = try? model.trace(input) {
+        if let sequential = model as? Sequential, let trace = try? sequential.trace(input) {
             for step in trace where !step.output.allFinite {
                 return "first non-finite activation: layer \(step.layer)"
             }
@@ -258,11 +261,12 @@ func countCorrect(_ output: Tensor, _ labels: [Int32]) -> Int {
 }
 
 /// Mean loss and accuracy of `model` on `data`, in evaluation mode.
-func evaluate(_ model: Layer, on data: Dataset, batchSize: Int, loss: SoftmaxCrossEntropy) throws -> (Double, Double) {
+func evaluate(_ model: Layer, on data: Dataset, batchSize: Int, loss: SoftmaxCrossEntropy,
+              layout: BatchLayout) throws -> (Double, Double) {
     let wasTraining = model.isTraining
     model.eval()
     defer { model.isTraining = wasTraining }
-    var batcher = try Batcher(data, batchSize: batchSize, shuffle: false, seed: 0, layout: .flat)
+    var batcher = try Batcher(data, batchSize: batchSize, shuffle: false, seed: 0, layout: layout)
     batcher.startEpoch(1)
     var total = 0.0, correct = 0, seen = 0
     while let b = batcher.next() {

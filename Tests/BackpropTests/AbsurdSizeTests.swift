@@ -58,6 +58,22 @@ final class AbsurdSizeTests: XCTestCase {
         assertBadFile(try Architecture(json: json, source: "m"), "more than 1073741824 parameters")
         XCTAssertThrowsError(try Architecture.mlp(sizes: [1 << 20, 1 << 20], activation: .relu).build(seed: 0))
         XCTAssertEqual(Architecture.mlp(sizes: [784, 256, 10], activation: .relu).parameterCount, 784 * 256 + 256 + 256 * 10 + 10)
+        XCTAssertNil(Architecture.mlp(sizes: [Int.max, 2], activation: .relu).parameterCount, "overflow is nil, not a trap")
+    }
+
+    /// `parameterCount` (used to refuse files before building) equals what `build` allocates,
+    /// for every architecture family: an overcount would reject valid model files.
+    func testParameterCountMatchesTheBuiltModel() throws {
+        let cases: [Architecture] = [
+            .mlp(sizes: [5, 7, 3], activation: .tanh), .mlp(sizes: [2, 1], activation: .relu), .lenet(classes: 10),
+            .recurrent(kind: .rnn, steps: 4, inputSize: 3, hidden: 5, layers: 2, classes: 4),
+            .recurrent(kind: .lstm, steps: 4, inputSize: 3, hidden: 5, layers: 2, classes: 4),
+            .recurrent(kind: .gru, steps: 4, inputSize: 6, hidden: 2, layers: 1, classes: 3),
+        ]
+        for a in cases {
+            let built = try a.build(seed: 0).parameters.reduce(0) { $0 + $1.value.count }
+            XCTAssertEqual(a.parameterCount, built, a.json)
+        }
     }
 
     /// A model file whose architecture metadata describes a far bigger model than its tensors

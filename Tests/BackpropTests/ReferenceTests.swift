@@ -87,13 +87,25 @@ final class ReferenceTests: XCTestCase {
         }
     }
 
-    func checkNetwork(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    struct NetworkRun {
+        let file: SafetensorsFile
+        let model: Sequential
+        let loss: Float
+        let inputGradient: [Float]
+    }
+
+    /// Rebuilds the fixture's network, loads its weights by name, runs forward, loss and backward.
+    /// `replace` may swap top-level layers and `labelSmoothing` override the file's (both only to
+    /// show that a wrong network is caught).
+    func runNetwork(_ name: String, replace: (Int, Layer) -> Layer = { $1 }, labelSmoothing: Float? = nil,
+                    file: StaticString = #filePath, line: UInt = #line) throws -> NetworkRun {
         let fixture = "ref_net_\(name)"
         let f = try load(fixture)
         guard let json = f.metadata["architecture"]?.data(using: .utf8) else {
-            return XCTFail("\(fixture): no architecture in metadata", file: file, line: line)
+            throw BackpropError.badFile(path: fixture, offset: nil, reason: "no architecture in metadata")
         }
-        let model = Sequential(try buildLayers(try JSONSerialization.jsonObject(with: json), source: fixture))
+        let layers = try buildLayers(try JSONSerialization.jsonObject(with: json), source: fixture)
+        let model = Sequential(layers.enumerated().map { replace($0.offset, $0.element) })
 
         // Weights by name; the file must hold exactly the model's parameters (plus batch and results).
         let nonParameters: Set<String> = ["input", "target", "loss"]
@@ -105,30 +117,43 @@ final class ReferenceTests: XCTestCase {
             try p.value.assign(t)
         }
 
-        let x = try f.tensor("input")
-        let y = try model.forward(x)
+        let y = try model.forward(try f.tensor("input"))
         let loss: Float, dy: Tensor
         switch f.metadata["loss"] {
         case "SoftmaxCrossEntropy":
-            let smoothing = Float(f.metadata["label_smoothing"] ?? "") ?? -1
-            XCTAssertEqual(f.dtypes["target"], "I64")
+            let smoothing = labelSmoothing ?? Float(f.metadata["label_smoothing"] ?? "") ?? -1
+            XCTAssertEqual(f.dtypes["target"], "I64", file: file, line: line)
             (loss, dy) = try SoftmaxCrossEntropy(labelSmoothing: smoothing)(y, labels: try f.int32Values("target"))
         case "MeanSquaredError":
             (loss, dy) = try MeanSquaredError()(y, target: try f.tensor("target"))
         case "BinaryCrossEntropyWithLogits":
             (loss, dy) = try BinaryCrossEntropyWithLogits()(y, target: try f.tensor("target"))
         default:
-            return XCTFail("\(fixture): unknown loss \(f.metadata["loss"] ?? "nil")", file: file, line: line)
+            throw BackpropError.badFile(path: fixture, offset: nil, reason: "unknown loss \(f.metadata["loss"] ?? "nil")")
         }
-        assertClose([loss], try f.tensor("loss").scalars, "\(fixture) loss", file: file, line: line)
-
         model.zeroGrad()
-        let dx = try model.backward(dy)
-        assertClose(dx.scalars, try f.tensor("grad.input").scalars, "\(fixture) grad.input", file: file, line: line)
-        for (pname, p) in model.namedParameters {
+        let dx = try model.backward(dy).scalars
+        return NetworkRun(file: f, model: model, loss: loss, inputGradient: dx)
+    }
+
+    func checkNetwork(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try runNetwork(name, file: file, line: line)
+        let f = run.file, fixture = "ref_net_\(name)"
+        assertClose([run.loss], try f.tensor("loss").scalars, "\(fixture) loss", file: file, line: line)
+        assertClose(run.inputGradient, try f.tensor("grad.input").scalars, "\(fixture) grad.input", file: file, line: line)
+        for (pname, p) in run.model.namedParameters {
             assertClose(p.grad.scalars, try f.tensor("grad." + pname).scalars, "\(fixture) grad.\(pname)",
                         file: file, line: line)
         }
+    }
+
+    /// True when a run disagrees with its fixture anywhere (loss, input gradient, any parameter gradient).
+    func disagrees(_ run: NetworkRun) throws -> Bool {
+        if Self.firstMismatch([run.loss], try run.file.tensor("loss").scalars) != nil { return true }
+        if Self.firstMismatch(run.inputGradient, try run.file.tensor("grad.input").scalars) != nil { return true }
+        for (pname, p) in run.model.namedParameters
+        where Self.firstMismatch(p.grad.scalars, try run.file.tensor("grad." + pname).scalars) != nil { return true }
+        return false
     }
 
     func testActivationNetworksMatchPyTorch() throws {
@@ -143,8 +168,8 @@ final class ReferenceTests: XCTestCase {
         print("ReferenceTests residual: worst error \(worst.ratio) of the tolerance at \(worst.what)")
     }
 
-    /// The comparison can fail: a gradient off by 1e-3 is caught, and so is a network built with
-    /// the wrong activation (ReLU where the fixture used LeakyReLU 0.01).
+    /// The comparison can fail: a gradient off by 1e-3 is caught, and so is a network that differs
+    /// from the fixture's in one detail (activation, its slope, GELU's form, label smoothing, the skip).
     func testComparisonDetectsWrongNumbers() throws {
         let f = try load("ref_net_tanh_mse")
         let reference = try f.tensor("grad.0.weight").scalars
@@ -154,17 +179,34 @@ final class ReferenceTests: XCTestCase {
         XCTAssertNil(Self.firstMismatch(reference, reference))
         XCTAssertEqual(Self.firstMismatch([.nan], [0]), 0)
 
-        let leaky = try load("ref_net_leaky_relu_mse")
-        let json = try XCTUnwrap(leaky.metadata["architecture"]?.data(using: .utf8))
-        var layers = try buildLayers(try JSONSerialization.jsonObject(with: json), source: "leaky")
-        XCTAssertTrue(layers[1] is LeakyReLU)
-        layers[1] = ReLU()
-        let model = Sequential(layers)
-        for (pname, p) in model.namedParameters { try p.value.assign(try leaky.tensor(pname)) }
-        let (_, dy) = try MeanSquaredError()(try model.forward(try leaky.tensor("input")), target: try leaky.tensor("target"))
-        model.zeroGrad()
-        let dx = try model.backward(dy)
-        XCTAssertNotNil(Self.firstMismatch(dx.scalars, try leaky.tensor("grad.input").scalars),
-                        "ReLU in place of LeakyReLU must disagree with the reference")
+        // The unmodified runs agree, so the disagreements below come from the modification.
+        XCTAssertFalse(try disagrees(try runNetwork("leaky_relu_mse")))
+        XCTAssertTrue(try disagrees(try runNetwork("leaky_relu_mse") { i, l in i == 1 ? ReLU() : l }),
+                      "ReLU in place of LeakyReLU(0.01)")
+        XCTAssertTrue(try disagrees(try runNetwork("leaky_relu_mse") { i, l in i == 1 ? LeakyReLU(negativeSlope: 0.02) : l }),
+                      "LeakyReLU(0.02) in place of LeakyReLU(0.01)")
+        XCTAssertFalse(try disagrees(try runNetwork("gelu_bce_with_logits")))
+        XCTAssertTrue(try disagrees(try runNetwork("gelu_bce_with_logits") { i, l in i == 1 ? GELU(approximate: .tanh) : l }),
+                      "tanh-approximate GELU in place of the exact one")
+        XCTAssertTrue(try disagrees(try runNetwork("tanh_cross_entropy_smooth", labelSmoothing: 0)),
+                      "label smoothing 0 in place of 0.1")
+        XCTAssertTrue(try disagrees(try runNetwork("residual_mse") { i, l in
+            guard i == 1, let residual = l as? Residual else { return l }
+            return BlockWithoutSkip(residual.block)
+        }), "the residual block without its identity path")
     }
+}
+
+/// A residual's block with the residual's parameter names but no identity path (a deliberately
+/// wrong network for `testComparisonDetectsWrongNumbers`).
+private final class BlockWithoutSkip: Layer {
+    let block: Layer
+    init(_ block: Layer) { self.block = block }
+    var summary: String { "BlockWithoutSkip(\(block.summary))" }
+    var namedParameters: [(name: String, parameter: Parameter)] {
+        block.namedParameters.map { (name: "block.\($0.name)", parameter: $0.parameter) }
+    }
+    var isTraining: Bool { get { block.isTraining } set { block.isTraining = newValue } }
+    func forward(_ input: Tensor) throws -> Tensor { try block.forward(input) }
+    func backward(_ outputGradient: Tensor) throws -> Tensor { try block.backward(outputGradient) }
 }
