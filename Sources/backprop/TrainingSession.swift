@@ -76,7 +76,7 @@ final class TrainingSession {
     }
 
     /// Fails early, before any training, when an output cannot be written: creates a temporary
-    /// file next to `path`, writes `bytes` bytes to it, fsyncs and removes it. (`access(2)` alone
+    /// file next to `path`, reserves `bytes` bytes in it, fsyncs and removes it. (`access(2)` alone
     /// says yes to root on a read-only folder and knows nothing of free space.)
     static func checkWritable(_ path: String, bytes: Int) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -90,16 +90,11 @@ final class TrainingSession {
             throw ValidationError("\(path): cannot write in \(dir): \(String(cString: strerror(errno)))")
         }
         defer { close(fd); unlink(probe) }
-        let zeros = [UInt8](repeating: 0, count: min(bytes, 1 << 20))
-        var done = 0
-        while done < bytes {
-            let r = zeros.withUnsafeBytes { write(fd, $0.baseAddress, min(zeros.count, bytes - done)) }
-            if r < 0, errno == EINTR { continue }
-            guard r > 0 else {
-                let why = r < 0 ? String(cString: strerror(errno)) : "no progress"
-                throw ValidationError("\(path): cannot write \(bytes) bytes in \(dir) (\(why) after \(done)); is the disk full?")
-            }
-            done += r
+        // Reserve the space (fast: no data is written; glibc falls back to writing zeros on file
+        // systems without fallocate). Fails with ENOSPC on a full disk, EFBIG over `ulimit -f`.
+        let status = posix_fallocate(fd, 0, off_t(bytes))
+        guard status == 0 else {
+            throw ValidationError("\(path): cannot reserve \(bytes) bytes in \(dir) (\(String(cString: strerror(status)))); is the disk full?")
         }
         guard fsync(fd) == 0 else {
             throw ValidationError("\(path): cannot write in \(dir): fsync failed: \(String(cString: strerror(errno)))")
