@@ -7,6 +7,9 @@ import BenchSupport
 // mallocCountTotal must be 0: the warm-up iteration sizes every buffer, after which a step
 // allocates nothing. The epoch benchmark runs 468 steps of 128 and one of 96 (the batch size
 // change included) and must allocate nothing either.
+// (No .peakMemoryResident here: sampling it reads /proc and itself mallocs ~16 times per
+// iteration, which would be counted as the step's. With more than one OpenBLAS thread, OpenBLAS's
+// thread server mallocs ~5 times per step by itself; OPENBLAS_NUM_THREADS=1 isolates the engine's.)
 
 let benchmarks: @Sendable () -> Void = {
     guard let mlp = try? MLPTrainingStep() else {
@@ -14,7 +17,7 @@ let benchmarks: @Sendable () -> Void = {
         return
     }
     Benchmark("MLP 784-256-128-10 step b128",
-              configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
+              configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
                                    timeUnits: .microseconds, warmupIterations: 1,
                                    maxDuration: .seconds(2), maxIterations: 5000)) { benchmark in
         for _ in benchmark.scaledIterations { try mlp.step(batch: 128) }
