@@ -36,6 +36,6 @@ let package = Package(
         .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "BackpropCLITests", dependencies: ["backprop"]),
+        .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
     ]
 )

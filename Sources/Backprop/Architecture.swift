@@ -19,56 +19,109 @@ public enum ActivationKind: String, CaseIterable, Sendable, Codable {
 /// A network's shape, small enough to store in a model file's `__metadata__` so that the
 /// file alone rebuilds its model. `--arch NAME` in the CLI selects the case.
 public enum Architecture: Equatable, Sendable {
-    /// `nn.Sequential(Linear(s0,s1), act, Linear(s1,s2), act, …, Linear(sk-1, sk))`.
+    /// `nn.Sequential(Linear(s0,s1), act, Linear(s1,s2), act, …, Linear(sk-1, sk))`, input `[N, s0]`.
     case mlp(sizes: [Int], activation: ActivationKind)
+    /// `Architectures.leNet`: two 5×5 convolutions with max-pooling, then two dense layers;
+    /// input `[N, 1, 28, 28]`.
+    case lenet(classes: Int)
+    /// `SequenceClassifier`: RNN/LSTM/GRU over `steps` steps of `inputSize` features, the last
+    /// hidden state, then Linear(hidden, classes); input `[N, steps, inputSize]`.
+    case recurrent(kind: RecurrentKind, steps: Int, inputSize: Int, hidden: Int, layers: Int, classes: Int)
 
     /// The architecture names the CLI accepts for `--arch`.
-    public static let names = ["mlp"]
+    public static let names = ["mlp", "lenet", "rnn", "lstm", "gru"]
 
     public var name: String {
         switch self {
         case .mlp: return "mlp"
+        case .lenet: return "lenet"
+        case let .recurrent(kind, _, _, _, _, _): return Architecture.name(of: kind)
         }
     }
 
-    /// Number of input features per sample, and number of outputs.
+    static func name(of kind: RecurrentKind) -> String {
+        switch kind {
+        case .rnn: return "rnn"
+        case .lstm: return "lstm"
+        case .gru: return "gru"
+        }
+    }
+
+    static func kind(named name: String) -> RecurrentKind? {
+        switch name {
+        case "rnn": return .rnn
+        case "lstm": return .lstm
+        case "gru": return .gru
+        default: return nil
+        }
+    }
+
+    /// Input values per sample (784 for MNIST in every case).
     public var inputFeatures: Int {
         switch self {
         case let .mlp(sizes, _): return sizes.first ?? 0
+        case .lenet: return 28 * 28
+        case let .recurrent(_, steps, inputSize, _, _, _): return steps * inputSize
+        }
+    }
+
+    /// The shape one batch of `n` samples takes at the model's input.
+    public func inputShape(batch n: Int) -> [Int] {
+        switch self {
+        case let .mlp(sizes, _): return [n, sizes.first ?? 0]
+        case .lenet: return [n, 1, 28, 28]
+        case let .recurrent(_, steps, inputSize, _, _, _): return [n, steps, inputSize]
         }
     }
 
     public var outputs: Int {
         switch self {
         case let .mlp(sizes, _): return sizes.last ?? 0
+        case let .lenet(classes): return classes
+        case let .recurrent(_, _, _, _, _, classes): return classes
         }
     }
 
     /// Checks the description before anything is built.
     public func validate() throws {
+        func positive(_ values: [Int], _ what: String) throws {
+            guard values.allSatisfy({ $0 > 0 && $0 <= 1 << 20 }) else {
+                throw BackpropError.invalidArgument("\(name): \(what) must be between 1 and 2^20, got \(values)")
+            }
+        }
         switch self {
         case let .mlp(sizes, _):
             guard sizes.count >= 2 else {
                 throw BackpropError.invalidArgument("an MLP needs at least an input and an output size, got \(sizes)")
             }
-            guard sizes.allSatisfy({ $0 > 0 && $0 <= 1 << 20 }) else {
-                throw BackpropError.invalidArgument("MLP layer sizes must be between 1 and 2^20, got \(sizes)")
+            try positive(sizes, "layer sizes")
+        case let .lenet(classes):
+            try positive([classes], "classes")
+        case let .recurrent(_, steps, inputSize, hidden, layers, classes):
+            try positive([steps, inputSize, hidden, classes], "steps, input size, hidden size and classes")
+            guard layers >= 1, layers <= 64 else {
+                throw BackpropError.invalidArgument("\(name): number of layers must be in 1…64, got \(layers)")
             }
         }
     }
 
     /// Builds the model with PyTorch's default initialisation from `seed`.
-    public func build(seed: UInt64) throws -> Sequential {
+    public func build(seed: UInt64) throws -> Layer {
         try validate()
-        var rng = SeededGenerator(seed: seed)
         switch self {
         case let .mlp(sizes, activation):
+            var rng = SeededGenerator(seed: seed)
             var layers: [Layer] = []
             for i in 0..<(sizes.count - 1) {
                 layers.append(try Dense(sizes[i], sizes[i + 1], rng: &rng))
                 if i < sizes.count - 2 { layers.append(activation.makeLayer()) }
             }
             return Sequential(layers)
+        case let .lenet(classes):
+            return try Architectures.leNet(classes: classes, seed: seed)
+        case let .recurrent(kind, _, inputSize, hidden, layers, classes):
+            return try SequenceClassifier(kind: kind, inputSize: inputSize, hiddenSize: hidden, numLayers: layers,
+                                          classes: classes, seed: seed)
         }
     }
 
@@ -81,6 +134,14 @@ public enum Architecture: Equatable, Sendable {
         case let .mlp(sizes, activation):
             object["layers"] = sizes
             object["activation"] = activation.rawValue
+        case let .lenet(classes):
+            object["classes"] = classes
+        case let .recurrent(_, steps, inputSize, hidden, layers, classes):
+            object["steps"] = steps
+            object["input_size"] = inputSize
+            object["hidden"] = hidden
+            object["num_layers"] = layers
+            object["classes"] = classes
         }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
               let text = String(data: data, encoding: .utf8) else { return "{}" }
@@ -89,24 +150,33 @@ public enum Architecture: Equatable, Sendable {
 
     /// Parses the stored form; `source` names the file for error messages.
     public init(json: String, source: String) throws {
+        func bad(_ reason: String) -> BackpropError {
+            .badFile(path: source, offset: nil, reason: "architecture metadata: \(reason): \(json.prefix(200))")
+        }
         guard let data = json.data(using: .utf8),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
               let arch = object["arch"] as? String else {
-            throw BackpropError.badFile(path: source, offset: nil, reason: "architecture metadata is not a JSON object with an \"arch\" field: \(json.prefix(200))")
+            throw bad("not a JSON object with an \"arch\" field")
+        }
+        func int(_ key: String) throws -> Int {
+            guard let n = object[key] as? Int, abs(n) < 1 << 30 else { throw bad("\"\(key)\" must be an integer") }
+            return n
         }
         switch arch {
         case "mlp":
-            guard let sizes = object["layers"] as? [Int],
+            guard let raw = object["layers"] as? [Int], raw.allSatisfy({ abs($0) < 1 << 30 }),
                   let act = (object["activation"] as? String).flatMap(ActivationKind.init(rawValue:)) else {
-                throw BackpropError.badFile(path: source, offset: nil, reason: "mlp architecture needs integer \"layers\" and a known \"activation\": \(json.prefix(200))")
+                throw bad("mlp needs integer \"layers\" and a known \"activation\"")
             }
-            self = .mlp(sizes: sizes, activation: act)
+            self = .mlp(sizes: raw, activation: act)
+        case "lenet":
+            self = .lenet(classes: try int("classes"))
         default:
-            throw BackpropError.badFile(path: source, offset: nil, reason: "unknown architecture \"\(arch)\"")
+            guard let kind = Architecture.kind(named: arch) else { throw bad("unknown architecture \"\(arch)\"") }
+            self = .recurrent(kind: kind, steps: try int("steps"), inputSize: try int("input_size"),
+                              hidden: try int("hidden"), layers: try int("num_layers"), classes: try int("classes"))
         }
-        do { try validate() } catch {
-            throw BackpropError.badFile(path: source, offset: nil, reason: "architecture metadata: \(error)")
-        }
+        do { try validate() } catch { throw bad("\(error)") }
     }
 
     /// Parses `--layers 784,256,128,10`.

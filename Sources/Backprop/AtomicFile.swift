@@ -8,46 +8,50 @@ import Glibc
 /// disk leaves either the old file or the new one, never half of one.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
-        try data.withUnsafeBytes { raw in
-            try write(UnsafeRawBufferPointer(raw), to: path)
-        }
+        try write([UInt8](data), to: path)
     }
 
-    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+    public static func write(_ bytes: [UInt8], to path: String) throws {
+        try atomicWrite(bytes, to: path)
+    }
+
+    static func atomicWrite(_ bytes: [UInt8], to path: String) throws {
+        func ioError(_ what: String, _ code: Int32, _ p: String = path) -> BackpropError {
+            .io(path: p, reason: "\(what): \(String(cString: strerror(code)))")
+        }
         let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let temp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let directory = url.deletingLastPathComponent().path
+        let temp = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw BackpropError.io(path: path, reason: "cannot create a file in \(dir): \(String(cString: strerror(errno)))")
+            throw ioError("cannot create a temporary file in \(directory)", errno)
         }
-        var ok = false
-        defer {
-            if !ok { close(fd); unlink(temp) }
-        }
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BackpropError.io(path: path, reason: "write failed after \(offset) of \(bytes.count) bytes: \(String(cString: strerror(errno))); the previous file is unchanged")
-            }
-            offset += n
-        }
-        guard fsync(fd) == 0 else {
-            throw BackpropError.io(path: path, reason: "fsync failed: \(String(cString: strerror(errno))); the previous file is unchanged")
-        }
-        guard close(fd) == 0 else {
-            unlink(temp); ok = true
-            throw BackpropError.io(path: path, reason: "close failed: \(String(cString: strerror(errno))); the previous file is unchanged")
-        }
-        ok = true
-        guard rename(temp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
+        var failure: BackpropError?
+        do { try writeFully(fd, bytes, path: temp) } catch let error as BackpropError { failure = error }
+        if failure == nil, fsync(fd) != 0 { failure = ioError("fsync failed", errno, temp) }
+        if close(fd) != 0, failure == nil { failure = ioError("close failed", errno, temp) }
+        if failure == nil, rename(temp, path) != 0 { failure = ioError("cannot rename \(temp) to \(path)", errno) }
+        if let failure {
             unlink(temp)
-            throw BackpropError.io(path: path, reason: "rename failed: \(reason); the previous file is unchanged")
+            throw failure
         }
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        // Make the rename durable (best effort: some file systems refuse fsync on directories).
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+
+    /// Writes all of `bytes` to `fd`, retrying on EINTR and short writes; `.io` error on failure.
+    static func writeFully(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
+        try bytes.withUnsafeBytes { buffer in
+            var done = 0
+            while done < buffer.count {
+                let r = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw BackpropError.io(path: path, reason: "write failed after \(done) of \(buffer.count) bytes: \(String(cString: strerror(errno)))")
+                }
+                done += r
+            }
+        }
     }
 }

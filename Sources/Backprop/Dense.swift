@@ -78,11 +78,14 @@ public final class Dense: Layer {
         let n = dy.rows
         let dyM = Matrix(dy.data, rows: n, columns: outFeatures)
         let xM = Matrix(x.data, rows: n, columns: inFeatures)
-        // dW += dYᵀ·X
-        try gemm(dyM, transposeA: true, xM, into: Matrix(weight.grad), beta: 1, caller: summary)
+        // dW += dYᵀ·X  (β = 0 right after zeroGrad: the product overwrites, no memset needed)
+        let (dW, betaW) = weight.gradientForAccumulation()
+        try gemm(dyM, transposeA: true, xM, into: Matrix(dW), beta: betaW, caller: summary)
         // db += Σ_rows dY
         if let bias {
-            let db = bias.grad.data, g = dy.data
+            let (dB, betaB) = bias.gradientForAccumulation()
+            let db = dB.data, g = dy.data
+            if betaB == 0 { db.update(repeating: 0, count: outFeatures) }
             for i in 0..<n {
                 let row = g + i * outFeatures
                 for j in 0..<outFeatures { db[j] += row[j] }

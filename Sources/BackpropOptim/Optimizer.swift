@@ -1,1 +1,171 @@
 import Backprop
+
+/// Updates parameters in place along their gradients: PyTorch's `torch.optim.Optimizer`.
+///
+///     optimizer.zeroGrad()
+///     let loss = try lossFunction(model(x), y); try model.backward(loss.gradient)
+///     try optimizer.step()
+///
+/// Every optimizer here allocates its state buffers once, in `init` (one per parameter and
+/// kind of state, PyTorch's names), so `step()` allocates nothing: it runs one fused pointer
+/// loop per parameter. `state` / `loadState` export and import those buffers for checkpoints
+/// under stable keys: `"<parameter index>.<buffer name>"` (`"0.exp_avg"`, `"3.momentum_buffer"`)
+/// plus `"step"`, the number of steps taken, as a 1-element tensor.
+public protocol Optimizer: AnyObject {
+    /// The step size γ. Learning-rate schedules set it before each step.
+    var learningRate: Float { get set }
+    /// The parameters updated by `step()`, in the order used by the state keys.
+    var parameters: [Parameter] { get }
+    /// One update of every parameter from its current `grad`.
+    func step() throws
+    /// Copies of the state buffers plus `"step"`, keyed as described above.
+    var state: [String: Tensor] { get }
+    /// Replaces the state with `state` (as exported by `state`). Validates every key and shape
+    /// before changing anything; throws `BackpropError` on a missing, unknown or misshapen entry.
+    func loadState(_ state: [String: Tensor]) throws
+}
+
+extension Optimizer {
+    /// Sets every parameter's gradient to zero (PyTorch's `zero_grad(set_to_none=False)`).
+    public func zeroGrad() { for p in parameters { p.zeroGrad() } }
+}
+
+// MARK: - Shared by the optimizers
+
+/// Throws unless `condition` holds, with PyTorch's wording for the rejected argument.
+@inline(__always)
+func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+    if !condition { throw BackpropError.invalidArgument(message()) }
+}
+
+/// PyTorch rejects an empty parameter list; a parameter listed twice would be updated twice.
+func validateParameters(_ parameters: [Parameter], optimizer: String) throws {
+    try require(!parameters.isEmpty, "\(optimizer): got an empty parameter list")
+    var seen = Set<ObjectIdentifier>()
+    for (i, p) in parameters.enumerated() {
+        try require(seen.insert(ObjectIdentifier(p)).inserted,
+                    "\(optimizer): parameter \(i) appears more than once in the parameter list")
+    }
+}
+
+/// One zero-filled buffer shaped like each parameter.
+func zeroBuffers(like parameters: [Parameter]) throws -> [Tensor] {
+    try parameters.map { try Tensor(zeros: $0.shape) }
+}
+
+/// Checks, before a step, that every parameter's value, gradient and state buffers still agree
+/// in size (a caller may have resized a tensor since the optimizer was built). Allocates nothing
+/// unless it throws.
+func checkSizes(_ parameters: [Parameter], _ buffers: NamedBuffers, optimizer: String) throws {
+    for (i, p) in parameters.enumerated() {
+        let n = p.value.count
+        var ok = p.grad.count == n
+        for (_, tensors) in buffers where tensors[i].count != n { ok = false }
+        if !ok {
+            throw BackpropError.shapeMismatch(
+                where: optimizer,
+                detail: "parameter \(i) has value \(p.value.shape), gradient \(p.grad.shape) and state "
+                    + buffers.map { "\($0.name) \($0.tensors[i].shape)" }.joined(separator: ", ")
+                    + "; they must agree")
+        }
+    }
+}
+
+/// The per-parameter buffers of an optimizer, by PyTorch state name (`exp_avg`, …).
+typealias NamedBuffers = [(name: String, tensors: [Tensor])]
+
+/// `Optimizer.state`: copies of every buffer under `"<i>.<name>"`, and `"step"`.
+func exportState(step: Int, buffers: NamedBuffers) -> [String: Tensor] {
+    var out: [String: Tensor] = ["step": Tensor([Float(step)])]
+    for (name, tensors) in buffers {
+        for (i, t) in tensors.enumerated() { out["\(i).\(name)"] = t.copy() }
+    }
+    return out
+}
+
+/// `Optimizer.loadState`: validates every key and shape, then copies into `buffers` and
+/// returns the step count. Nothing is changed when it throws.
+func importState(_ state: [String: Tensor], buffers: NamedBuffers, optimizer: String) throws -> Int {
+    guard let stepTensor = state["step"] else {
+        throw BackpropError.invalidArgument("\(optimizer).loadState: missing key \"step\"")
+    }
+    guard stepTensor.count == 1 else {
+        throw BackpropError.shapeMismatch(where: "\(optimizer).loadState",
+                                          detail: "\"step\" must hold 1 value, got shape \(stepTensor.shape)")
+    }
+    let s = stepTensor.data[0]
+    guard s.isFinite, s >= 0, s == s.rounded(), s <= 16_777_216 else {
+        throw BackpropError.invalidArgument("\(optimizer).loadState: \"step\" must be a whole number in 0...2^24, got \(s)")
+    }
+    var expected: Set<String> = ["step"]
+    for (name, tensors) in buffers {
+        for (i, t) in tensors.enumerated() {
+            let key = "\(i).\(name)"
+            expected.insert(key)
+            guard let source = state[key] else {
+                throw BackpropError.invalidArgument("\(optimizer).loadState: missing key \"\(key)\"")
+            }
+            guard source.shape == t.shape else {
+                throw BackpropError.shapeMismatch(where: "\(optimizer).loadState",
+                                                  detail: "\"\(key)\" has shape \(source.shape), parameter \(i) needs \(t.shape)")
+            }
+        }
+    }
+    if let unknown = state.keys.filter({ !expected.contains($0) }).sorted().first {
+        throw BackpropError.invalidArgument(
+            "\(optimizer).loadState: unexpected key \"\(unknown)\" (expected \(expected.sorted().joined(separator: ", ")))")
+    }
+    for (name, tensors) in buffers {
+        for (i, t) in tensors.enumerated() {
+            if let source = state["\(i).\(name)"] { try t.assign(source) }
+        }
+    }
+    return Int(s)
+}
+
+// MARK: - 4-lane helpers for the fused update loops
+//
+// On Linux, Swift lowers `Float.squareRoot()` to a call of libm's `sqrtf` (it may set errno),
+// which stops LLVM from vectorising any loop containing it. Adam and RMSprop therefore run
+// their element loops explicitly on SIMD4<Float> lanes with SSE's `sqrtps` (correctly rounded,
+// like `sqrtf`, so results are bit-identical to the scalar loop). The last partial group goes
+// through the same code with only its valid lanes loaded and stored.
+
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
+
+@inline(__always)
+func laneSquareRoot(_ v: SIMD4<Float>) -> SIMD4<Float> {
+    #if arch(x86_64)
+    return _mm_sqrt_ps(v)
+    #else
+    return v.squareRoot()
+    #endif
+}
+
+/// Lane-wise maximum; a NaN in `b` (the newer value) propagates, as in `torch.maximum`.
+@inline(__always)
+func laneMax(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD4<Float> {
+    #if arch(x86_64)
+    return _mm_max_ps(a, b)          // maxps: a > b ? a : b, so NaN in b is returned
+    #else
+    return pointwiseMax(a, b)
+    #endif
+}
+
+/// Loads `count` (1…4) floats at `p + i`; missing lanes are 0.
+@inline(__always)
+func loadLanes(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) -> SIMD4<Float> {
+    if count == 4 { return UnsafeRawPointer(p + i).loadUnaligned(as: SIMD4<Float>.self) }
+    var v = SIMD4<Float>()
+    for k in 0..<count { v[k] = p[i + k] }
+    return v
+}
+
+/// Stores the first `count` (1…4) lanes of `v` at `p + i`.
+@inline(__always)
+func storeLanes(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ count: Int) {
+    if count == 4 { UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD4<Float>.self); return }
+    for k in 0..<count { p[i + k] = v[k] }
+}

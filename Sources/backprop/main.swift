@@ -6,7 +6,8 @@ struct BackpropCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backprop",
         abstract: "Train, evaluate and inspect neural networks whose every matrix product runs through OpenBLAS sgemm.",
-        subcommands: [Info.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Predict.self, Grads.self, Info.self, Bench.self],
+        defaultSubcommand: nil)
 }
 
 /// `backprop info`: the BLAS kernels and threads in use.

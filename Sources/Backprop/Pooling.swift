@@ -1,0 +1,219 @@
+/// Window geometry shared by the 2-d pooling layers (PyTorch's floor mode, `ceil_mode=False`):
+/// input `[N, C, H, W]`, output `[N, C, Ho, Wo]`, `Ho = (H + 2·ph − kh) / sh + 1`.
+struct PoolGeometry {
+    let kernel: (height: Int, width: Int)
+    let stride: (height: Int, width: Int)
+    let padding: (height: Int, width: Int)
+
+    init(name: String, kernel: (Int, Int), stride: (Int, Int)?, padding: (Int, Int)) throws {
+        guard kernel.0 > 0, kernel.1 > 0 else {
+            throw BackpropError.invalidArgument("\(name): kernel size \(kernel) must be positive")
+        }
+        let s = stride ?? kernel
+        guard s.0 > 0, s.1 > 0 else {
+            throw BackpropError.invalidArgument("\(name): stride \(s) must be positive")
+        }
+        // PyTorch: "pad should be at most half of effective kernel size".
+        guard padding.0 >= 0, padding.1 >= 0, padding.0 <= kernel.0 / 2, padding.1 <= kernel.1 / 2 else {
+            throw BackpropError.invalidArgument("\(name): padding \(padding) must be between 0 and half the kernel \(kernel)")
+        }
+        self.kernel = (kernel.0, kernel.1)
+        self.stride = (s.0, s.1)
+        self.padding = (padding.0, padding.1)
+    }
+
+    func describe(_ name: String) -> String {
+        var s = "\(name)(\(kernel.height)×\(kernel.width)"
+        if stride != kernel { s += stride.height == stride.width ? ", stride \(stride.height)" : ", stride \(stride.height)×\(stride.width)" }
+        if padding != (0, 0) { s += padding.height == padding.width ? ", padding \(padding.height)" : ", padding \(padding.height)×\(padding.width)" }
+        return s + ")"
+    }
+
+    func outputShape(for shape: [Int], layer: String) throws -> [Int] {
+        guard shape.count == 4 else {
+            throw BackpropError.shapeMismatch(where: layer, detail: "expected input [N, C, H, W], got \(shape)")
+        }
+        let h = shape[2] + 2 * padding.height, w = shape[3] + 2 * padding.width
+        guard shape[2] > 0, shape[3] > 0, h >= kernel.height, w >= kernel.width else {
+            throw BackpropError.shapeMismatch(
+                where: layer,
+                detail: "input \(shape) padded to \(h)×\(w) is smaller than the \(kernel.height)×\(kernel.width) window")
+        }
+        return [shape[0], shape[1], (h - kernel.height) / stride.height + 1, (w - kernel.width) / stride.width + 1]
+    }
+}
+
+/// Max pooling, PyTorch's `nn.MaxPool2d` (padding counts as −∞, floor mode).
+///
+///     forward   y[n,c,oy,ox] = max over the window of x     (argmax position remembered)
+///     backward  dx[n,c,argmax] += dy[n,c,oy,ox]             (overlapping windows add up)
+///
+/// Ties go to the first maximum in row-major order within the window, NaN wins, as in PyTorch.
+public final class MaxPool2D: Layer {
+    let geometry: PoolGeometry
+    public var kernelSize: (height: Int, width: Int) { geometry.kernel }
+    public var stride: (height: Int, width: Int) { geometry.stride }
+    public var padding: (height: Int, width: Int) { geometry.padding }
+    public var isTraining = true
+
+    private var inputShape: [Int]?
+    private let output = Tensor(uncheckedShape: [0])
+    private let inputGradient = Tensor(uncheckedShape: [0])
+    private var argmax: [Int32] = []         // per output element: index inside its input plane
+
+    /// `stride` defaults to the kernel size, as in PyTorch.
+    public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) throws {
+        geometry = try PoolGeometry(name: "MaxPool2D", kernel: kernelSize, stride: stride, padding: padding)
+    }
+
+    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int = 0) throws {
+        try self.init(kernelSize: (kernelSize, kernelSize), stride: stride.map { ($0, $0) }, padding: (padding, padding))
+    }
+
+    public var summary: String { geometry.describe("MaxPool2D") }
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        let outShape = try geometry.outputShape(for: x.shape, layer: summary)
+        let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
+        let ho = outShape[2], wo = outShape[3]
+        let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
+        output.resize(to: outShape)
+        if argmax.count < output.count { argmax = [Int32](repeating: 0, count: output.count) }
+        inputShape = x.shape
+        let src = x.data, dst = output.data
+        argmax.withUnsafeMutableBufferPointer { arg in
+            guard let am = arg.baseAddress else { return }
+            for plane in 0..<planes {
+                let xp = src + plane * h * w, yp = dst + plane * ho * wo, ap = am + plane * ho * wo
+                for oy in 0..<ho {
+                    let y0 = Swift.max(oy * sh - ph, 0), y1 = Swift.min(oy * sh - ph + kh, h)
+                    for ox in 0..<wo {
+                        let x0 = Swift.max(ox * sw - pw, 0), x1 = Swift.min(ox * sw - pw + kw, w)
+                        var best = -Float.infinity, at = y0 * w + x0
+                        for iy in y0..<y1 {
+                            for ix in x0..<x1 {
+                                let v = xp[iy * w + ix]
+                                if v > best || v.isNaN { best = v; at = iy * w + ix; if v.isNaN { break } }
+                            }
+                            if best.isNaN { break }
+                        }
+                        yp[oy * wo + ox] = best
+                        ap[oy * wo + ox] = Int32(at)
+                    }
+                }
+            }
+        }
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let shape = inputShape else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, output, layer: summary)
+        inputGradient.resize(to: shape)
+        inputGradient.fill(0)
+        let planes = shape[0] * shape[1], planeSize = shape[2] * shape[3]
+        let outPlane = output.shape[2] * output.shape[3]
+        let g = dy.data, dx = inputGradient.data
+        argmax.withUnsafeBufferPointer { arg in
+            guard let am = arg.baseAddress else { return }
+            for plane in 0..<planes {
+                let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
+                for j in 0..<outPlane { dp[Int(ap[j])] += gp[j] }
+            }
+        }
+        return inputGradient
+    }
+}
+
+/// Average pooling, PyTorch's `nn.AvgPool2d` (floor mode). With `countIncludePad` (PyTorch's
+/// default) every window is divided by kh·kw, padding counted as zeros; otherwise by the number
+/// of real input positions it covers.
+///
+///     forward   y[n,c,oy,ox] = Σ_window x / d
+///     backward  dx[window]  += dy[n,c,oy,ox] / d
+public final class AvgPool2D: Layer {
+    let geometry: PoolGeometry
+    public let countIncludePad: Bool
+    public var kernelSize: (height: Int, width: Int) { geometry.kernel }
+    public var stride: (height: Int, width: Int) { geometry.stride }
+    public var padding: (height: Int, width: Int) { geometry.padding }
+    public var isTraining = true
+
+    private var inputShape: [Int]?
+    private let output = Tensor(uncheckedShape: [0])
+    private let inputGradient = Tensor(uncheckedShape: [0])
+
+    public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                countIncludePad: Bool = true) throws {
+        geometry = try PoolGeometry(name: "AvgPool2D", kernel: kernelSize, stride: stride, padding: padding)
+        self.countIncludePad = countIncludePad
+    }
+
+    public convenience init(kernelSize: Int, stride: Int? = nil, padding: Int = 0, countIncludePad: Bool = true) throws {
+        try self.init(kernelSize: (kernelSize, kernelSize), stride: stride.map { ($0, $0) }, padding: (padding, padding),
+                      countIncludePad: countIncludePad)
+    }
+
+    public var summary: String { geometry.describe("AvgPool2D") }
+    public var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
+    /// Visits each output position with its clipped window and divisor.
+    @inline(__always)
+    private func forEachWindow(h: Int, w: Int, ho: Int, wo: Int,
+                               _ body: (_ out: Int, _ y0: Int, _ y1: Int, _ x0: Int, _ x1: Int, _ scale: Float) -> Void) {
+        let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
+        let full = 1 / Float(kh * kw)
+        for oy in 0..<ho {
+            let y0 = Swift.max(oy * sh - ph, 0), y1 = Swift.min(oy * sh - ph + kh, h)
+            for ox in 0..<wo {
+                let x0 = Swift.max(ox * sw - pw, 0), x1 = Swift.min(ox * sw - pw + kw, w)
+                // A window always holds at least one real position (padding ≤ kernel / 2).
+                let scale = countIncludePad ? full : 1 / Float(Swift.max((y1 - y0) * (x1 - x0), 1))
+                body(oy * wo + ox, y0, y1, x0, x1, scale)
+            }
+        }
+    }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        let outShape = try geometry.outputShape(for: x.shape, layer: summary)
+        let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
+        let ho = outShape[2], wo = outShape[3]
+        output.resize(to: outShape)
+        inputShape = x.shape
+        for plane in 0..<planes {
+            let xp = x.data + plane * h * w, yp = output.data + plane * ho * wo
+            forEachWindow(h: h, w: w, ho: ho, wo: wo) { o, y0, y1, x0, x1, scale in
+                var s: Float = 0
+                for iy in y0..<y1 { for ix in x0..<x1 { s += xp[iy * w + ix] } }
+                yp[o] = s * scale
+            }
+        }
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let shape = inputShape else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, output, layer: summary)
+        inputGradient.resize(to: shape)
+        inputGradient.fill(0)
+        let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
+        let ho = output.shape[2], wo = output.shape[3]
+        for plane in 0..<planes {
+            let gp = dy.data + plane * ho * wo, dp = inputGradient.data + plane * h * w
+            forEachWindow(h: h, w: w, ho: ho, wo: wo) { o, y0, y1, x0, x1, scale in
+                let d = gp[o] * scale
+                for iy in y0..<y1 { for ix in x0..<x1 { dp[iy * w + ix] += d } }
+            }
+        }
+        return inputGradient
+    }
+}
+
+/// PyTorch's names.
+public typealias MaxPool2d = MaxPool2D
+public typealias AvgPool2d = AvgPool2D

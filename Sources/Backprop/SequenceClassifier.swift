@@ -1,0 +1,52 @@
+/// Recurrent layers → the last step's hidden state → `Linear(H, C)`: the sequence classifier a
+/// PyTorch user writes as
+///
+///     class Seq(nn.Module):
+///         def __init__(s, F, H, L, C):
+///             super().__init__()
+///             s.rnn = nn.LSTM(F, H, num_layers=L, batch_first=True)   # or nn.RNN / nn.GRU
+///             s.fc = nn.Linear(H, C)
+///         def forward(s, x): return s.fc(s.rnn(x)[0][:, -1])
+///
+/// Parameter names match that module's `state_dict`: `rnn.weight_ih_l0`, `rnn.weight_hh_l0`,
+/// `rnn.bias_ih_l0`, `rnn.bias_hh_l0`, …, `fc.weight`, `fc.bias`.
+/// Input `[N, T, F]`, output logits `[N, C]`.
+public final class SequenceClassifier: Layer {
+    public let kind: RecurrentKind
+    public let rnn: RecurrentLayer
+    public let fc: Dense
+
+    /// Parameters are initialised as PyTorch does (recurrent U(−1/√H, 1/√H), Linear's default)
+    /// from one generator seeded with `seed`, recurrent layers first.
+    public init(kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int = 1, classes: Int,
+                nonlinearity: RecurrentNonlinearity = .tanh, truncation: Int? = nil, seed: UInt64 = 0) throws {
+        guard classes > 0 else {
+            throw BackpropError.invalidArgument("SequenceClassifier(\(kind), hiddenSize: \(hiddenSize), classes: \(classes)): classes must be positive")
+        }
+        var rng = SeededGenerator(seed: seed)
+        self.kind = kind
+        rnn = try RecurrentLayer.make(kind, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
+                                      nonlinearity: nonlinearity, returnSequences: false,
+                                      truncation: truncation, rng: &rng)
+        fc = try Dense(hiddenSize, classes, rng: &rng)
+    }
+
+    public var summary: String { "SequenceClassifier(\(rnn.summary), \(fc.summary))" }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        rnn.namedParameters.map { (name: "rnn.\($0.name)", parameter: $0.parameter) }
+            + fc.namedParameters.map { (name: "fc.\($0.name)", parameter: $0.parameter) }
+    }
+
+    public var isTraining: Bool {
+        get { rnn.isTraining }
+        set { rnn.isTraining = newValue; fc.isTraining = newValue }
+    }
+
+    /// Mean over the batch of ‖∂L/∂h_t‖ of the last recurrent layer, t = 1…T, from the last backward.
+    public var hiddenGradientNorms: [Float] { rnn.hiddenGradientNorms }
+
+    public func forward(_ x: Tensor) throws -> Tensor { try fc.forward(try rnn.forward(x)) }
+
+    public func backward(_ dy: Tensor) throws -> Tensor { try rnn.backward(try fc.backward(dy)) }
+}

@@ -1,0 +1,125 @@
+import Backprop
+
+/// RMSprop: PyTorch's `torch.optim.RMSprop` (same defaults, update and argument checks).
+///
+///     g ← ∇θ;  g ← g + λ·θ                    if weightDecay λ ≠ 0
+///     v ← α·v + (1 − α)·g²                    ("square_avg")
+///     if centered:  ḡ ← α·ḡ + (1 − α)·g       ("grad_avg")
+///                   d ← √(v − ḡ²) + ε
+///     else          d ← √v + ε                 (ε outside the square root)
+///     if momentum μ > 0:  b ← μ·b + g/d;  θ ← θ − γ·b     ("momentum_buffer")
+///     else                θ ← θ − γ·g/d
+///
+/// State: `"<i>.square_avg"`, `"<i>.momentum_buffer"` (μ > 0), `"<i>.grad_avg"` (centered),
+/// `"step"`.
+public final class RMSProp: Optimizer {
+    public var learningRate: Float
+    public let parameters: [Parameter]
+    public let alpha: Float
+    public let eps: Float
+    public let weightDecay: Float
+    public let momentum: Float
+    public let centered: Bool
+    /// Number of steps taken.
+    public private(set) var stepCount = 0
+
+    private let squareAvg: [Tensor], momentumBuffers: [Tensor], gradAvg: [Tensor]
+    private let buffers: NamedBuffers
+
+    public init(parameters: [Parameter], lr: Float = 1e-2, alpha: Float = 0.99, eps: Float = 1e-8,
+                weightDecay: Float = 0, momentum: Float = 0, centered: Bool = false) throws {
+        try require(lr >= 0, "RMSProp: invalid learning rate: \(lr)")
+        try require(eps >= 0, "RMSProp: invalid epsilon value: \(eps)")
+        try require(momentum >= 0, "RMSProp: invalid momentum value: \(momentum)")
+        try require(weightDecay >= 0, "RMSProp: invalid weight_decay value: \(weightDecay)")
+        try require(alpha >= 0, "RMSProp: invalid alpha value: \(alpha)")
+        try validateParameters(parameters, optimizer: "RMSProp")
+        learningRate = lr
+        self.parameters = parameters
+        self.alpha = alpha
+        self.eps = eps
+        self.weightDecay = weightDecay
+        self.momentum = momentum
+        self.centered = centered
+        squareAvg = try zeroBuffers(like: parameters)
+        momentumBuffers = momentum > 0 ? try zeroBuffers(like: parameters) : []
+        gradAvg = centered ? try zeroBuffers(like: parameters) : []
+        var named: NamedBuffers = [("square_avg", squareAvg)]
+        if momentum > 0 { named.append(("momentum_buffer", momentumBuffers)) }
+        if centered { named.append(("grad_avg", gradAvg)) }
+        buffers = named
+    }
+
+    public func step() throws {
+        try checkSizes(parameters, buffers, optimizer: "RMSProp")
+        stepCount += 1
+        let lr = learningRate, wd = weightDecay, a = alpha, eps = eps, mu = momentum
+        let oneMinusAlpha = Float(1 - Double(alpha))
+        let useMomentum = mu > 0, isCentered = centered
+        for (i, p) in parameters.enumerated() {
+            let v = squareAvg[i].data
+            // Unused buffers alias `v` and are never touched when their option is off.
+            let k = RMSPropKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data, v: v,
+                                  b: useMomentum ? momentumBuffers[i].data : v,
+                                  gAvg: isCentered ? gradAvg[i].data : v,
+                                  lr: lr, wd: wd, alpha: a, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
+            // One specialised loop per option set (constant flags: no branches, vectorisable).
+            switch (wd != 0, isCentered, useMomentum) {
+            case (false, false, false): k.run(decay: false, centered: false, momentum: false)
+            case (false, false, true): k.run(decay: false, centered: false, momentum: true)
+            case (false, true, false): k.run(decay: false, centered: true, momentum: false)
+            case (false, true, true): k.run(decay: false, centered: true, momentum: true)
+            case (true, false, false): k.run(decay: true, centered: false, momentum: false)
+            case (true, false, true): k.run(decay: true, centered: false, momentum: true)
+            case (true, true, false): k.run(decay: true, centered: true, momentum: false)
+            case (true, true, true): k.run(decay: true, centered: true, momentum: true)
+            }
+        }
+    }
+
+    public var state: [String: Tensor] { exportState(step: stepCount, buffers: buffers) }
+
+    public func loadState(_ state: [String: Tensor]) throws {
+        stepCount = try importState(state, buffers: buffers, optimizer: "RMSProp")
+    }
+}
+
+/// The fused per-element RMSprop update over one parameter.
+private struct RMSPropKernel {
+    let n: Int
+    let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
+    let v: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, gAvg: UnsafeMutablePointer<Float>
+    let lr: Float, wd: Float, alpha: Float, oneMinusAlpha: Float, eps: Float, mu: Float
+
+    @inline(__always)
+    func run(decay: Bool, centered: Bool, momentum: Bool) {
+        var i = 0
+        while i < n {
+            let c = Swift.min(4, n - i)
+            var g = loadLanes(grad, i, c)
+            var th = loadLanes(theta, i, c)
+            if decay { g += wd * th }
+            let v = alpha * loadLanes(self.v, i, c) + oneMinusAlpha * g * g
+            storeLanes(v, self.v, i, c)
+            var avg: SIMD4<Float>
+            if centered {
+                var ga = loadLanes(gAvg, i, c)
+                ga += oneMinusAlpha * (g - ga)                         // torch.lerp
+                storeLanes(ga, gAvg, i, c)
+                avg = laneSquareRoot(v - ga * ga)
+            } else {
+                avg = laneSquareRoot(v)
+            }
+            avg += eps                                                 // ε outside the root
+            if momentum {
+                let b = mu * loadLanes(self.b, i, c) + g / avg
+                storeLanes(b, self.b, i, c)
+                th -= lr * b
+            } else {
+                th -= lr * g / avg
+            }
+            storeLanes(th, theta, i, c)
+            i += 4
+        }
+    }
+}

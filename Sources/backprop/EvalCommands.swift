@@ -1,0 +1,78 @@
+import ArgumentParser
+import Backprop
+import BackpropData
+import Foundation
+
+/// Loads a model file; the architecture flags are used only when the file has no metadata.
+func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
+    let fallback: Architecture? = options.given ? try options.architecture() : nil
+    return try ModelFile.load(path, fallback: fallback)
+}
+
+/// `backprop eval`: test loss and accuracy of a model file.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a model file on the MNIST test set.")
+    @Option(help: "Model file (safetensors).") var model: String
+    @OptionGroup var arch: ModelOptions
+    @Option(help: "Folder with the MNIST files.") var data = "data/mnist"
+    @Option(help: "Batch size.") var batch = 500
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let loaded = try loadModel(model, arch)
+        let (_, test) = try Dataset.loadMNIST(directory: data)
+        guard loaded.architecture.inputFeatures == test.featureCount else {
+            throw ValidationError("\(model): the model takes \(loaded.architecture.inputFeatures) features but \(data) has \(test.featureCount)")
+        }
+        guard loaded.architecture.outputs >= test.classCount else {
+            throw ValidationError("\(model): the model has \(loaded.architecture.outputs) outputs but the labels have \(test.classCount) classes")
+        }
+        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: try SoftmaxCrossEntropy(),
+                                            layout: loaded.architecture.batchLayout)
+        if json {
+            print("{\"test_loss\": \(loss), \"test_accuracy\": \(accuracy), \"images\": \(test.count)}")
+        } else {
+            print(String(format: "test loss %.4f  test accuracy %.2f%% on %d images", loss, accuracy * 100, test.count))
+        }
+    }
+}
+
+/// `backprop predict`: the digit and class probabilities for PGM images.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Classify PGM images with a model file.")
+    @Option(help: "Model file (safetensors).") var model: String
+    @OptionGroup var arch: ModelOptions
+    @Flag(help: "Print JSON lines.") var json = false
+    @Argument(help: "PGM images (P2 or P5), as many pixels as the model has inputs.") var images: [String]
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give at least one IMAGE.pgm") }
+    }
+
+    func run() throws {
+        let loaded = try loadModel(model, arch)
+        let m = loaded.model
+        m.eval()
+        let features = loaded.architecture.inputFeatures
+        let input = try Tensor(zeros: loaded.architecture.inputShape(batch: 1))
+        let softmax = try SoftmaxCrossEntropy()
+        for path in images {
+            let image = try PGM.read(path: path)
+            guard image.pixels.count == features else {
+                throw ValidationError("\(path): \(image.width)×\(image.height) = \(image.pixels.count) pixels but the model takes \(features)")
+            }
+            for (i, p) in image.pixels.enumerated() { input.data[i] = Float(p) / 255 }
+            let out = try m.forward(input)
+            _ = try softmax(out, labels: [0])
+            let probs = softmax.probabilities.scalars
+            let best = probs.indices.max { probs[$0] < probs[$1] } ?? 0
+            if json {
+                let list = probs.map { String(format: "%.6f", $0) }.joined(separator: ", ")
+                print("{\"image\": \"\(path)\", \"digit\": \(best), \"probabilities\": [\(list)]}")
+            } else {
+                let list = probs.enumerated().map { String(format: "%d:%.3f", $0.offset, $0.element) }.joined(separator: " ")
+                print("\(path): \(best)   \(list)")
+            }
+        }
+    }
+}

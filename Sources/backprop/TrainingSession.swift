@@ -1,0 +1,258 @@
+import ArgumentParser
+import Backprop
+import BackpropData
+import BackpropOptim
+import Foundation
+
+/// One training run: data, model, loss, optimizer and schedule, the epoch loop, checkpoints.
+///
+/// Determinism: epoch e shuffles with seed (seed, e), so a run resumed from the checkpoint of
+/// epoch e continues exactly as the uninterrupted run would (same seed and thread count).
+final class TrainingSession {
+    let options: Train
+    let train: Dataset
+    let test: Dataset
+    let architecture: Architecture
+    let model: Layer
+    let optimizer: Optimizer
+    let loss: SoftmaxCrossEntropy
+    let baseLR: Float
+    var records: [EpochRecord] = []
+    var startEpoch = 1
+    var progress = ProgressLine()
+
+    init(options: Train) throws {
+        self.options = options
+        let (fullTrain, testSet) = try Dataset.loadMNIST(directory: options.data)
+        train = options.limit > 0 && options.limit < fullTrain.count ? try fullTrain.subset(0..<options.limit) : fullTrain
+        test = testSet
+        let classes = max(train.classCount, test.classCount)
+        if let resume = options.resume {
+            let loaded = try ModelFile.load(resume)
+            architecture = loaded.architecture
+            model = loaded.model
+            guard architecture.inputFeatures == train.featureCount else {
+                throw ValidationError("\(resume): the model takes \(architecture.inputFeatures) features but \(options.data) has \(train.featureCount)")
+            }
+            if let e = loaded.metadata["backprop.epoch"].flatMap(Int.init) { startEpoch = e + 1 }
+            if let text = loaded.metadata["backprop.records"], let data = text.data(using: .utf8) {
+                records = (try? JSONDecoder().decode([EpochRecord].self, from: data)) ?? []
+            }
+            baseLR = options.lr ?? (options.optimizer == "sgd" ? 0.05 : 0.001)
+            optimizer = try TrainingSession.makeOptimizer(options, model.parameters, lr: baseLR)
+            var state: [String: Tensor] = [:]
+            for (k, v) in loaded.extraTensors { state[String(k.dropFirst("optimizer.".count))] = v }
+            do { try optimizer.loadState(state) } catch {
+                throw ValidationError("\(resume): optimizer state does not fit --optimizer \(options.optimizer): \(error)")
+            }
+        } else {
+            architecture = try options.model.architecture(rows: train.rows, columns: train.columns * train.channels, classes: classes)
+            model = try architecture.build(seed: options.seed)
+            baseLR = options.lr ?? (options.optimizer == "sgd" ? 0.05 : 0.001)
+            optimizer = try TrainingSession.makeOptimizer(options, model.parameters, lr: baseLR)
+        }
+        guard architecture.outputs >= classes else {
+            throw ValidationError("the model has \(architecture.outputs) outputs but the labels have \(classes) classes")
+        }
+        loss = try SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
+        for path in [options.out, options.checkpointPath] + [options.report, options.log].compactMap({ $0 }) {
+            try TrainingSession.checkWritable(path)
+        }
+    }
+
+    static func makeOptimizer(_ o: Train, _ parameters: [Parameter], lr: Float) throws -> Optimizer {
+        switch o.optimizer {
+        case "adam": return try Adam(parameters: parameters, lr: lr, weightDecay: o.weightDecay)
+        case "adamw": return try AdamW(parameters: parameters, lr: lr, weightDecay: o.weightDecay == 0 ? 1e-2 : o.weightDecay)
+        case "rmsprop": return try RMSProp(parameters: parameters, lr: lr, weightDecay: o.weightDecay, momentum: o.momentum)
+        default: return try SGD(parameters: parameters, lr: lr, momentum: o.momentum, weightDecay: o.weightDecay)
+        }
+    }
+
+    /// Fails early, before any training, when an output cannot be written.
+    static func checkWritable(_ path: String) throws {
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw ValidationError("\(path): folder \(dir) does not exist")
+        }
+        guard FileManager.default.isWritableFile(atPath: dir) else {
+            throw ValidationError("\(path): folder \(dir) is not writable")
+        }
+    }
+
+    /// Learning rate of epoch `e` (1-based) under the schedule.
+    func learningRate(epoch e: Int) -> Float {
+        switch options.schedule {
+        case "cosine":
+            let t = Float(e - 1) / Float(max(options.epochs, 1))
+            return baseLR * 0.5 * (1 + cos(Float.pi * t))
+        case "step":
+            return baseLR * pow(0.1, Float((e - 1) / max(1, options.epochs / 3)))
+        default:
+            return baseLR
+        }
+    }
+
+    func run() throws {
+        if startEpoch > options.epochs {
+            throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
+        }
+        let parameters = model.namedParameters
+        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed,
+                                  layout: architecture.batchLayout)
+        for epoch in startEpoch...options.epochs {
+            let lr = learningRate(epoch: epoch)
+            optimizer.learningRate = lr
+            model.train()
+            batcher.startEpoch(epoch)
+            var lossSum = 0.0, correct = 0, seen = 0, batchIndex = 0, skipped = 0
+            var normSums = [Double](repeating: 0, count: parameters.count), normCount = 0
+            let batches = batcher.batchesPerEpoch
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            while let b = batcher.next() {
+                batchIndex += 1
+                optimizer.zeroGrad()
+                let output = try model.forward(b.input)
+                let (value, delta) = try loss(output, labels: b.labels)
+                guard value.isFinite else {
+                    if options.skipNonfinite { skipped += 1; continue }
+                    throw TrainingFailure("loss is \(value) at epoch \(epoch), batch \(batchIndex) (\(nonFiniteLayer(b.input)))")
+                }
+                _ = try model.backward(delta)
+                if batchIndex % 10 == 1 || options.clipGradNorm != nil {
+                    for (i, p) in parameters.enumerated() { normSums[i] += Double(p.parameter.grad.l2Norm()) }
+                    normCount += 1
+                    if let bad = parameters.first(where: { !$0.parameter.grad.allFinite }) {
+                        if options.skipNonfinite { skipped += 1; continue }
+                        throw TrainingFailure("gradient of \(bad.name) is not finite at epoch \(epoch), batch \(batchIndex)")
+                    }
+                }
+                if let maxNorm = options.clipGradNorm { _ = try clipGradNorm(model.parameters, maxNorm: maxNorm) }
+                try optimizer.step()
+                let n = b.labels.count
+                lossSum += Double(value) * Double(n)
+                correct += countCorrect(output, b.labels)
+                seen += n
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+                progress.update(epoch: epoch, epochs: options.epochs, batch: batchIndex, batches: batches,
+                                loss: lossSum / Double(max(seen, 1)), imagesPerSecond: Double(seen) / max(elapsed, 1e-9),
+                                elapsed: elapsed)
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            progress.clear()
+            let (testLoss, testAccuracy) = try evaluate(model, on: test, batchSize: max(options.batch, 256), loss: loss,
+                                                        layout: architecture.batchLayout)
+            var norms: [String: Double] = [:]
+            for (i, p) in parameters.enumerated() { norms[p.name] = normSums[i] / Double(max(normCount, 1)) }
+            let record = EpochRecord(epoch: epoch, train_loss: lossSum / Double(max(seen, 1)),
+                                     train_accuracy: Double(correct) / Double(max(seen, 1)),
+                                     test_loss: testLoss, test_accuracy: testAccuracy, seconds: seconds,
+                                     images_per_second: Double(seen) / max(seconds, 1e-9),
+                                     learning_rate: Double(lr), gradient_norms: norms)
+            records.append(record)
+            emit(record, skipped: skipped)
+            try saveCheckpoint(epoch: epoch)
+            if let report = options.report { try writeReport(to: report) }
+        }
+        try ModelFile.save(model, architecture: architecture, to: options.out, metadata: runMetadata())
+        if !options.json, let last = records.last {
+            let total = records.map(\.seconds).reduce(0, +)
+            print(String(format: "test accuracy %.2f%% after %d epochs, %.1f s of training; model written to %@",
+                         last.test_accuracy * 100, last.epoch, total, options.out))
+        }
+    }
+
+    func emit(_ r: EpochRecord, skipped: Int) {
+        let line: String
+        if options.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            line = (try? String(decoding: encoder.encode(r), as: UTF8.self)) ?? "{}"
+        } else {
+            line = String(format: "epoch %2d  train loss %.4f  acc %.2f%%  test loss %.4f  acc %.2f%%  %.2f s  %.0f img/s  lr %.4g",
+                          r.epoch, r.train_loss, r.train_accuracy * 100, r.test_loss, r.test_accuracy * 100,
+                          r.seconds, r.images_per_second, r.learning_rate)
+                + (skipped > 0 ? "  (\(skipped) non-finite batches skipped)" : "")
+        }
+        print(line)
+        fflush(nil)
+        if let log = options.log { appendLine(line, to: log) }
+    }
+
+    func runMetadata() -> [String: String] {
+        var m: [String: String] = ["backprop.seed": "\(options.seed)", "backprop.optimizer": options.optimizer]
+        if let data = try? JSONEncoder().encode(records) { m["backprop.records"] = String(decoding: data, as: UTF8.self) }
+        if let last = records.last { m["backprop.epoch"] = "\(last.epoch)"; m["backprop.test_accuracy"] = "\(last.test_accuracy)" }
+        return m
+    }
+
+    func saveCheckpoint(epoch: Int) throws {
+        var extra: [String: Tensor] = [:]
+        for (k, v) in optimizer.state { extra["optimizer.\(k)"] = v }
+        try ModelFile.save(model, architecture: architecture, to: options.checkpointPath,
+                           metadata: runMetadata(), extraTensors: extra)
+    }
+
+    func writeReport(to path: String) throws {
+        let svg = SVGReport.render(records, title: "backprop train — \(architecture.json)")
+        try AtomicFile.write(Data(svg.utf8), to: path)
+    }
+
+    func nonFiniteLayer(_ input: Tensor) -> String {
+        guard input.allFinite else { return "the input batch holds NaN or Inf" }
+        if let sequential = model as? Sequential, let trace = try? sequential.trace(input) {
+            for (i, step) in trace.enumerated() where !step.output.allFinite {
+                return "first non-finite activation: layer \(i) \(step.layer)"
+            }
+        }
+        return "activations finite; the loss overflowed"
+    }
+}
+
+struct TrainingFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Number of rows whose arg-max equals the label.
+func countCorrect(_ output: Tensor, _ labels: [Int32]) -> Int {
+    let c = output.columnsPerRow, p = output.data
+    var correct = 0
+    for i in 0..<min(output.rows, labels.count) {
+        let row = p + i * c
+        var best = 0
+        for j in 1..<c where row[j] > row[best] { best = j }
+        if best == Int(labels[i]) { correct += 1 }
+    }
+    return correct
+}
+
+/// Mean loss and accuracy of `model` on `data`, in evaluation mode.
+func evaluate(_ model: Layer, on data: Dataset, batchSize: Int, loss: SoftmaxCrossEntropy,
+              layout: BatchLayout) throws -> (Double, Double) {
+    let wasTraining = model.isTraining
+    model.eval()
+    defer { model.isTraining = wasTraining }
+    var batcher = try Batcher(data, batchSize: batchSize, shuffle: false, seed: 0, layout: layout)
+    batcher.startEpoch(1)
+    var total = 0.0, correct = 0, seen = 0
+    while let b = batcher.next() {
+        let out = try model.forward(b.input)
+        let (value, _) = try loss(out, labels: b.labels)
+        total += Double(value) * Double(b.labels.count)
+        correct += countCorrect(out, b.labels)
+        seen += b.labels.count
+    }
+    return (total / Double(max(seen, 1)), Double(correct) / Double(max(seen, 1)))
+}
+
+func appendLine(_ line: String, to path: String) {
+    guard let handle = FileHandle(forWritingAtPath: path) ?? {
+        FileManager.default.createFile(atPath: path, contents: nil)
+        return FileHandle(forWritingAtPath: path)
+    }() else { return }
+    handle.seekToEndOfFile()
+    handle.write(Data((line + "\n").utf8))
+    try? handle.close()
+}
