@@ -107,11 +107,11 @@ public final class SGEMMFloorStep {
             try gemm(Matrix(activations[i].data, rows: n, columns: sizes[i]), Matrix(weights[i]), transposeB: true,
                      into: Matrix(activations[i + 1].data, rows: n, columns: sizes[i + 1]), beta: 1, caller: "floor forward")
         }
-        // backward, top layer first: dW += dYᵀ·X, then dX = dY·W (not for the first layer)
+        // backward, top layer first: dW = dYᵀ·X (β = 0, as Dense after zeroGrad), then dX = dY·W (not for the first layer)
         for i in stride(from: layers - 1, through: 0, by: -1) {
             let dy = Matrix(deltas[i + 1].data, rows: n, columns: sizes[i + 1])
             try gemm(dy, transposeA: true, Matrix(activations[i].data, rows: n, columns: sizes[i]),
-                     into: Matrix(weightGrads[i]), beta: 1, caller: "floor dW")
+                     into: Matrix(weightGrads[i]), beta: 0, caller: "floor dW")
             if i > 0 {
                 try gemm(dy, Matrix(weights[i]), into: Matrix(deltas[i].data, rows: n, columns: sizes[i]),
                          caller: "floor dX")
