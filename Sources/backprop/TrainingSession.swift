@@ -125,6 +125,7 @@ final class TrainingSession {
             throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
         }
         let parameters = model.namedParameters
+        let parameterList = parameters.map(\.parameter)
         model.needsInputGradient = false  // δ of the data is never used: skip that product
         var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed,
                                   layout: architecture.batchLayout)
@@ -147,15 +148,20 @@ final class TrainingSession {
                     throw TrainingFailure("loss is \(value) at epoch \(epoch), batch \(batchIndex) (\(nonFiniteLayer(b.input)))")
                 }
                 _ = try model.backward(delta)
-                if let bad = parameters.first(where: { !$0.parameter.grad.allFinite }) {
+                // One vectorised pass per gradient gives both its norm (logged per epoch) and the
+                // health check: the sum of squares is NaN or ∞ exactly when the gradient is.
+                var badGradient: String?
+                for (i, p) in parameters.enumerated() {
+                    let squares = p.parameter.grad.sumOfSquares()
+                    if !squares.isFinite, !p.parameter.grad.allFinite { badGradient = p.name; break }
+                    normSums[i] += Double(squares).squareRoot()
+                }
+                if let bad = badGradient {
                     if options.skipNonfinite { skipped += 1; continue }
-                    throw TrainingFailure("gradient of \(bad.name) (layer \(bad.name.split(separator: ".").first ?? "?")) is not finite at epoch \(epoch), batch \(batchIndex)")
+                    throw TrainingFailure("gradient of \(bad) (layer \(bad.split(separator: ".").first ?? "?")) is not finite at epoch \(epoch), batch \(batchIndex)")
                 }
-                if batchIndex % 10 == 1 || options.clipGradNorm != nil {
-                    for (i, p) in parameters.enumerated() { normSums[i] += Double(p.parameter.grad.l2Norm()) }
-                    normCount += 1
-                }
-                if let maxNorm = options.clipGradNorm { _ = try clipGradNorm(model.parameters, maxNorm: maxNorm) }
+                normCount += 1
+                if let maxNorm = options.clipGradNorm { _ = try clipGradNorm(parameterList, maxNorm: maxNorm) }
                 try optimizer.step()
                 let n = b.labels.count
                 lossSum += Double(value) * Double(n)
