@@ -19,6 +19,9 @@ final class TrainingSession {
     let baseLR: Float
     var records: [EpochRecord] = []
     var startEpoch = 1
+    /// The run's seed: `--seed`, or on `--resume` the checkpoint's, so the resumed run shuffles
+    /// as the interrupted one would have.
+    var seed: UInt64 = 1
     var progress = ProgressLine()
 
     init(options: Train) throws {
@@ -31,6 +34,11 @@ final class TrainingSession {
             let loaded = try ModelFile.load(resume)
             architecture = loaded.architecture
             model = loaded.model
+            let stored = loaded.metadata["backprop.seed"].flatMap(UInt64.init)
+            seed = stored ?? options.seedOption ?? 1
+            if let stored, let given = options.seedOption, given != stored {
+                FileHandle.standardError.write(Data("warning: \(resume) was trained with --seed \(stored); resuming with it, not \(given)\n".utf8))
+            }
             guard architecture.inputFeatures == train.featureCount else {
                 throw ValidationError("\(resume): the model takes \(architecture.inputFeatures) features but \(options.data) has \(train.featureCount)")
             }
@@ -46,8 +54,9 @@ final class TrainingSession {
                 throw ValidationError("\(resume): optimizer state does not fit --optimizer \(options.optimizer): \(error)")
             }
         } else {
+            seed = options.seedOption ?? 1
             architecture = try options.model.architecture(rows: train.rows, columns: train.columns * train.channels, classes: classes)
-            model = try architecture.build(seed: options.seed)
+            model = try architecture.build(seed: seed)
             baseLR = options.lr ?? (options.optimizer == "sgd" ? 0.05 : 0.001)
             optimizer = try TrainingSession.makeOptimizer(options, model.parameters, lr: baseLR)
         }
@@ -127,7 +136,7 @@ final class TrainingSession {
         let parameters = model.namedParameters
         let parameterList = parameters.map(\.parameter)
         model.needsInputGradient = false  // δ of the data is never used: skip that product
-        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed,
+        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: seed,
                                   layout: architecture.batchLayout)
         for epoch in startEpoch...options.epochs {
             let lr = learningRate(epoch: epoch)
@@ -201,6 +210,9 @@ final class TrainingSession {
         if options.json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
+            // A diverged epoch still prints its line: NaN and ∞ as the strings JavaScript uses.
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
+                                                                          negativeInfinity: "-Infinity", nan: "NaN")
             line = (try? String(decoding: encoder.encode(r), as: UTF8.self)) ?? "{}"
         } else {
             line = String(format: "epoch %2d  train loss %.4f  acc %.2f%%  test loss %.4f  acc %.2f%%  %.2f s  %.0f img/s  lr %.4g",
@@ -214,7 +226,7 @@ final class TrainingSession {
     }
 
     func runMetadata() -> [String: String] {
-        var m: [String: String] = ["backprop.seed": "\(options.seed)", "backprop.optimizer": options.optimizer]
+        var m: [String: String] = ["backprop.seed": "\(seed)", "backprop.optimizer": options.optimizer]
         if let data = try? JSONEncoder().encode(records) { m["backprop.records"] = String(decoding: data, as: UTF8.self) }
         if let last = records.last { m["backprop.epoch"] = "\(last.epoch)"; m["backprop.test_accuracy"] = "\(last.test_accuracy)" }
         return m
