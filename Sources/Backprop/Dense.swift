@@ -12,6 +12,7 @@ public final class Dense: Layer {
     public let weight: Parameter
     public let bias: Parameter?
     public var isTraining = true
+    public var needsInputGradient = true
 
     private var input: Tensor?                      // cached for dW = dYᵀ·X
     private let output = Tensor(uncheckedShape: [0])
@@ -58,7 +59,7 @@ public final class Dense: Layer {
     public func forward(_ x: Tensor) throws -> Tensor {
         try requireFeatures(x, inFeatures, layer: summary)
         let n = x.rows
-        output.resize(to: [n, outFeatures])
+        output.resize(n, outFeatures)
         let y = output.data
         if let bias {
             let b = bias.value.data
@@ -78,17 +79,24 @@ public final class Dense: Layer {
         let n = dy.rows
         let dyM = Matrix(dy.data, rows: n, columns: outFeatures)
         let xM = Matrix(x.data, rows: n, columns: inFeatures)
-        // dW += dYᵀ·X
-        try gemm(dyM, transposeA: true, xM, into: Matrix(weight.grad), beta: 1, caller: summary)
+        // dW += dYᵀ·X  (β = 0 right after zeroGrad: the product overwrites, no memset needed)
+        let (dW, betaW) = weight.gradientForAccumulation()
+        try gemm(dyM, transposeA: true, xM, into: Matrix(dW), beta: betaW, caller: summary)
         // db += Σ_rows dY
         if let bias {
-            let db = bias.grad.data, g = dy.data
+            let (dB, betaB) = bias.gradientForAccumulation()
+            let db = dB.data, g = dy.data
+            if betaB == 0 { db.update(repeating: 0, count: outFeatures) }
             for i in 0..<n {
                 let row = g + i * outFeatures
                 for j in 0..<outFeatures { db[j] += row[j] }
             }
         }
-        // dX = dY·W, shaped like the input
+        // dX = dY·W, shaped like the input (skipped for a first layer: nobody needs it)
+        guard needsInputGradient else {
+            inputGradient.resize(0)
+            return inputGradient
+        }
         inputGradient.resize(to: x.shape)
         try gemm(dyM, Matrix(weight.value), into: Matrix(inputGradient.data, rows: n, columns: inFeatures),
                  caller: summary)

@@ -1,18 +1,41 @@
 /// A trainable parameter: its value and the gradient the last backward passes accumulated
 /// into it (PyTorch's `param.data` and `param.grad`).
+///
+/// `zeroGrad()` costs nothing: like PyTorch's `zero_grad(set_to_none=True)` it only marks the
+/// gradient as zero, and the next backward pass writes it (β = 0 in its sgemm) instead of adding
+/// to it. Reading `grad` in between sees zeros.
 public final class Parameter {
     public let value: Tensor
-    public let grad: Tensor
+    private let gradient: Tensor
+    private var gradientIsZero = false
 
     public init(_ value: Tensor) {
         self.value = value
-        self.grad = Tensor(uncheckedShape: value.shape)
+        self.gradient = Tensor(uncheckedShape: value.shape)
     }
 
     public var shape: [Int] { value.shape }
 
-    /// Sets the gradient to zero.
-    public func zeroGrad() { grad.data.update(repeating: 0, count: grad.count) }
+    /// ∂L/∂value accumulated since the last `zeroGrad()`.
+    public var grad: Tensor {
+        if gradientIsZero {
+            gradient.data.update(repeating: 0, count: gradient.count)
+            gradientIsZero = false
+        }
+        return gradient
+    }
+
+    /// Sets the gradient to zero (lazily).
+    public func zeroGrad() { gradientIsZero = true }
+
+    /// For a layer's backward: the gradient buffer and the β to add into it with — 0 when the
+    /// gradient is logically zero (the buffer's contents are then garbage and must be
+    /// overwritten in full), 1 otherwise. The caller must write every element.
+    public func gradientForAccumulation() -> (buffer: Tensor, beta: Float) {
+        let beta: Float = gradientIsZero ? 0 : 1
+        gradientIsZero = false
+        return (gradient, beta)
+    }
 }
 
 /// One stage of a network. Forward and backward of a layer live side by side in its file.
@@ -32,12 +55,23 @@ public protocol Layer: AnyObject {
     var namedBuffers: [(name: String, tensor: Tensor)] { get }
     /// Training mode (dropout active, batch statistics) or evaluation mode.
     var isTraining: Bool { get set }
+    /// Whether `backward` must compute δ of the input. The first layer of a network trained on
+    /// data has no use for it (PyTorch skips it too: the input does not require grad); setting
+    /// this to false there saves a whole product per step. When false, `backward` still
+    /// accumulates parameter gradients but returns an empty tensor. Layers that cannot skip
+    /// the work ignore it.
+    var needsInputGradient: Bool { get set }
     func forward(_ input: Tensor) throws -> Tensor
     func backward(_ outputGradient: Tensor) throws -> Tensor
 }
 
 extension Layer {
     public var namedBuffers: [(name: String, tensor: Tensor)] { [] }
+
+    public var needsInputGradient: Bool {
+        get { true }
+        set {}
+    }
 
     /// Parameters and buffers together: what a model file holds (PyTorch's `state_dict()`).
     public var stateDict: [(name: String, tensor: Tensor)] {

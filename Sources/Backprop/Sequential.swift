@@ -31,6 +31,12 @@ public final class Sequential: Layer {
         set { for layer in layers { layer.isTraining = newValue } }
     }
 
+    /// Set on the first layer: the layers after it always need δ of their input.
+    public var needsInputGradient: Bool {
+        get { layers.first?.needsInputGradient ?? true }
+        set { layers.first?.needsInputGradient = newValue }
+    }
+
     public func forward(_ input: Tensor) throws -> Tensor {
         var x = input
         for layer in layers { x = try layer.forward(x) }

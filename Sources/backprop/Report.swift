@@ -17,7 +17,7 @@ struct EpochRecord: Codable {
 /// ticks and labels. Plain text, opens in any browser.
 enum SVGReport {
     static func render(_ records: [EpochRecord], title: String) -> String {
-        let width = 900.0, height = 380.0, panel = 380.0, top = 50.0, plotH = 260.0
+        let width = 940.0, height = 380.0, panel = 380.0, top = 50.0, plotH = 260.0
         var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
         <rect width="100%" height="100%" fill="white"/>
