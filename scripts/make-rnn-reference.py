@@ -45,7 +45,7 @@ class Seq(torch.nn.Module):
         return s.fc(s.rnn(x)[0][:, -1])
 
 
-def classifier(kind, L, N=4, T=5, F=5, H=7, C=3, seed=0):
+def classifier(kind, L, N=4, T=5, F=5, H=11, C=3, seed=0):
     torch.manual_seed(seed)
     model = Seq(kind, F, H, L, C).double()        # float32 init, exactly widened
     x = torch.randn(N, T, F).double().requires_grad_(True)
@@ -88,7 +88,7 @@ def classifier(kind, L, N=4, T=5, F=5, H=7, C=3, seed=0):
     return loss.item()
 
 
-def layer(kind, L=2, N=3, T=4, F=5, H=7, seed=1):
+def layer(kind, L=2, N=3, T=4, F=5, H=11, seed=1):
     torch.manual_seed(seed)
     rnn = KINDS[kind](F, H, num_layers=L, batch_first=True).double()
     x = torch.randn(N, T, F).double().requires_grad_(True)

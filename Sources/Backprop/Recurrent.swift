@@ -36,6 +36,15 @@
 /// Truncated BPTT (`truncation = k`): backward runs through the last k steps only, as if the
 /// state entering step T − k had been detached (`h.detach()`): gradients reaching outputs of
 /// earlier steps are ignored, and δ of those inputs and of the initial state is zero.
+import Dispatch
+
+/// Hands a value to `DispatchQueue.concurrentPerform`'s workers; the caller guarantees that
+/// they touch disjoint memory.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 public enum RecurrentNonlinearity: Sendable, Equatable {
     case tanh
     case relu
@@ -88,6 +97,11 @@ public class RecurrentLayer: Layer {
         let gateGradient = Tensor(uncheckedShape: [0])          // [N, T, G·H] δ of the input-side pre-activations
         let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N, T, 3H] δ of the hidden-side ones
         let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k]
+        let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
+        /// Weight and bias gradients of batch slices 1, 2, … (slice 0 accumulates into the
+        /// parameters' `grad` directly); added to `grad` after the slices finish.
+        var sliceGradients: [SliceGradients] = []
+        let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (RNN, LSTM)
 
         init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
             self.inputSize = inputSize
@@ -102,6 +116,13 @@ public class RecurrentLayer: Layer {
         }
     }
 
+    /// One batch slice's share of a stage's weight and bias gradients.
+    final class SliceGradients {
+        let weightIH = Tensor(uncheckedShape: [0]), weightHH = Tensor(uncheckedShape: [0])
+        let biasIH = Tensor(uncheckedShape: [0]), biasHH = Tensor(uncheckedShape: [0])
+        let biasSum = Tensor(uncheckedShape: [0])
+    }
+
     public let cell: Cell
     public let inputSize: Int
     public let hiddenSize: Int
@@ -111,6 +132,15 @@ public class RecurrentLayer: Layer {
     /// Backpropagate through the last `truncation` steps only (nil: all steps).
     public var truncation: Int?
     public var isTraining = true
+    /// Batch slices processed concurrently, one thread each (default 1). Samples of a batch are
+    /// independent, so each slice runs every stacked layer's step loop on its own rows with
+    /// single-threaded BLAS calls (OpenBLAS is set to 1 thread meanwhile and restored after):
+    /// no synchronisation per time step. Weight gradients are summed over slices in slice order,
+    /// so results are deterministic for a given value (and differ from 1 only by rounding).
+    public var threads = 1
+    /// When false, `backward` skips ∂L/∂x of the first layer (a training loop never uses δ of
+    /// the data: one product of G·H × F per row saved) and returns zeros instead.
+    public var inputGradientNeeded = true
 
     /// h_0, `[numLayers, N, H]`; nil means zeros. Read by every `forward`.
     public var initialHidden: Tensor?
@@ -128,7 +158,7 @@ public class RecurrentLayer: Layer {
     let stages: [Stage]
     private var batch = 0, steps = 0
     private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
-    private let biasRow = Tensor(uncheckedShape: [0])           // [G·H] b_ih + b_hh (RNN, LSTM); Σ δ rows
+    private let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
     private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
     private let cellNext = Tensor(uncheckedShape: [0])          // [N, H] δ into c_{t−1}
     private let zeroRow = Tensor(uncheckedShape: [0])           // [H] zeros: δ of outputs not given
@@ -259,10 +289,15 @@ public class RecurrentLayer: Layer {
         batch = n
         steps = t
         var input = x
-        for (k, s) in stages.enumerated() {
-            try forwardStage(s, input: input, h0: initialHidden.map { $0.data + k * n * h },
-                             c0: initialCell.map { $0.data + k * n * h })
+        for s in stages {
+            prepareForward(s, input: input)
             input = s.output
+        }
+        let h0 = initialHidden?.data, c0 = initialCell?.data
+        try forEachSlice { _, samples in
+            for (k, s) in self.stages.enumerated() {
+                try self.forwardSlice(s, samples, h0: h0.map { $0 + k * n * h }, c0: c0.map { $0 + k * n * h })
+            }
         }
         let top = stages[numLayers - 1].output
         if returnSequences { return top }
@@ -271,48 +306,79 @@ public class RecurrentLayer: Layer {
         return lastOutput
     }
 
-    private func forwardStage(_ s: Stage, input x: Tensor, h0: UnsafeMutablePointer<Float>?,
-                              c0: UnsafeMutablePointer<Float>?) throws {
-        let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
+    /// Splits the batch into `threads` contiguous slices of samples (sizes differing by at most
+    /// one) and runs `body` on each, concurrently when there is more than one.
+    private func forEachSlice(_ body: (_ slice: Int, _ samples: Range<Int>) throws -> Void) throws {
+        let n = batch, count = max(1, min(threads, n))
+        @Sendable func range(_ k: Int) -> Range<Int> { (k * n / count)..<((k + 1) * n / count) }
+        if count == 1 { return try body(0, 0..<n) }
+        let blasThreads = BLAS.threadCount
+        if blasThreads != 1 { BLAS.threadCount = 1 }
+        defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
+        let errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: count)
+        errors.initialize(repeating: nil)
+        defer { errors.deinitialize(); errors.deallocate() }
+        try withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body), slots = UncheckedSendable(errors)
+            DispatchQueue.concurrentPerform(iterations: count) { k in
+                do { try work.value(k, range(k)) } catch { slots.value[k] = error }
+            }
+            if let error = errors.lazy.compactMap({ $0 }).first { throw error }
+        }
+    }
+
+    /// Sizes a stage's buffers for the batch (before the slices run: they only write rows).
+    private func prepareForward(_ s: Stage, input x: Tensor) {
+        let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         s.input = x
         s.gates.resize(to: [n, t, gh])
         s.previous.resize(to: [n, t, h])
         s.output.resize(to: [n, t, h])
-        let gx = s.gates.data, prev = s.previous.data
-
-        // Gx = X·W_ihᵀ, all N·T rows in one product. The biases are added by the gate kernels
-        // while the step's rows are in cache (RNN and LSTM add b_ih + b_hh in one go).
-        biasRow.resize(to: [gh])
-        let b = biasRow.data, bih = s.biasIH.value.data, bhh = s.biasHH.value.data
-        for j in 0..<gh { b[j] = bih[j] + bhh[j] }
-        try gemm(Matrix(x.data, rows: n * t, columns: f), Matrix(s.weightIH.value), transposeB: true,
-                 into: Matrix(gx, rows: n * t, columns: gh), caller: summary)
-
-        // H_prev[:, 0] = h_0.
-        for i in 0..<n {
-            if let h0 { (prev + i * t * h).update(from: h0 + i * h, count: h) } else { (prev + i * t * h).update(repeating: 0, count: h) }
-        }
-        var gHidden = gx                   // where h_{t−1}·W_hhᵀ goes: added to Gx, or (GRU) its own buffer
-        if cell == .gru {
-            s.hiddenGates.resize(to: [n, t, gh])
-            gHidden = s.hiddenGates.data
-        }
+        if cell == .gru { s.hiddenGates.resize(to: [n, t, gh]) }
         if cell == .lstm {
             s.cells.resize(to: [n, t, h])
             s.cellTanh.resize(to: [n, t, h])
             s.initialCell.resize(to: [n, h])
-            if let c0 { s.initialCell.data.update(from: c0, count: n * h) } else { s.initialCell.fill(0) }
+        }
+        s.combinedBias.resize(to: [gh])
+        let b = s.combinedBias.data, bih = s.biasIH.value.data, bhh = s.biasHH.value.data
+        for j in 0..<gh { b[j] = bih[j] + bhh[j] }
+    }
+
+    /// One stage's forward pass for the samples `samples` (rows i·T … i·T + T − 1 of each buffer).
+    private func forwardSlice(_ s: Stage, _ samples: Range<Int>, h0: UnsafeMutablePointer<Float>?,
+                              c0: UnsafeMutablePointer<Float>?) throws {
+        guard let x = s.input else { return }
+        let t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
+        let n0 = samples.lowerBound, m = samples.count, rows = m * t
+        let gx = s.gates.data + n0 * t * gh, prev = s.previous.data + n0 * t * h
+
+        // Gx = X·W_ihᵀ, all the slice's rows in one product. The biases are added by the gate
+        // kernels while the step's rows are in cache.
+        try gemm(Matrix(x.data + n0 * t * f, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
+                 into: Matrix(gx, rows: rows, columns: gh), caller: summary)
+
+        // H_prev[:, 0] = h_0.
+        for i in samples {
+            let row = prev + (i - n0) * t * h
+            if let h0 { row.update(from: h0 + i * h, count: h) } else { row.update(repeating: 0, count: h) }
+        }
+        // where h_{t−1}·W_hhᵀ goes: added to Gx, or (GRU) its own buffer
+        let gHidden = cell == .gru ? s.hiddenGates.data + n0 * t * gh : gx
+        if cell == .lstm {
+            let c = s.initialCell.data + n0 * h
+            if let c0 { c.update(from: c0 + n0 * h, count: m * h) } else { c.update(repeating: 0, count: m * h) }
         }
         let whh = Matrix(s.weightHH.value)
         for step in 0..<t {
-            // G_t += h_{t−1}·W_hhᵀ   [N, G·H] = [N, H]·[H, G·H], rows strided by T.
-            try gemm(Matrix(prev + step * h, rows: n, columns: h, stride: t * h), whh, transposeB: true,
-                     into: Matrix(gHidden + step * gh, rows: n, columns: gh, stride: t * gh), beta: cell == .gru ? 0 : 1,
+            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H], rows strided by T.
+            try gemm(Matrix(prev + step * h, rows: m, columns: h, stride: t * h), whh, transposeB: true,
+                     into: Matrix(gHidden + step * gh, rows: m, columns: gh, stride: t * gh), beta: cell == .gru ? 0 : 1,
                      caller: summary)
             switch cell {
-            case .rnn(let act): rnnForwardStep(s, step, relu: act == .relu)
-            case .lstm: lstmForwardStep(s, step)
-            case .gru: gruForwardStep(s, step)
+            case .rnn(let act): rnnForwardStep(s, samples, step, relu: act == .relu)
+            case .lstm: lstmForwardStep(s, samples, step)
+            case .gru: gruForwardStep(s, samples, step)
             }
         }
     }
@@ -322,10 +388,10 @@ public class RecurrentLayer: Layer {
     // (n, step) of [N, T, ·]. Each kernel also writes h_t into H_prev's row (n, step + 1), the
     // next step's product input.
 
-    private func rnnForwardStep(_ s: Stage, _ step: Int, relu: Bool) {
-        let n = batch, t = steps, h = hiddenSize, bias = UnsafePointer(biasRow.data), last = step + 1 == t
+    private func rnnForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, relu: Bool) {
+        let t = steps, h = hiddenSize, bias = UnsafePointer(s.combinedBias.data), last = step + 1 == t
         let h8 = h & ~7
-        for i in 0..<n {
+        for i in samples {
             let row = i * t + step
             let a = s.gates.data + row * h, out = s.output.data + row * h
             let next = s.previous.data + (row + 1) * h          // valid unless `last`
@@ -347,10 +413,10 @@ public class RecurrentLayer: Layer {
         }
     }
 
-    private func lstmForwardStep(_ s: Stage, _ step: Int) {
-        let n = batch, t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(biasRow.data), last = step + 1 == t
+    private func lstmForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
+        let t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(s.combinedBias.data), last = step + 1 == t
         let h8 = h & ~7
-        for i in 0..<n {
+        for i in samples {
             let row = i * t + step
             let a = s.gates.data + row * gh                      // [i | f | g | o], activated in place
             let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
@@ -383,12 +449,12 @@ public class RecurrentLayer: Layer {
         }
     }
 
-    private func gruForwardStep(_ s: Stage, _ step: Int) {
-        let n = batch, t = steps, h = hiddenSize, gh = 3 * h, last = step + 1 == t
-        let bias = UnsafePointer(biasRow.data), bin = UnsafePointer(s.biasIH.value.data + 2 * h)
+    private func gruForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
+        let t = steps, h = hiddenSize, gh = 3 * h, last = step + 1 == t
+        let bias = UnsafePointer(s.combinedBias.data), bin = UnsafePointer(s.biasIH.value.data + 2 * h)
         let bhn = UnsafePointer(s.biasHH.value.data + 2 * h)
         let h8 = h & ~7
-        for i in 0..<n {
+        for i in samples {
             let row = i * t + step
             let a = s.gates.data + row * gh                      // input side [r | z | n]: X·W_ihᵀ
             let b = s.hiddenGates.data + row * gh                // hidden side: h·W_hhᵀ
@@ -431,7 +497,7 @@ public class RecurrentLayer: Layer {
         if let k = truncation, k <= 0 {
             throw BackpropError.invalidArgument("\(summary): truncation must be positive (or nil), got \(k)")
         }
-        let n = batch, t = steps, h = hiddenSize
+        let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         let first = max(0, t - (truncation ?? t))              // first step backpropagated through
         initialHiddenGradient.resize(to: [numLayers, n, h])
         if cell == .lstm { initialCellGradient.resize(to: [numLayers, n, h]) } else { initialCellGradient.resize(to: [0]) }
@@ -439,88 +505,127 @@ public class RecurrentLayer: Layer {
         cellNext.resize(to: [n, h])
         zeroRow.resize(to: [h])
         zeroRow.fill(0)
-        if hiddenGradientNorms.count != t { hiddenGradientNorms = [Float](repeating: 0, count: t) }
-
-        // δ of the top layer's outputs: every step, or only the last one.
-        var delta = dy.data
-        var deltaAllSteps = returnSequences
-        for k in stride(from: numLayers - 1, through: 0, by: -1) {
-            let s = stages[k]
-            try backwardStage(s, layer: k, delta: delta, allSteps: deltaAllSteps, first: first,
-                              norms: k == numLayers - 1)
-            delta = s.inputGradient.data
-            deltaAllSteps = true
+        let slices = max(1, min(threads, n))
+        sliceNorms.resize(to: [slices, t])
+        sliceNorms.fill(0)
+        for s in stages {
+            s.gateGradient.resize(to: [n, t, gh])
+            if cell == .gru { s.hiddenGateGradient.resize(to: [n, t, gh]) }
+            if let x = s.input { s.inputGradient.resize(to: x.shape) }
+            while s.sliceGradients.count < slices - 1 { s.sliceGradients.append(SliceGradients()) }
+            for g in s.sliceGradients.prefix(slices - 1) {
+                g.weightIH.resize(to: s.weightIH.value.shape)
+                g.weightHH.resize(to: s.weightHH.value.shape)
+                g.biasIH.resize(to: [gh]); g.biasIH.fill(0)
+                g.biasHH.resize(to: [gh]); g.biasHH.fill(0)
+            }
         }
+
+        // Each slice runs all layers, top first; δ of the top layer's outputs is given for every
+        // step, or only the last one.
+        try forEachSlice { slice, samples in
+            var delta = dy.data
+            var deltaAllSteps = self.returnSequences
+            for k in stride(from: self.numLayers - 1, through: 0, by: -1) {
+                let s = self.stages[k]
+                try self.backwardSlice(s, samples, slice: slice, layer: k, delta: delta, allSteps: deltaAllSteps,
+                                       first: first, norms: k == self.numLayers - 1)
+                delta = s.inputGradient.data
+                deltaAllSteps = true
+            }
+        }
+        // Slices 1, 2, … add their weight and bias gradients, in order.
+        for s in stages {
+            for g in s.sliceGradients.prefix(slices - 1) {
+                for (sum, part) in [(s.weightIH.grad, g.weightIH), (s.weightHH.grad, g.weightHH),
+                                    (s.biasIH.grad, g.biasIH), (s.biasHH.grad, g.biasHH)] {
+                    let a = sum.data, b = UnsafePointer(part.data)
+                    for j in 0..<sum.count { a[j] += b[j] }
+                }
+            }
+        }
+        if hiddenGradientNorms.count != t { hiddenGradientNorms = [Float](repeating: 0, count: t) }
+        for step in 0..<t {
+            var total: Float = 0
+            for k in 0..<slices { total += sliceNorms.data[k * t + step] }
+            hiddenGradientNorms[step] = total / Float(n)
+        }
+        if !inputGradientNeeded { stages[0].inputGradient.fill(0) }
         return stages[0].inputGradient
     }
 
-    private func backwardStage(_ s: Stage, layer k: Int, delta dy: UnsafeMutablePointer<Float>, allSteps: Bool,
-                               first: Int, norms: Bool) throws {
+    /// One stage's backward pass for the samples `samples`; weight and bias gradients go to the
+    /// parameters (slice 0) or the slice's own buffers.
+    private func backwardSlice(_ s: Stage, _ samples: Range<Int>, slice: Int, layer k: Int,
+                               delta dy: UnsafeMutablePointer<Float>, allSteps: Bool, first: Int, norms: Bool) throws {
         guard let x = s.input else { return }
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
-        s.gateGradient.resize(to: [n, t, gh])
-        var dgHidden = s.gateGradient.data                      // δ of the hidden-side pre-activations
-        if cell == .gru {
-            s.hiddenGateGradient.resize(to: [n, t, gh])
-            dgHidden = s.hiddenGateGradient.data
-        }
-        let dgx = s.gateGradient.data
+        let n0 = samples.lowerBound, m = samples.count, rows = m * t
+        let dgx = s.gateGradient.data + n0 * t * gh
+        // δ of the hidden-side pre-activations (the same as the input side but for GRU)
+        let dgHidden = cell == .gru ? s.hiddenGateGradient.data + n0 * t * gh : dgx
         // Steps outside the truncation window contribute nothing.
         if first > 0 {
-            for i in 0..<n {
+            for i in 0..<m {
                 (dgx + i * t * gh).update(repeating: 0, count: first * gh)
                 if cell == .gru { (dgHidden + i * t * gh).update(repeating: 0, count: first * gh) }
             }
         }
-        hiddenNext.fill(0)
-        cellNext.fill(0)
-        let whh = Matrix(s.weightHH.value)
+        let dhNext = hiddenNext.data + n0 * h
+        dhNext.update(repeating: 0, count: m * h)
+        (cellNext.data + n0 * h).update(repeating: 0, count: m * h)
+        let whh = Matrix(s.weightHH.value), normRow = sliceNorms.data + slice * t
         for step in stride(from: t - 1, through: first, by: -1) {
             var normSum: Float = 0
             switch cell {
-            case .rnn(let act): normSum = rnnBackwardStep(s, step, dy, allSteps, relu: act == .relu)
-            case .lstm: normSum = lstmBackwardStep(s, step, dy, allSteps)
-            case .gru: normSum = gruBackwardStep(s, step, dy, allSteps)
+            case .rnn(let act): normSum = rnnBackwardStep(s, samples, step, dy, allSteps, relu: act == .relu)
+            case .lstm: normSum = lstmBackwardStep(s, samples, step, dy, allSteps)
+            case .gru: normSum = gruBackwardStep(s, samples, step, dy, allSteps)
             }
-            if norms { hiddenGradientNorms[step] = normSum / Float(n) }
-            // δh_{t−1} (+)= δG_t·W_hh   [N, H] = [N, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
+            if norms { normRow[step] = normSum }
+            // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
             if step > first || first == 0 {
-                try gemm(Matrix(dgHidden + step * gh, rows: n, columns: gh, stride: t * gh), whh,
-                         into: Matrix(hiddenNext), beta: cell == .gru ? 1 : 0, caller: summary)
+                try gemm(Matrix(dgHidden + step * gh, rows: m, columns: gh, stride: t * gh), whh,
+                         into: Matrix(dhNext, rows: m, columns: h), beta: cell == .gru ? 1 : 0, caller: summary)
             }
         }
-        if norms { for step in 0..<first { hiddenGradientNorms[step] = 0 } }
         // ∂L/∂h_0, ∂L/∂c_0 (cut to zero by truncation).
-        let dh0 = initialHiddenGradient.data + k * n * h
-        if first == 0 { dh0.update(from: hiddenNext.data, count: n * h) } else { dh0.update(repeating: 0, count: n * h) }
+        let dh0 = initialHiddenGradient.data + (k * n + n0) * h
+        if first == 0 { dh0.update(from: dhNext, count: m * h) } else { dh0.update(repeating: 0, count: m * h) }
         if cell == .lstm {
-            let dc0 = initialCellGradient.data + k * n * h
-            if first == 0 { dc0.update(from: cellNext.data, count: n * h) } else { dc0.update(repeating: 0, count: n * h) }
+            let dc0 = initialCellGradient.data + (k * n + n0) * h
+            if first == 0 { dc0.update(from: cellNext.data + n0 * h, count: m * h) } else { dc0.update(repeating: 0, count: m * h) }
         }
 
-        let rows = n * t
+        // Slice 0 accumulates into the parameters' gradients; the others fill their own buffers.
+        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
+        let dWih = scratch?.weightIH ?? s.weightIH.grad, dWhh = scratch?.weightHH ?? s.weightHH.grad
+        let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
+        let beta: Float = slice == 0 ? 1 : 0
         let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
-        // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, N·T]·[N·T, F]
-        try gemm(dgxM, transposeA: true, Matrix(x.data, rows: rows, columns: f), into: Matrix(s.weightIH.grad),
-                 beta: 1, caller: summary)
-        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, N·T]·[N·T, H]
-        try gemm(dghM, transposeA: true, Matrix(s.previous.data, rows: rows, columns: h),
-                 into: Matrix(s.weightHH.grad), beta: 1, caller: summary)
+        // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
+        try gemm(dgxM, transposeA: true, Matrix(x.data + n0 * t * f, rows: rows, columns: f), into: Matrix(dWih),
+                 beta: beta, caller: summary)
+        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]
+        try gemm(dghM, transposeA: true, Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h),
+                 into: Matrix(dWhh), beta: beta, caller: summary)
         // db_ih += Σ_rows δGx,  db_hh += Σ_rows δGh (the same sum for RNN and LSTM)
         if cell == .gru {
-            columnSums(dgx, rows: rows, columns: gh, into: s.biasIH.grad.data)
-            columnSums(dgHidden, rows: rows, columns: gh, into: s.biasHH.grad.data)
+            columnSums(dgx, rows: rows, columns: gh, into: dbih.data)
+            columnSums(dgHidden, rows: rows, columns: gh, into: dbhh.data)
         } else {
-            biasRow.resize(to: [gh])
-            biasRow.fill(0)
-            columnSums(dgx, rows: rows, columns: gh, into: biasRow.data)
-            let sum = biasRow.data, dbih = s.biasIH.grad.data, dbhh = s.biasHH.grad.data
-            for j in 0..<gh { dbih[j] += sum[j]; dbhh[j] += sum[j] }
+            let sum = scratch?.biasSum ?? s.biasSumScratch
+            sum.resize(to: [gh])
+            sum.fill(0)
+            columnSums(dgx, rows: rows, columns: gh, into: sum.data)
+            let sv = sum.data, a = dbih.data, b = dbhh.data
+            for j in 0..<gh { a[j] += sv[j]; b[j] += sv[j] }
         }
-        // dX = δGx·W_ih         [N·T, F] = [N·T, G·H]·[G·H, F]
-        s.inputGradient.resize(to: x.shape)
-        try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data, rows: rows, columns: f),
-                 caller: summary)
+        // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
+        if k > 0 || inputGradientNeeded {
+            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data + n0 * t * f, rows: rows, columns: f),
+                     caller: summary)
+        }
     }
 
     /// acc[j] += Σ_r m[r, j]
@@ -544,11 +649,11 @@ public class RecurrentLayer: Layer {
     // row i, which the next product overwrites or, for GRU, adds to), then δ of the
     // pre-activations, in 8-lane vectors with a scalar tail. Each returns Σ_i ‖δh_t of sample i‖.
 
-    private func rnnBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
+    private func rnnBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
                                  relu: Bool) -> Float {
-        let n = batch, t = steps, h = hiddenSize, h8 = h & ~7
+        let t = steps, h = hiddenSize, h8 = h & ~7
         var normSum: Float = 0
-        for i in 0..<n {
+        for i in samples {
             let row = i * t + step
             let out = s.output.data + row * h, dg = s.gateGradient.data + row * h
             let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
@@ -571,11 +676,11 @@ public class RecurrentLayer: Layer {
         return normSum
     }
 
-    private func lstmBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+    private func lstmBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
                                   _ allSteps: Bool) -> Float {
-        let n = batch, t = steps, h = hiddenSize, gh = 4 * h, h8 = h & ~7
+        let t = steps, h = hiddenSize, gh = 4 * h, h8 = h & ~7
         var normSum: Float = 0
-        for i in 0..<n {
+        for i in samples {
             let row = i * t + step
             let a = UnsafePointer(s.gates.data + row * gh)
             let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
@@ -617,11 +722,11 @@ public class RecurrentLayer: Layer {
         return normSum
     }
 
-    private func gruBackwardStep(_ s: Stage, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+    private func gruBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
                                  _ allSteps: Bool) -> Float {
-        let n = batch, t = steps, h = hiddenSize, gh = 3 * h, h8 = h & ~7
+        let t = steps, h = hiddenSize, gh = 3 * h, h8 = h & ~7
         var normSum: Float = 0
-        for i in 0..<n {
+        for i in samples {
             let row = i * t + step
             let a = UnsafePointer(s.gates.data + row * gh)
             let r = a, z = a + h, nv = a + 2 * h

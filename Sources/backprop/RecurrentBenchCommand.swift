@@ -18,7 +18,8 @@ struct BenchRecurrent: ParsableCommand {
     @Option(help: "Time steps (rows of the image).") var steps = 28
     @Option(help: "Features per step.") var features = 28
     @Option(help: "Timed repetitions (median reported).") var reps = 15
-    @Option(help: "OpenBLAS threads (default: the training default).") var threads: Int?
+    @Option(help: "OpenBLAS threads (default: OpenBLAS's choice).") var threads: Int?
+    @Option(help: "Batch slices run concurrently by the recurrent layer (RecurrentLayer.threads).") var slices = 1
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -31,6 +32,8 @@ struct BenchRecurrent: ParsableCommand {
         if let threads { BLAS.threadCount = threads }
         let kind: RecurrentKind = arch == "lstm" ? .lstm : arch == "gru" ? .gru : .rnn
         let model = try SequenceClassifier(kind: kind, inputSize: features, hiddenSize: hidden, classes: 10, seed: 1)
+        model.rnn.threads = slices
+        model.rnn.inputGradientNeeded = false   // as in training
         var rng = SeededGenerator(seed: 2)
         let x = try Tensor(zeros: [batch, steps, features]); x.fillUniform(0, 1, using: &rng)
         let labels = (0..<batch).map { Int32($0 % 10) }
@@ -38,7 +41,14 @@ struct BenchRecurrent: ParsableCommand {
         let adam = try Adam(parameters: model.parameters)
         var phases: [[Double]] = [[], [], [], [], []]   // forward, loss, backward, step, total
         func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        func cpu() -> Double {   // CPU seconds of the process: unaffected by other programs' load
+            var ts = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        }
+        var cpuTimes: [Double] = []
         for rep in 0...reps {
+            let c0 = cpu()
             let t0 = now()
             model.zeroGrad()
             let out = try model.forward(x)
@@ -50,6 +60,7 @@ struct BenchRecurrent: ParsableCommand {
             try adam.step()
             let t4 = now()
             if rep == 0 { continue }  // warm-up
+            cpuTimes.append((cpu() - c0) * 1e3)
             for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0].enumerated() { phases[i].append(Double(d) / 1e6) }
         }
         // The recurrent layer's matrix products alone, same shapes and strides.
@@ -79,6 +90,7 @@ struct BenchRecurrent: ParsableCommand {
         var result: [String: Double] = [:]
         for (i, n) in names.enumerated() { result[n] = med(phases[i]) }
         result["gemm_only_ms"] = med(products)
+        result["cpu_ms"] = med(cpuTimes)
         result["images_per_second"] = Double(batch) / (med(phases[4]) / 1e3)
         result["epoch_seconds_60000"] = 60000 / result["images_per_second"]!
         if json {
@@ -88,10 +100,11 @@ struct BenchRecurrent: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("\(arch) H=\(hidden) batch \(batch) × \(steps) steps × \(features), OpenBLAS \(BLAS.coreName), \(BLAS.threadCount) threads; medians of \(reps)")
+        print("\(arch) H=\(hidden) batch \(batch) × \(steps) steps × \(features), OpenBLAS \(BLAS.coreName), \(BLAS.threadCount) threads, \(slices) slices; medians of \(reps)")
         print(String(format: "forward %.2f ms  loss %.3f ms  backward %.2f ms  step %.3f ms  total %.2f ms   gemms alone %.2f ms",
                      result["forward_ms"]!, result["loss_ms"]!, result["backward_ms"]!, result["step_ms"]!,
                      result["total_ms"]!, result["gemm_only_ms"]!))
+        print(String(format: "CPU time per step %.2f ms (all threads)", result["cpu_ms"]!))
         print(String(format: "%.0f images/s  →  %.1f s per 60000-image epoch", result["images_per_second"]!,
                      result["epoch_seconds_60000"]!))
     }

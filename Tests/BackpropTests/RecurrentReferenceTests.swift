@@ -48,14 +48,18 @@ final class RecurrentReferenceTests: XCTestCase {
     static let kinds: [(String, RecurrentKind)] = [("rnn", .rnn), ("lstm", .lstm), ("gru", .gru)]
 
     /// fc(rnn(x)[0][:, -1]) with cross-entropy: loss, logits, every gradient, hidden-gradient norms.
+    /// H = 11: one 8-lane vector and a 3-element scalar tail per row in the gate kernels. Run
+    /// with the batch in 1 and 3 concurrent slices (N = 4: slices of 1, 1 and 2 samples).
     func testClassifierMatchesPyTorch() throws {
         for (name, kind) in Self.kinds {
-            for layers in [1, 2] {
-                let what = "classifier-\(name)-l\(layers)"
-                let f = try load(what)
+            for (layers, threads) in [(1, 1), (2, 1), (1, 3), (2, 3)] {
+                let what = "classifier-\(name)-l\(layers) (threads \(threads))"
+                let f = try load("classifier-\(name)-l\(layers)")
                 let x = try f.tensor("input")
-                let model = try SequenceClassifier(kind: kind, inputSize: x.shape[2], hiddenSize: 7,
-                                                   numLayers: layers, classes: 3)
+                let fcWeight = try f.tensor("fc.weight")
+                let model = try SequenceClassifier(kind: kind, inputSize: x.shape[2], hiddenSize: fcWeight.shape[1],
+                                                   numLayers: layers, classes: fcWeight.shape[0])
+                model.rnn.threads = threads
                 XCTAssertEqual(Set(model.namedParameters.map(\.name)),
                                Set(f.order.filter { $0.hasPrefix("rnn.") || $0.hasPrefix("fc.") }), what)
                 try loadParameters(model, from: f, what)
@@ -81,12 +85,14 @@ final class RecurrentReferenceTests: XCTestCase {
     /// Two stacked layers with h0 (c0), loss Σ output ⊙ w: output and every gradient including h0, c0.
     func testLayerWithInitialStateMatchesPyTorch() throws {
         for (name, kind) in Self.kinds {
-            let what = "layer-\(name)-l2"
-            let f = try load(what)
+          for threads in [1, 2] {
+            let what = "layer-\(name)-l2 (threads \(threads))"
+            let f = try load("layer-\(name)-l2")
             let x = try f.tensor("input"), h0 = try f.tensor("h0")
             var rng = SeededGenerator(seed: 0)
             let layer = try RecurrentLayer.make(kind, inputSize: x.shape[2], hiddenSize: h0.shape[2], numLayers: 2,
                                                 rng: &rng)
+            layer.threads = threads
             try loadParameters(layer, from: f, what)
             let c0 = kind == .lstm ? try f.tensor("c0") : nil
             let y = try layer.forward(x, initialHidden: h0, initialCell: c0)
@@ -99,6 +105,7 @@ final class RecurrentReferenceTests: XCTestCase {
             assertClose(dx, try f.tensor("grad.input"), "\(what) grad.input")
             assertClose(layer.initialHiddenGradient, try f.tensor("grad.h0"), "\(what) grad.h0")
             if kind == .lstm { assertClose(layer.initialCellGradient, try f.tensor("grad.c0"), "\(what) grad.c0") }
+          }
         }
         print("layer vs torch: worst error \(worst.ratio) of the allowed, at \(worst.what)")
     }

@@ -44,8 +44,9 @@ final class InitialStateProbe: Layer {
 }
 
 final class RecurrentTests: XCTestCase {
-    // The shapes of the checks: sizes that are not multiples of 4 or 16.
-    let n = 3, t = 4, f = 5, h = 7
+    // The shapes of the checks: sizes that are not multiples of 4 or 16. H = 11: the gate kernels
+    // run one 8-lane vector and a 3-element scalar tail per row.
+    let n = 3, t = 4, f = 5, h = 11
 
     static let cells: [RecurrentLayer.Cell] = [.rnn(.tanh), .rnn(.relu), .lstm, .gru]
 
@@ -103,6 +104,23 @@ final class RecurrentTests: XCTestCase {
         XCTAssertEqual(fastSigmoid(200), 1)
         XCTAssertEqual(fastTanh(200), 1)
         XCTAssertEqual(fastTanh(-200), -1)
+        // The 8-lane versions the kernels use give the scalar functions' results, lane by lane.
+        var lanes = FloatVector()
+        var v: Float = -100
+        var compared = 0
+        while v <= 100 {
+            for k in 0..<8 { lanes[k] = v * Float(k + 1) / 8 }
+            let e = fastExp(lanes), s = fastSigmoid(lanes), th = fastTanh(lanes)
+            for k in 0..<8 {
+                XCTAssertEqual(e[k], fastExp(lanes[k]), "exp(\(lanes[k]))")
+                XCTAssertEqual(s[k], fastSigmoid(lanes[k]), "σ(\(lanes[k]))")
+                XCTAssertEqual(th[k], fastTanh(lanes[k]), "tanh(\(lanes[k]))")
+                compared += 1
+            }
+            v += 0.37
+        }
+        XCTAssertGreaterThan(compared, 4000)
+        XCTAssertTrue(fastTanh(FloatVector(repeating: .nan))[0].isNaN)
     }
 
     // MARK: - Forward values against an independent scalar implementation (Double)
@@ -211,16 +229,17 @@ final class RecurrentTests: XCTestCase {
 
     // MARK: - Finite-difference gradient checks
 
-    /// Inputs, h0 (c0) and every parameter of a two-layer stack, N=3, T=4, F=5, H=7.
+    /// Inputs, h0 (c0) and every parameter of a two-layer stack, N=3, T=4, F=5, H=11.
     /// GradientCheck error = |analytic − numeric| / max(1, |analytic|, |numeric|), central
     /// differences with step 1e-2 (ReLU: 1e-3, away from kinks) in Float, loss summed in Double.
     func checkGradients(_ cell: RecurrentLayer.Cell, tolerance: Float) throws {
         for sequences in [true, false] {
             let probe = try InitialStateProbe(try make(cell, sequences: sequences), batch: n, seed: 5)
-            let report = try GradientCheck.check(probe, input: try input(), step: cell == .rnn(.relu) ? 1e-3 : 1e-2)
+            let report = try GradientCheck.check(probe, input: try input(), step: cell == .rnn(.relu) ? 1e-3 : 1e-2,
+                                                 maxElements: 48)
             print("gradient check \(cell) sequences=\(sequences): \(report)")
             XCTAssertLessThan(report.maxError, tolerance, "\(cell) sequences=\(sequences): \(report)")
-            XCTAssertGreaterThan(report.checked, 300)
+            XCTAssertGreaterThan(report.checked, 300)   // every input, h0, c0 element, ≥ 48 of each weight
         }
     }
 
@@ -228,6 +247,60 @@ final class RecurrentTests: XCTestCase {
     func testRNNReLUGradients() throws { try checkGradients(.rnn(.relu), tolerance: 1e-3) }
     func testLSTMGradients() throws { try checkGradients(.lstm, tolerance: 3e-4) }
     func testGRUGradients() throws { try checkGradients(.gru, tolerance: 3e-4) }
+
+    // MARK: - Concurrent batch slices
+
+    /// `threads` = 2 or 3 splits the batch into slices run concurrently: outputs, δ of the input,
+    /// of h0 and c0, hidden-gradient norms and parameter gradients (summed over slices) equal the
+    /// one-thread results to 1e-6·max(1, |x|) (only the summation order of dW differs), with and
+    /// without truncation. With `inputGradientNeeded` false, parameter gradients are unchanged
+    /// and δ of the input is zero.
+    func testConcurrentSlicesMatchOneThread() throws {
+        func run(_ cell: RecurrentLayer.Cell, _ sequences: Bool, _ truncation: Int?, threads: Int,
+                 inputGradient: Bool = true) throws -> [[Float]] {
+            let layer = try make(cell, sequences: sequences, truncation: truncation)
+            layer.threads = threads
+            layer.inputGradientNeeded = inputGradient
+            let probe = try InitialStateProbe(layer, batch: n, seed: 5)
+            var rng = SeededGenerator(seed: 21)
+            let w = Tensor(uncheckedShape: sequences ? [n, t, h] : [n, h])
+            w.fillUniform(-1, 1, using: &rng)
+            probe.zeroGrad()
+            let y = try probe.forward(try input()).scalars
+            let dx = try probe.backward(w).scalars
+            return [y, dx, layer.hiddenGradientNorms] + probe.parameters.map { $0.grad.scalars }
+        }
+        for cell in Self.cells {
+            for sequences in [true, false] {
+                for truncation in [nil, 2] {
+                    let one = try run(cell, sequences, truncation, threads: 1)
+                    for threads in [2, 3, 8] {
+                        let many = try run(cell, sequences, truncation, threads: threads)
+                        XCTAssertEqual(one.count, many.count)
+                        for (a, b) in zip(one, many) {
+                            XCTAssertEqual(a.count, b.count)
+                            for (u, v) in zip(a, b) {
+                                XCTAssertEqual(u, v, accuracy: 1e-6 * max(1, abs(u)),
+                                               "\(cell) sequences=\(sequences) truncation=\(String(describing: truncation)) threads=\(threads)")
+                            }
+                        }
+                    }
+                    let noDX = try run(cell, sequences, truncation, threads: 2, inputGradient: false)
+                    XCTAssertTrue(noDX[1].allSatisfy { $0 == 0 }, "δx is zero when not needed")
+                    XCTAssertFalse(one[1].allSatisfy { $0 == 0 })
+                    for (a, b) in zip(one[3...], noDX[3...]) {
+                        for (u, v) in zip(a, b) { XCTAssertEqual(u, v, accuracy: 1e-6 * max(1, abs(u))) }
+                    }
+                }
+            }
+        }
+        // And a finite-difference check of the sliced path itself.
+        let layer = try make(.lstm)
+        layer.threads = 2
+        let report = try GradientCheck.check(try InitialStateProbe(layer, batch: n, seed: 5), input: try input(),
+                                             maxElements: 48)
+        XCTAssertLessThan(report.maxError, 3e-4, "\(report)")
+    }
 
     func testGradientsAccumulateLikePyTorch() throws {
         let layer = try make(.gru)
@@ -343,7 +416,7 @@ final class RecurrentTests: XCTestCase {
             "fc.weight", "fc.bias",
         ])
         XCTAssertEqual(model.namedParameters.map(\.parameter.shape), [
-            [28, 5], [28, 7], [28], [28], [28, 7], [28, 7], [28], [28], [3, 7], [3],
+            [44, 5], [44, 11], [44], [44], [44, 11], [44, 11], [44], [44], [3, 11], [3],
         ])
         // PyTorch's default init bounds: recurrent 1/√H, Linear 1/√in (= 1/√H here).
         let bound = 1 / Float(h).squareRoot()
@@ -354,7 +427,7 @@ final class RecurrentTests: XCTestCase {
             let m = try SequenceClassifier(kind: kind, inputSize: f, hiddenSize: h, numLayers: 2, classes: 3, seed: 9)
             let y = try m.forward(try input())
             XCTAssertEqual(y.shape, [n, 3])
-            let report = try GradientCheck.check(m, input: try input())
+            let report = try GradientCheck.check(m, input: try input(), maxElements: 48)
             print("gradient check classifier \(kind): \(report)")
             XCTAssertLessThan(report.maxError, 3e-4, "\(kind): \(report)")
         }
@@ -369,7 +442,7 @@ final class RecurrentTests: XCTestCase {
                 guard case let .shapeMismatch(location, detail)? = error as? BackpropError else {
                     return XCTFail("expected shapeMismatch, got \(error)", file: file, line: line)
                 }
-                XCTAssertTrue(location.contains("LSTM(5 → 7"), location, file: file, line: line)
+                XCTAssertTrue(location.contains("LSTM(5 → 11"), location, file: file, line: line)
                 XCTAssertTrue(detail.contains(fragment), detail, file: file, line: line)
             }
         }
@@ -377,15 +450,15 @@ final class RecurrentTests: XCTestCase {
         expectShapeError(try Tensor(zeros: [3, 4, 6]), "[3, 4, 6]")
         expectShapeError(try Tensor(zeros: [3, 0, 5]), "T = 0")
         expectShapeError(try Tensor(zeros: [0, 4, 5]), "N = 0")
-        layer.initialHidden = try Tensor(zeros: [1, 3, 7])
-        expectShapeError(try input(), "[2, 3, 7]")
+        layer.initialHidden = try Tensor(zeros: [1, 3, 11])
+        expectShapeError(try input(), "[2, 3, 11]")
         layer.initialHidden = nil
-        layer.initialCell = try Tensor(zeros: [2, 2, 7])
-        expectShapeError(try input(), "[2, 2, 7]")
+        layer.initialCell = try Tensor(zeros: [2, 2, 11])
+        expectShapeError(try input(), "[2, 2, 11]")
         layer.initialCell = nil
 
         let gru = try make(.gru)
-        XCTAssertThrowsError(try gru.forward(try input(), initialHidden: nil, initialCell: try Tensor(zeros: [2, 3, 7])))
+        XCTAssertThrowsError(try gru.forward(try input(), initialHidden: nil, initialCell: try Tensor(zeros: [2, 3, 11])))
         XCTAssertThrowsError(try gru.backward(try Tensor(zeros: [n, t, h])), "backward before forward")
         _ = try gru.forward(try input())
         XCTAssertThrowsError(try gru.backward(try Tensor(zeros: [n, h])), "δ of the wrong shape")
