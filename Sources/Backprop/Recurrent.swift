@@ -139,8 +139,8 @@ public class RecurrentLayer: Layer {
     /// so results are deterministic for a given value (and differ from 1 only by rounding).
     public var threads = 1
     /// When false, `backward` skips ∂L/∂x of the first layer (a training loop never uses δ of
-    /// the data: one product of G·H × F per row saved) and returns zeros instead.
-    public var inputGradientNeeded = true
+    /// the data: one [N·T, G·H]·[G·H, F] product saved) and returns an empty tensor.
+    public var needsInputGradient = true
 
     /// h_0, `[numLayers, N, H]`; nil means zeros. Read by every `forward`.
     public var initialHidden: Tensor?
@@ -301,7 +301,7 @@ public class RecurrentLayer: Layer {
         }
         let top = stages[numLayers - 1].output
         if returnSequences { return top }
-        lastOutput.resize(to: [n, h])
+        lastOutput.resize(n, h)
         for i in 0..<n { (lastOutput.data + i * h).update(from: top.data + (i * t + t - 1) * h, count: h) }
         return lastOutput
     }
@@ -331,16 +331,16 @@ public class RecurrentLayer: Layer {
     private func prepareForward(_ s: Stage, input x: Tensor) {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         s.input = x
-        s.gates.resize(to: [n, t, gh])
-        s.previous.resize(to: [n, t, h])
-        s.output.resize(to: [n, t, h])
-        if cell == .gru { s.hiddenGates.resize(to: [n, t, gh]) }
+        s.gates.resize(n, t, gh)
+        s.previous.resize(n, t, h)
+        s.output.resize(n, t, h)
+        if cell == .gru { s.hiddenGates.resize(n, t, gh) }
         if cell == .lstm {
-            s.cells.resize(to: [n, t, h])
-            s.cellTanh.resize(to: [n, t, h])
-            s.initialCell.resize(to: [n, h])
+            s.cells.resize(n, t, h)
+            s.cellTanh.resize(n, t, h)
+            s.initialCell.resize(n, h)
         }
-        s.combinedBias.resize(to: [gh])
+        s.combinedBias.resize(gh)
         let b = s.combinedBias.data, bih = s.biasIH.value.data, bhh = s.biasHH.value.data
         for j in 0..<gh { b[j] = bih[j] + bhh[j] }
     }
@@ -499,25 +499,27 @@ public class RecurrentLayer: Layer {
         }
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         let first = max(0, t - (truncation ?? t))              // first step backpropagated through
-        initialHiddenGradient.resize(to: [numLayers, n, h])
-        if cell == .lstm { initialCellGradient.resize(to: [numLayers, n, h]) } else { initialCellGradient.resize(to: [0]) }
-        hiddenNext.resize(to: [n, h])
-        cellNext.resize(to: [n, h])
-        zeroRow.resize(to: [h])
+        initialHiddenGradient.resize(numLayers, n, h)
+        if cell == .lstm { initialCellGradient.resize(numLayers, n, h) } else { initialCellGradient.resize(0) }
+        hiddenNext.resize(n, h)
+        cellNext.resize(n, h)
+        zeroRow.resize(h)
         zeroRow.fill(0)
         let slices = max(1, min(threads, n))
-        sliceNorms.resize(to: [slices, t])
+        sliceNorms.resize(slices, t)
         sliceNorms.fill(0)
-        for s in stages {
-            s.gateGradient.resize(to: [n, t, gh])
-            if cell == .gru { s.hiddenGateGradient.resize(to: [n, t, gh]) }
-            if let x = s.input { s.inputGradient.resize(to: x.shape) }
+        for (k, s) in stages.enumerated() {
+            s.gateGradient.resize(n, t, gh)
+            if cell == .gru { s.hiddenGateGradient.resize(n, t, gh) }
+            if let x = s.input {
+                if k > 0 || needsInputGradient { s.inputGradient.resize(to: x.shape) } else { s.inputGradient.resize(0) }
+            }
             while s.sliceGradients.count < slices - 1 { s.sliceGradients.append(SliceGradients()) }
             for g in s.sliceGradients.prefix(slices - 1) {
                 g.weightIH.resize(to: s.weightIH.value.shape)
                 g.weightHH.resize(to: s.weightHH.value.shape)
-                g.biasIH.resize(to: [gh]); g.biasIH.fill(0)
-                g.biasHH.resize(to: [gh]); g.biasHH.fill(0)
+                g.biasIH.resize(gh); g.biasIH.fill(0)
+                g.biasHH.resize(gh); g.biasHH.fill(0)
             }
         }
 
@@ -550,7 +552,6 @@ public class RecurrentLayer: Layer {
             for k in 0..<slices { total += sliceNorms.data[k * t + step] }
             hiddenGradientNorms[step] = total / Float(n)
         }
-        if !inputGradientNeeded { stages[0].inputGradient.fill(0) }
         return stages[0].inputGradient
     }
 
@@ -615,14 +616,14 @@ public class RecurrentLayer: Layer {
             columnSums(dgHidden, rows: rows, columns: gh, into: dbhh.data)
         } else {
             let sum = scratch?.biasSum ?? s.biasSumScratch
-            sum.resize(to: [gh])
+            sum.resize(gh)
             sum.fill(0)
             columnSums(dgx, rows: rows, columns: gh, into: sum.data)
             let sv = sum.data, a = dbih.data, b = dbhh.data
             for j in 0..<gh { a[j] += sv[j]; b[j] += sv[j] }
         }
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
-        if k > 0 || inputGradientNeeded {
+        if k > 0 || needsInputGradient {
             try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data + n0 * t * f, rows: rows, columns: f),
                      caller: summary)
         }

@@ -38,6 +38,12 @@ public final class SequenceClassifier: Layer {
             + fc.namedParameters.map { (name: "fc.\($0.name)", parameter: $0.parameter) }
     }
 
+    /// Passed on to the recurrent layer (the first layer).
+    public var needsInputGradient: Bool {
+        get { rnn.needsInputGradient }
+        set { rnn.needsInputGradient = newValue }
+    }
+
     public var isTraining: Bool {
         get { rnn.isTraining }
         set { rnn.isTraining = newValue; fc.isTraining = newValue }

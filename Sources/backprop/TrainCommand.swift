@@ -13,7 +13,7 @@ struct Train: ParsableCommand {
     @Option(help: "Folder with the four MNIST files (raw or .gz).") var data = "data/mnist"
     @OptionGroup var model: ModelOptions
     @Option(name: .customLong("optimizer"), help: "Optimizer: sgd, adam, adamw, rmsprop (default: sgd; adam for rnn, lstm, gru).") var optimizerName: String?
-    @Option(help: "Learning rate (default: 0.05 for sgd, 0.001 otherwise).") var lr: Float?
+    @Option(help: "Learning rate (default: 0.05 for sgd, 0.002 for rnn, lstm, gru, 0.001 otherwise).") var lr: Float?
     @Option(help: "Momentum (sgd, rmsprop).") var momentum: Float = 0.9
     @Option(help: "Weight decay.") var weightDecay: Float = 0
     @Option(help: "Learning-rate schedule over epochs: cosine, step, none.") var schedule = "cosine"
@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
     @Option(help: "Epochs.") var epochs = 10
     @Option(name: .customLong("seed"), help: "Seed for initialisation, shuffling and dropout (default 1; --resume keeps the checkpoint's).") var seedOption: UInt64?
     @Option(help: "OpenBLAS threads (default: OpenBLAS's choice).") var threads: Int?
-    @Option(help: "Clip the global gradient norm to this value.") var clipGradNorm: Float?
+    @Option(help: "Clip the global gradient norm to this value (default: 1 for rnn, lstm, gru; 0 turns clipping off).") var clipGradNorm: Float?
     @Option(help: "Label smoothing for the cross-entropy.") var labelSmoothing: Float = 0
     @Option(help: "Use only the first N training images (0: all).") var limit = 0
     @Option(help: "Model file to write at the end.") var out = "model.safetensors"
@@ -43,7 +43,7 @@ struct Train: ParsableCommand {
             throw ValidationError("--optimizer must be sgd, adam, adamw or rmsprop, got \(optimizer)")
         }
         if let threads { guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be in 1…1024") } }
-        if let clipGradNorm { guard clipGradNorm > 0 else { throw ValidationError("--clip-grad-norm must be positive") } }
+        if let clipGradNorm { guard clipGradNorm >= 0, clipGradNorm.isFinite else { throw ValidationError("--clip-grad-norm must be ≥ 0 (0: off)") } }
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
     }
 
