@@ -102,6 +102,7 @@ public class RecurrentLayer: Layer {
         /// parameters' `grad` directly); added to `grad` after the slices finish.
         var sliceGradients: [SliceGradients] = []
         let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (RNN, LSTM)
+        let weightIHTransposedScratch = Tensor(uncheckedShape: [0])  // [F, G·H] (dW_ih)ᵀ of slice 0, narrow inputs
 
         init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
             self.inputSize = inputSize
@@ -121,6 +122,7 @@ public class RecurrentLayer: Layer {
         let weightIH = Tensor(uncheckedShape: [0]), weightHH = Tensor(uncheckedShape: [0])
         let biasIH = Tensor(uncheckedShape: [0]), biasHH = Tensor(uncheckedShape: [0])
         let biasSum = Tensor(uncheckedShape: [0])
+        let weightIHTransposed = Tensor(uncheckedShape: [0])
     }
 
     public let cell: Cell
@@ -605,8 +607,21 @@ public class RecurrentLayer: Layer {
         let beta: Float = slice == 0 ? 1 : 0
         let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
-        try gemm(dgxM, transposeA: true, Matrix(x.data + n0 * t * f, rows: rows, columns: f), into: Matrix(dWih),
-                 beta: beta, caller: summary)
+        let xM = Matrix(x.data + n0 * t * f, rows: rows, columns: f)
+        if f < 64 {
+            // A narrow product (MNIST rows: F = 28) runs ~1.4× faster in sgemm as its transpose
+            // (dW_ih)ᵀ = Xᵀ·δGx [F, G·H]; the [G·H, F] result is then added in place.
+            let tr = scratch?.weightIHTransposed ?? s.weightIHTransposedScratch
+            tr.resize(f, gh)
+            try gemm(xM, transposeA: true, dgxM, into: Matrix(tr), caller: summary)
+            let src = UnsafePointer(tr.data), dst = dWih.data
+            for r in 0..<gh {
+                let row = dst + r * f
+                if beta == 0 { for c in 0..<f { row[c] = src[c * gh + r] } } else { for c in 0..<f { row[c] += src[c * gh + r] } }
+            }
+        } else {
+            try gemm(dgxM, transposeA: true, xM, into: Matrix(dWih), beta: beta, caller: summary)
+        }
         // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]
         try gemm(dghM, transposeA: true, Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h),
                  into: Matrix(dWhh), beta: beta, caller: summary)

@@ -104,7 +104,9 @@ func fastExp(_ x: FloatVector) -> FloatVector {
 func fastSigmoid(_ x: FloatVector) -> FloatVector { 1 / (1 + fastExp(-x)) }
 
 /// `fastTanh` on eight lanes (same formulas; the sign is copied with bit operations).
-@inline(__always)
+/// `@_transparent`: with `@inline(__always)` alone the optimizer kept it out of line (a call per
+/// vector in the LSTM kernel), which stops the two tanh chains from interleaving.
+@_transparent
 func fastTanh(_ x: FloatVector) -> FloatVector {
     let xBits = unsafeBitCast(x, to: FloatVectorBits.self)
     let sign = xBits & 0x8000_0000
