@@ -103,6 +103,41 @@ public enum Architecture: Equatable, Sendable {
                 throw BackpropError.invalidArgument("\(name): number of layers must be in 1…64, got \(layers)")
             }
         }
+        guard let n = parameterCount, n <= Architecture.maxParameters else {
+            throw BackpropError.invalidArgument("\(json) has more than \(Architecture.maxParameters) parameters")
+        }
+    }
+
+    /// Largest model built (2^30 Float32 parameters, 4 GiB): refused before allocating.
+    public static let maxParameters = 1 << 30
+
+    /// Number of Float32 parameters the model holds, or nil when the count overflows Int.
+    public var parameterCount: Int? {
+        var total = 0, overflow = false
+        /// Adds `outputs × (inputs + extra)` parameters (a weight matrix and `extra` bias-like columns).
+        func add(_ outputs: Int, _ inputs: Int, _ extra: Int = 0) {
+            let (k, o0) = inputs.addingReportingOverflow(extra)
+            let (w, o1) = outputs.multipliedReportingOverflow(by: k)
+            let (t, o2) = total.addingReportingOverflow(w)
+            overflow = overflow || o0 || o1 || o2 || outputs < 0 || inputs < 0
+            total = t
+        }
+        switch self {
+        case let .mlp(sizes, _):
+            for (a, b) in zip(sizes, sizes.dropFirst()) { add(b, a, 1) }
+        case let .lenet(classes):
+            add(16, 1 * 25, 1); add(32, 16 * 25, 1); add(128, 32 * 7 * 7, 1); add(classes, 128, 1)
+        case let .recurrent(kind, _, inputSize, hidden, layers, classes):
+            let gates = kind == .rnn ? 1 : kind == .lstm ? 4 : 3
+            for l in 0..<max(layers, 0) {   // W_ih, W_hh, b_ih, b_hh
+                let gh = gates.multipliedReportingOverflow(by: hidden)
+                overflow = overflow || gh.overflow
+                add(gh.partialValue, l == 0 ? inputSize : hidden, hidden)
+                add(gh.partialValue, 2)
+            }
+            add(classes, hidden, 1)
+        }
+        return overflow ? nil : total
     }
 
     /// Builds the model with PyTorch's default initialisation from `seed`.

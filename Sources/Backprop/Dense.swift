@@ -59,7 +59,7 @@ public final class Dense: Layer {
     public func forward(_ x: Tensor) throws -> Tensor {
         try requireFeatures(x, inFeatures, layer: summary)
         let n = x.rows
-        output.resize(to: [n, outFeatures])
+        output.resize(n, outFeatures)
         let y = output.data
         if let bias {
             let b = bias.value.data
@@ -94,7 +94,7 @@ public final class Dense: Layer {
         }
         // dX = dY·W, shaped like the input (skipped for a first layer: nobody needs it)
         guard needsInputGradient else {
-            inputGradient.resize(to: [0])
+            inputGradient.resize(0)
             return inputGradient
         }
         inputGradient.resize(to: x.shape)

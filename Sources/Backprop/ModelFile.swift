@@ -44,6 +44,13 @@ public enum ModelFile {
             throw BackpropError.badFile(path: path, offset: nil,
                                         reason: "no architecture in the file's metadata; give it on the command line (--arch, --layers, --activation, …)")
         }
+        // The metadata is untrusted: a model it describes must fit in the file's own tensors,
+        // checked before anything is allocated for it (a 200-byte file must not cost gigabytes).
+        let stored = file.tensors.filter { !$0.key.hasPrefix(extraPrefix) }.values.reduce(0) { $0 + $1.count }
+        if file.metadata[architectureKey] != nil, let needed = architecture.parameterCount, needed > stored {
+            throw BackpropError.badFile(path: path, offset: nil,
+                                        reason: "\(architecture.json) has \(needed) parameters but the file's tensors hold only \(stored) values")
+        }
         let model = try architecture.build(seed: 0)
         var extra: [String: Tensor] = [:]
         var unused = Set(file.tensors.keys)

@@ -321,6 +321,13 @@ public struct SafetensorsFile {
             throw BackpropError.io(path: path, reason: "not a regular file")
         }
         let size = Int(st.st_size)
+        // The whole file is held in memory: one larger than the machine's memory is refused
+        // before allocating (a 100 GB file, sparse or not, must not abort the process).
+        let memory = ProcessInfo.processInfo.physicalMemory
+        guard memory == 0 || UInt64(size) <= memory else {
+            throw BackpropError.badFile(path: path, offset: nil,
+                                        reason: "file is \(size) bytes, more than this machine's \(memory) bytes of memory")
+        }
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         try bytes.withUnsafeMutableBytes { buffer in

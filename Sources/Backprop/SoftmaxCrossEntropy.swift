@@ -49,8 +49,8 @@ public final class SoftmaxCrossEntropy {
 
     private func compute(_ logits: Tensor, target: (Int, Int) -> Float) -> (loss: Float, gradient: Tensor) {
         let n = logits.rows, c = logits.columnsPerRow
-        probabilities.resize(to: [n, c])
-        gradient.resize(to: [n, c])
+        probabilities.resize(n, c)
+        gradient.resize(n, c)
         let z = logits.data, p = probabilities.data, g = gradient.data
         let eps = labelSmoothing, uniform = labelSmoothing / Float(c)
         let scale: Float = reduction == .mean ? 1 / Float(max(n, 1)) : 1

@@ -139,6 +139,29 @@ public final class Tensor {
         count = n
     }
 
+    /// Allocation-free forms of `resize(to:)` for the hot loop: an array literal such as
+    /// `[n, features]` is a heap allocation on every call, these compare sizes first and build
+    /// a new shape only when it changes.
+    public func resize(_ d0: Int) {
+        if shape.count == 1 && shape[0] == d0 { return }
+        resize(to: [d0])
+    }
+
+    public func resize(_ d0: Int, _ d1: Int) {
+        if shape.count == 2 && shape[0] == d0 && shape[1] == d1 { return }
+        resize(to: [d0, d1])
+    }
+
+    public func resize(_ d0: Int, _ d1: Int, _ d2: Int) {
+        if shape.count == 3 && shape[0] == d0 && shape[1] == d1 && shape[2] == d2 { return }
+        resize(to: [d0, d1, d2])
+    }
+
+    public func resize(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int) {
+        if shape.count == 4 && shape[0] == d0 && shape[1] == d1 && shape[2] == d2 && shape[3] == d3 { return }
+        resize(to: [d0, d1, d2, d3])
+    }
+
     /// A tensor sharing this one's storage with another shape of the same element count.
     public func reshaped(_ newShape: [Int]) throws -> Tensor {
         let n = try Tensor.elementCount(newShape)

@@ -33,11 +33,10 @@ public func clipGradNorm(_ parameters: [Parameter], maxNorm: Float, normType: Fl
         }
         total = Double(m)
     } else if normType == 2 {
+        // Per-tensor sums of squares (vectorised), combined in Double — as PyTorch combines
+        // per-tensor norms.
         var s: Double = 0
-        for p in parameters {
-            let g = p.grad.data
-            for j in 0..<p.grad.count { let x = Double(g[j]); s += x * x }
-        }
+        for p in parameters { s += Double(p.grad.sumOfSquares()) }
         total = s.squareRoot()
     } else if normType == 1 {
         var s: Double = 0

@@ -19,7 +19,7 @@ struct Train: ParsableCommand {
     @Option(help: "Learning-rate schedule over epochs: cosine, step, none.") var schedule = "cosine"
     @Option(help: "Batch size.") var batch = 128
     @Option(help: "Epochs.") var epochs = 10
-    @Option(help: "Seed for initialisation, shuffling and dropout.") var seed: UInt64 = 1
+    @Option(name: .customLong("seed"), help: "Seed for initialisation, shuffling and dropout (default 1; --resume keeps the checkpoint's).") var seedOption: UInt64?
     @Option(help: "OpenBLAS threads (default: OpenBLAS's choice).") var threads: Int?
     @Option(help: "Clip the global gradient norm to this value.") var clipGradNorm: Float?
     @Option(help: "Label smoothing for the cross-entropy.") var labelSmoothing: Float = 0

@@ -19,6 +19,9 @@ final class TrainingSession {
     let baseLR: Float
     var records: [EpochRecord] = []
     var startEpoch = 1
+    /// The run's seed: `--seed`, or on `--resume` the checkpoint's, so the resumed run shuffles
+    /// as the interrupted one would have.
+    var seed: UInt64 = 1
     var progress = ProgressLine()
 
     init(options: Train) throws {
@@ -31,6 +34,11 @@ final class TrainingSession {
             let loaded = try ModelFile.load(resume)
             architecture = loaded.architecture
             model = loaded.model
+            let stored = loaded.metadata["backprop.seed"].flatMap(UInt64.init)
+            seed = stored ?? options.seedOption ?? 1
+            if let stored, let given = options.seedOption, given != stored {
+                FileHandle.standardError.write(Data("warning: \(resume) was trained with --seed \(stored); resuming with it, not \(given)\n".utf8))
+            }
             guard architecture.inputFeatures == train.featureCount else {
                 throw ValidationError("\(resume): the model takes \(architecture.inputFeatures) features but \(options.data) has \(train.featureCount)")
             }
@@ -46,8 +54,9 @@ final class TrainingSession {
                 throw ValidationError("\(resume): optimizer state does not fit --optimizer \(options.optimizer): \(error)")
             }
         } else {
+            seed = options.seedOption ?? 1
             architecture = try options.model.architecture(rows: train.rows, columns: train.columns * train.channels, classes: classes)
-            model = try architecture.build(seed: options.seed)
+            model = try architecture.build(seed: seed)
             baseLR = options.lr ?? (options.optimizer == "sgd" ? 0.05 : 0.001)
             optimizer = try TrainingSession.makeOptimizer(options, model.parameters, lr: baseLR)
         }
@@ -55,8 +64,14 @@ final class TrainingSession {
             throw ValidationError("the model has \(architecture.outputs) outputs but the labels have \(classes) classes")
         }
         loss = try SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
-        for path in [options.out, options.checkpointPath] + [options.report, options.log].compactMap({ $0 }) {
-            try TrainingSession.checkWritable(path)
+        // Probe each output with as many bytes as it will hold (the checkpoint also holds the
+        // optimizer state), so a read-only folder or a full disk stops the run before training.
+        let modelBytes = model.stateDict.reduce(0) { $0 + $1.1.count * 4 } + 65536
+        let stateBytes = optimizer.state.values.reduce(0) { $0 + $1.count * 4 }
+        try TrainingSession.checkWritable(options.out, bytes: modelBytes)
+        try TrainingSession.checkWritable(options.checkpointPath, bytes: modelBytes + stateBytes)
+        for path in [options.report, options.log].compactMap({ $0 }) {
+            try TrainingSession.checkWritable(path, bytes: 65536)
         }
     }
 
@@ -69,15 +84,29 @@ final class TrainingSession {
         }
     }
 
-    /// Fails early, before any training, when an output cannot be written.
-    static func checkWritable(_ path: String) throws {
+    /// Fails early, before any training, when an output cannot be written: creates a temporary
+    /// file next to `path`, reserves `bytes` bytes in it, fsyncs and removes it. (`access(2)` alone
+    /// says yes to root on a read-only folder and knows nothing of free space.)
+    static func checkWritable(_ path: String, bytes: Int) throws {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
             throw ValidationError("\(path): folder \(dir) does not exist")
         }
-        guard FileManager.default.isWritableFile(atPath: dir) else {
-            throw ValidationError("\(path): folder \(dir) is not writable")
+        let probe = dir + "/.backprop-write-probe-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw ValidationError("\(path): cannot write in \(dir): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd); unlink(probe) }
+        // Reserve the space (fast: no data is written; glibc falls back to writing zeros on file
+        // systems without fallocate). Fails with ENOSPC on a full disk, EFBIG over `ulimit -f`.
+        let status = posix_fallocate(fd, 0, off_t(bytes))
+        guard status == 0 else {
+            throw ValidationError("\(path): cannot reserve \(bytes) bytes in \(dir) (\(String(cString: strerror(status)))); is the disk full?")
+        }
+        guard fsync(fd) == 0 else {
+            throw ValidationError("\(path): cannot write in \(dir): fsync failed: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -95,12 +124,19 @@ final class TrainingSession {
     }
 
     func run() throws {
+        if startEpoch == options.epochs + 1, options.resume != nil {
+            // Killed after the last checkpoint but before the model file: just write it.
+            try ModelFile.save(model, architecture: architecture, to: options.out, metadata: runMetadata())
+            if !options.json { print("all \(options.epochs) epochs were done; model written to \(options.out)") }
+            return
+        }
         if startEpoch > options.epochs {
             throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
         }
         let parameters = model.namedParameters
+        let parameterList = parameters.map(\.parameter)
         model.needsInputGradient = false  // δ of the data is never used: skip that product
-        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: options.seed,
+        var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: seed,
                                   layout: architecture.batchLayout)
         for epoch in startEpoch...options.epochs {
             let lr = learningRate(epoch: epoch)
@@ -121,15 +157,20 @@ final class TrainingSession {
                     throw TrainingFailure("loss is \(value) at epoch \(epoch), batch \(batchIndex) (\(nonFiniteLayer(b.input)))")
                 }
                 _ = try model.backward(delta)
-                if batchIndex % 10 == 1 || options.clipGradNorm != nil {
-                    for (i, p) in parameters.enumerated() { normSums[i] += Double(p.parameter.grad.l2Norm()) }
-                    normCount += 1
-                    if let bad = parameters.first(where: { !$0.parameter.grad.allFinite }) {
-                        if options.skipNonfinite { skipped += 1; continue }
-                        throw TrainingFailure("gradient of \(bad.name) is not finite at epoch \(epoch), batch \(batchIndex)")
-                    }
+                // One vectorised pass per gradient gives both its norm (logged per epoch) and the
+                // health check: the sum of squares is NaN or ∞ exactly when the gradient is.
+                var badGradient: String?
+                for (i, p) in parameters.enumerated() {
+                    let squares = p.parameter.grad.sumOfSquares()
+                    if !squares.isFinite, !p.parameter.grad.allFinite { badGradient = p.name; break }
+                    normSums[i] += Double(squares).squareRoot()
                 }
-                if let maxNorm = options.clipGradNorm { _ = try clipGradNorm(model.parameters, maxNorm: maxNorm) }
+                if let bad = badGradient {
+                    if options.skipNonfinite { skipped += 1; continue }
+                    throw TrainingFailure("gradient of \(bad) (layer \(bad.split(separator: ".").first ?? "?")) is not finite at epoch \(epoch), batch \(batchIndex)")
+                }
+                normCount += 1
+                if let maxNorm = options.clipGradNorm { _ = try clipGradNorm(parameterList, maxNorm: maxNorm) }
                 try optimizer.step()
                 let n = b.labels.count
                 lossSum += Double(value) * Double(n)
@@ -169,6 +210,9 @@ final class TrainingSession {
         if options.json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
+            // A diverged epoch still prints its line: NaN and ∞ as the strings JavaScript uses.
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
+                                                                          negativeInfinity: "-Infinity", nan: "NaN")
             line = (try? String(decoding: encoder.encode(r), as: UTF8.self)) ?? "{}"
         } else {
             line = String(format: "epoch %2d  train loss %.4f  acc %.2f%%  test loss %.4f  acc %.2f%%  %.2f s  %.0f img/s  lr %.4g",
@@ -182,7 +226,7 @@ final class TrainingSession {
     }
 
     func runMetadata() -> [String: String] {
-        var m: [String: String] = ["backprop.seed": "\(options.seed)", "backprop.optimizer": options.optimizer]
+        var m: [String: String] = ["backprop.seed": "\(seed)", "backprop.optimizer": options.optimizer]
         if let data = try? JSONEncoder().encode(records) { m["backprop.records"] = String(decoding: data, as: UTF8.self) }
         if let last = records.last { m["backprop.epoch"] = "\(last.epoch)"; m["backprop.test_accuracy"] = "\(last.test_accuracy)" }
         return m
@@ -203,8 +247,8 @@ final class TrainingSession {
     func nonFiniteLayer(_ input: Tensor) -> String {
         guard input.allFinite else { return "the input batch holds NaN or Inf" }
         if let sequential = model as? Sequential, let trace = try? sequential.trace(input) {
-            for (i, step) in trace.enumerated() where !step.output.allFinite {
-                return "first non-finite activation: layer \(i) \(step.layer)"
+            for step in trace where !step.output.allFinite {
+                return "first non-finite activation: layer \(step.layer)"
             }
         }
         return "activations finite; the loss overflowed"

@@ -1,0 +1,35 @@
+import Backprop
+import Benchmark
+import BenchSupport
+
+// One training step of the flagship MLP (784-256-128-10, ReLU, softmax cross-entropy, SGD
+// momentum 0.9, lr 0.05, batch 128) on a fixed batch: zeroGrad, forward, loss, backward, step.
+// mallocCountTotal must be 0: the warm-up iteration sizes every buffer, after which a step
+// allocates nothing. The epoch benchmark runs 468 steps of 128 and one of 96 (the batch size
+// change included) and must allocate nothing either.
+// (No .peakMemoryResident here: sampling it reads /proc and itself mallocs ~16 times per
+// iteration, which would be counted as the step's. With more than one OpenBLAS thread, OpenBLAS's
+// thread server mallocs ~5 times per step by itself; OPENBLAS_NUM_THREADS=1 isolates the engine's.)
+
+let benchmarks: @Sendable () -> Void = {
+    guard let mlp = try? MLPTrainingStep() else {
+        print("TrainingStep: could not build the MLP")
+        return
+    }
+    Benchmark("MLP 784-256-128-10 step b128",
+              configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
+                                   timeUnits: .microseconds, warmupIterations: 1,
+                                   maxDuration: .seconds(2), maxIterations: 5000)) { benchmark in
+        for _ in benchmark.scaledIterations { try mlp.step(batch: 128) }
+        blackHole(mlp.lastLoss)
+    }
+    Benchmark("MLP 784-256-128-10 epoch 468x128+96",
+              configuration: .init(metrics: [.wallClock, .mallocCountTotal],
+                                   timeUnits: .milliseconds, warmupIterations: 1,
+                                   maxDuration: .seconds(5), maxIterations: 7)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            for n in MNISTJob.epochBatches { try mlp.step(batch: n) }
+        }
+        blackHole(mlp.lastLoss)
+    }
+}

@@ -1,0 +1,80 @@
+import Backprop
+import BenchSupport
+import Foundation
+
+// sgemm-floor: seconds for one MNIST epoch's worth of steps (468 × 128 + 96) of
+//   1. the sgemm floor — only the eight sgemm calls of each training step, and
+//   2. the engine's training step — Dense/ReLU/Sequential + softmax cross-entropy + SGD on a
+//      fixed batch (no data loading, shuffling or metrics),
+// alternated for --repeats rounds; prints medians and the ratio step/floor.
+//
+//     swift run -c release --package-path Benchmarks sgemm-floor [--repeats 3] [--threads N] [--json]
+
+struct Options {
+    var repeats = 3
+    var threads: Int?
+    var json = false
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst()
+    func usage(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("sgemm-floor: \(message)\nusage: sgemm-floor [--repeats N] [--threads N] [--json]\n".utf8))
+        exit(2)
+    }
+    func intValue(_ flag: String) -> Int {
+        guard let v = args.popFirst(), let n = Int(v), n >= 1 else { usage("\(flag) needs a positive integer") }
+        return n
+    }
+    while let a = args.popFirst() {
+        switch a {
+        case "--repeats": o.repeats = intValue(a)
+        case "--threads": o.threads = intValue(a)
+        case "--json": o.json = true
+        case "-h", "--help": usage("help")
+        default: usage("unknown argument \(a)")
+        }
+    }
+    return o
+}
+
+let options = parseOptions()
+let selection = BLAS.ensureReady()
+if let threads = options.threads { BLAS.threadCount = threads }
+
+do {
+    let floor = try SGEMMFloorStep()
+    let engine = try MLPTrainingStep()
+    // Warm-up: size every buffer (both batch sizes) and let OpenBLAS start its threads.
+    for n in [128, 96, 128] { try floor.step(batch: n); try engine.step(batch: n) }
+
+    var floorTimes: [Double] = [], stepTimes: [Double] = []
+    for _ in 0..<options.repeats {
+        floorTimes.append(try epochSeconds { try floor.step(batch: $0) })
+        stepTimes.append(try epochSeconds { try engine.step(batch: $0) })
+    }
+    let flops = MNISTJob.epochBatches.reduce(0.0) { $0 + floor.flops(batch: $1) }
+    let f = median(floorTimes), s = median(stepTimes)
+    if options.json {
+        let object: [String: Any] = [
+            "blas_core": selection.active, "blas_threads": BLAS.threadCount,
+            "steps_per_epoch": MNISTJob.epochBatches.count,
+            "floor_seconds_per_epoch": f, "floor_seconds_all": floorTimes,
+            "floor_gflops": flops / f / 1e9,
+            "step_seconds_per_epoch": s, "step_seconds_all": stepTimes,
+            "step_over_floor": s / f, "final_loss": Double(engine.lastLoss),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    } else {
+        func list(_ v: [Double]) -> String { v.map { String(format: "%.3f", $0) }.joined(separator: ", ") }
+        print("OpenBLAS core \(selection.active), \(BLAS.threadCount) thread(s); \(MNISTJob.epochBatches.count) steps per epoch (468 × 128 + 96), medians of \(options.repeats)")
+        print(String(format: "sgemm floor (8 sgemm calls/step): %.3f s/epoch  (%.1f GFLOP/s; runs: %@)", f, flops / f / 1e9, list(floorTimes)))
+        print(String(format: "engine training step            : %.3f s/epoch  (runs: %@)", s, list(stepTimes)))
+        print(String(format: "ratio step / floor              : %.2f", s / f))
+    }
+} catch {
+    FileHandle.standardError.write(Data("sgemm-floor: \(error)\n".utf8))
+    exit(1)
+}
