@@ -171,10 +171,10 @@ public final class Conv2D: Layer {
         let g = groupSize(k: k, p: p, n: n)
         let pointwise = isPointwise && g == 1
         if !pointwise {
-            columns.resize(to: [k, g * p])
+            columns.resize(k, g * p)
             preparePaddedPlane(height: h, width: w)
         }
-        if g > 1 { scratch.resize(to: [outChannels, g * p]) }
+        if g > 1 { scratch.resize(outChannels, g * p) }
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
         var n0 = 0
         while n0 < n {
@@ -222,15 +222,15 @@ public final class Conv2D: Layer {
         let ho = output.shape[2], wo = output.shape[3]
         let k = inChannels * kernelSize.height * kernelSize.width, p = ho * wo
         let imageSize = inChannels * h * w, outImageSize = outChannels * p
-        inputGradient.resize(to: needsInputGradient ? x.shape : [0])
+        if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         let g = groupSize(k: k, p: p, n: n)
         let pointwise = isPointwise && g == 1
         if !pointwise {
-            columns.resize(to: [k, g * p])
-            if needsInputGradient { columnGradient.resize(to: [k, g * p]) }
+            columns.resize(k, g * p)
+            if needsInputGradient { columnGradient.resize(k, g * p) }
             preparePaddedPlane(height: h, width: w)
         }
-        if g > 1 { scratch.resize(to: [outChannels, g * p]) }
+        if g > 1 { scratch.resize(outChannels, g * p) }
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
         // β = 0 for the first product after zeroGrad: it overwrites the gradient (no memset).
         let (dW, betaW) = weight.gradientForAccumulation()
@@ -299,9 +299,9 @@ public final class Conv2D: Layer {
     /// Sizes the zero-bordered plane for `h × w` images; the border stays zero because im2col
     /// writes only the interior and col2im clears what it used.
     private func preparePaddedPlane(height h: Int, width w: Int) {
-        let shape = [inChannels, h + 2 * padding.height, w + 2 * padding.width]
-        if padded.shape != shape {
-            padded.resize(to: shape)
+        let hp = h + 2 * padding.height, wp = w + 2 * padding.width
+        if padded.rank != 3 || padded.shape[0] != inChannels || padded.shape[1] != hp || padded.shape[2] != wp {
+            padded.resize(inChannels, hp, wp)
             padded.fill(0)
         }
     }
