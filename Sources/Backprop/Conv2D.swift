@@ -15,8 +15,8 @@
 /// with K = C·kh·kw and P = Ho·Wo. With G = 1 the product writes straight into the image's
 /// slice of Y, which is already `[out, P]`, and the bias is fused by pre-filling Y and running
 /// sgemm with β = 1. With G > 1 the product goes into a scratch `[out, G·P]` that is then
-/// scattered into NCHW with the bias added. The columns are recomputed in backward (cheaper than keeping `[K, N·P]` for the whole
-/// batch). A 1×1 kernel with stride 1 and no padding skips im2col: the image itself is the
+/// scattered into NCHW with the bias added. The columns are recomputed in backward (cheaper
+/// than keeping `[K, N·P]` for the whole batch). A 1×1 kernel with stride 1 and no padding skips im2col: the image itself is the
 /// `[C, H·W]` column matrix.
 ///
 /// im2col first copies an image into a zero-bordered `[C, H+2ph, W+2pw]` plane, so that every
