@@ -12,12 +12,19 @@
 ///               dcols = Wᵀ·dY         [K, G·P]   = [K, out]·[out, G·P]   sgemm Trans/NoTrans
 ///               dX  = col2im(dcols)   (accumulating: overlapping windows add up)
 ///
-/// with K = C·kh·kw and P = Ho·Wo. With G = 1 (the default, fastest measured on MNIST shapes)
-/// the product writes straight into the image's slice of Y, which is already `[out, P]`, and
-/// the bias is fused by pre-filling Y and running sgemm with β = 1. With G > 1 the product goes
-/// into a scratch `[out, G·P]` that is then scattered into NCHW. The columns are recomputed in
-/// backward (cheaper than keeping `[K, N·P]` for the whole batch). A 1×1 kernel with stride 1
-/// and no padding skips im2col: the image itself is the `[C, H·W]` column matrix.
+/// with K = C·kh·kw and P = Ho·Wo. With G = 1 the product writes straight into the image's
+/// slice of Y, which is already `[out, P]`, and the bias is fused by pre-filling Y and running
+/// sgemm with β = 1. With G > 1 the product goes into a scratch `[out, G·P]` that is then
+/// scattered into NCHW with the bias added. The columns are recomputed in backward (cheaper
+/// than keeping `[K, N·P]` for the whole batch). A 1×1 kernel with stride 1 and no padding skips im2col: the image itself is the
+/// `[C, H·W]` column matrix.
+///
+/// im2col first copies an image into a zero-bordered `[C, H+2ph, W+2pw]` plane, so that every
+/// column row is a branch-free strided copy of `Wo` values per output row (explicit SIMD, see
+/// VectorLoops); col2im adds into such a plane and crops it.
+///
+/// `needsInputGradient = false` (a first layer) skips dcols and col2im, a third of the backward
+/// arithmetic; backward then returns an empty tensor, as `Dense` does.
 public final class Conv2D: Layer {
     public let inChannels: Int
     public let outChannels: Int
@@ -28,8 +35,12 @@ public final class Conv2D: Layer {
     public let bias: Parameter?
     public var isTraining = true
     /// Images whose columns go through one gemm (G above). 1 writes Y in place and keeps the
-    /// columns of one image in cache; larger groups make fewer, larger products.
+    /// columns of one image in cache; larger groups make fewer, larger products (slower on
+    /// LeNet's shapes at 1 and 2 threads, measured).
     public var imagesPerGemm = 1
+    /// When false (a first layer: training sets it, see `Layer`), backward computes only the
+    /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
+    public var needsInputGradient = true
 
     private var input: Tensor?                          // cached: backward rebuilds its columns
     private let output = Tensor(uncheckedShape: [0])
@@ -37,6 +48,7 @@ public final class Conv2D: Layer {
     private let columns = Tensor(uncheckedShape: [0])
     private let columnGradient = Tensor(uncheckedShape: [0])
     private let scratch = Tensor(uncheckedShape: [0])   // [out, G·P] when G > 1
+    private let padded = Tensor(uncheckedShape: [0])    // [C, H+2ph, W+2pw]: one zero-bordered image
 
     /// The designated initialiser: kernel, stride and padding as (height, width).
     /// Weight and bias get PyTorch's default, kaiming_uniform(a = √5) = U(−1/√fan_in, 1/√fan_in)
@@ -143,6 +155,11 @@ public final class Conv2D: Layer {
         kernelSize == (1, 1) && stride == (1, 1) && padding == (0, 0)
     }
 
+    /// The group size G for images of `k × p` columns in a batch of `n`.
+    private func groupSize(k: Int, p: Int, n: Int) -> Int {
+        Swift.max(1, Swift.min(imagesPerGemm, n))
+    }
+
     public func forward(_ x: Tensor) throws -> Tensor {
         let outShape = try outputShape(for: x.shape)
         let n = x.shape[0], h = x.shape[2], w = x.shape[3]
@@ -151,10 +168,13 @@ public final class Conv2D: Layer {
         let imageSize = inChannels * h * w, outImageSize = outChannels * p
         output.resize(to: outShape)
         input = x
-        let g = max(1, min(imagesPerGemm, n))
+        let g = groupSize(k: k, p: p, n: n)
         let pointwise = isPointwise && g == 1
-        if !pointwise { columns.resize(to: [k, g * p]) }
-        if g > 1 { scratch.resize(to: [outChannels, g * p]) }
+        if !pointwise {
+            columns.resize(k, g * p)
+            preparePaddedPlane(height: h, width: w)
+        }
+        if g > 1 { scratch.resize(outChannels, g * p) }
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
         var n0 = 0
         while n0 < n {
@@ -169,17 +189,23 @@ public final class Conv2D: Layer {
                            into: cols + i * p, rowStride: ld)
                 }
             }
-            let target = gs == 1 ? output.data + n0 * outImageSize : scratch.data
-            if let bias {
-                let b = bias.value.data
-                for o in 0..<outChannels { (target + o * ld).update(repeating: b[o], count: ld) }
-            }
-            try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
-                     beta: bias == nil ? 0 : 1, caller: summary)
-            if gs > 1 {
+            if gs == 1 {
+                let target = output.data + n0 * outImageSize
+                if let bias {
+                    let b = bias.value.data
+                    for o in 0..<outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
+                }
+                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
+                         beta: bias == nil ? 0 : 1, caller: summary)
+            } else {
+                let target = scratch.data
+                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
+                         caller: summary)
                 for i in 0..<gs {
                     let image = output.data + (n0 + i) * outImageSize
-                    for o in 0..<outChannels { (image + o * p).update(from: target + o * ld + i * p, count: p) }
+                    for o in 0..<outChannels {
+                        VectorLoops.copy(target + o * ld + i * p, adding: bias?.value.data[o] ?? 0, to: image + o * p, count: p)
+                    }
                 }
             }
             n0 += gs
@@ -196,27 +222,29 @@ public final class Conv2D: Layer {
         let ho = output.shape[2], wo = output.shape[3]
         let k = inChannels * kernelSize.height * kernelSize.width, p = ho * wo
         let imageSize = inChannels * h * w, outImageSize = outChannels * p
-        inputGradient.resize(to: x.shape)
-        let g = max(1, min(imagesPerGemm, n))
+        if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
+        let g = groupSize(k: k, p: p, n: n)
         let pointwise = isPointwise && g == 1
         if !pointwise {
-            columns.resize(to: [k, g * p])
-            columnGradient.resize(to: [k, g * p])
+            columns.resize(k, g * p)
+            if needsInputGradient { columnGradient.resize(k, g * p) }
+            preparePaddedPlane(height: h, width: w)
         }
-        if g > 1 { scratch.resize(to: [outChannels, g * p]) }
+        if g > 1 { scratch.resize(outChannels, g * p) }
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
-        let dwM = Matrix(weight.grad.data, rows: outChannels, columns: k)
+        // β = 0 for the first product after zeroGrad: it overwrites the gradient (no memset).
+        let (dW, betaW) = weight.gradientForAccumulation()
+        let dwM = Matrix(dW.data, rows: outChannels, columns: k)
+        var dwBeta = betaW
+        if n == 0 && dwBeta == 0 { dW.fill(0) }
         // db += Σ dY over the batch and every output position
         if let bias {
-            let db = bias.grad.data
+            let (dB, betaB) = bias.gradientForAccumulation()
+            let db = dB.data
+            if betaB == 0 { dB.fill(0) }
             for i in 0..<n {
                 let image = dy.data + i * outImageSize
-                for o in 0..<outChannels {
-                    let row = image + o * p
-                    var s: Float = 0
-                    for j in 0..<p { s += row[j] }
-                    db[o] += s
-                }
+                for o in 0..<outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
             }
         }
         var n0 = 0
@@ -230,32 +258,37 @@ public final class Conv2D: Layer {
                 dyG = scratch.data
                 for i in 0..<gs {
                     let image = dy.data + (n0 + i) * outImageSize
-                    for o in 0..<outChannels { (dyG + o * ld + i * p).update(from: image + o * p, count: p) }
+                    for o in 0..<outChannels { VectorLoops.copy(image + o * p, to: dyG + o * ld + i * p, count: p) }
                 }
             }
             let dyM = Matrix(dyG, rows: outChannels, columns: ld)
             if pointwise {
                 let xM = Matrix(x.data + n0 * imageSize, rows: k, columns: p)
                 // dW += dY·Xᵀ ; dX = Wᵀ·dY
-                try gemm(dyM, xM, transposeB: true, into: dwM, beta: 1, caller: summary)
-                try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient.data + n0 * imageSize, rows: k, columns: p),
-                         caller: summary)
+                try gemm(dyM, xM, transposeB: true, into: dwM, beta: dwBeta, caller: summary)
+                if needsInputGradient {
+                    try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient.data + n0 * imageSize, rows: k, columns: p),
+                             caller: summary)
+                }
             } else {
-                let cols = columns.data, dcols = columnGradient.data
+                let cols = columns.data
                 for i in 0..<gs {
                     im2col(x.data + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
                            into: cols + i * p, rowStride: ld)
                 }
                 // dW += dY·colsᵀ
-                try gemm(dyM, Matrix(cols, rows: k, columns: ld), transposeB: true, into: dwM, beta: 1, caller: summary)
-                // dcols = Wᵀ·dY
-                try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: summary)
-                for i in 0..<gs {
-                    let dx = inputGradient.data + (n0 + i) * imageSize
-                    dx.update(repeating: 0, count: imageSize)
-                    col2im(dcols + i * p, rowStride: ld, height: h, width: w, outHeight: ho, outWidth: wo, into: dx)
+                try gemm(dyM, Matrix(cols, rows: k, columns: ld), transposeB: true, into: dwM, beta: dwBeta, caller: summary)
+                if needsInputGradient {
+                    // dcols = Wᵀ·dY
+                    let dcols = columnGradient.data
+                    try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: summary)
+                    for i in 0..<gs {
+                        col2im(dcols + i * p, rowStride: ld, height: h, width: w, outHeight: ho, outWidth: wo,
+                               into: inputGradient.data + (n0 + i) * imageSize)
+                    }
                 }
             }
+            dwBeta = 1
             n0 += gs
         }
         return inputGradient
@@ -263,76 +296,87 @@ public final class Conv2D: Layer {
 
     // MARK: - im2col / col2im
 
-    /// The range of output columns `ox` whose input column `ox·s − pad + j` lies in `0..<w`.
-    @inline(__always)
-    private static func validRange(offset j: Int, stride s: Int, pad: Int, size w: Int, outSize wo: Int) -> Range<Int> {
-        // ox·s ≥ pad − j   and   ox·s ≤ w − 1 + pad − j
-        let a = pad - j, b = w - 1 + pad - j
-        let lo = a <= 0 ? 0 : (a + s - 1) / s
-        let hi = b < 0 ? 0 : Swift.min(wo, b / s + 1)
-        return lo < hi ? lo..<hi : lo..<lo
+    /// Sizes the zero-bordered plane for `h × w` images; the border stays zero because im2col
+    /// writes only the interior and col2im clears what it used.
+    private func preparePaddedPlane(height h: Int, width w: Int) {
+        let hp = h + 2 * padding.height, wp = w + 2 * padding.width
+        if padded.rank != 3 || padded.shape[0] != inChannels || padded.shape[1] != hp || padded.shape[2] != wp {
+            padded.resize(inChannels, hp, wp)
+            padded.fill(0)
+        }
     }
 
     /// Writes one image's `[K, Ho·Wo]` columns; row r starts at `cols + r·rowStride`.
     private func im2col(_ x: UnsafeMutablePointer<Float>, height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
                         into cols: UnsafeMutablePointer<Float>, rowStride ld: Int) {
         let (kh, kw) = kernelSize, (sh, sw) = stride, (ph, pw) = padding
-        var r = 0
+        let hp = h + 2 * ph, wp = w + 2 * pw
+        // The source planes: the image itself, or its copy inside a zero border.
+        let src: UnsafeMutablePointer<Float>
+        if ph == 0 && pw == 0 {
+            src = x
+        } else {
+            src = padded.data
+            for c in 0..<inChannels {
+                for y in 0..<h {
+                    VectorLoops.copy(x + (c * h + y) * w, to: src + (c * hp + y + ph) * wp + pw, count: w)
+                }
+            }
+        }
+        var row = cols
         for c in 0..<inChannels {
-            let plane = x + c * h * w
+            let plane = src + c * hp * wp
             for i in 0..<kh {
                 for j in 0..<kw {
-                    let row = cols + r * ld
-                    r += 1
-                    let xs = Conv2D.validRange(offset: j, stride: sw, pad: pw, size: w, outSize: wo)
-                    for oy in 0..<ho {
-                        let dst = row + oy * wo
-                        let iy = oy * sh - ph + i
-                        guard iy >= 0, iy < h, !xs.isEmpty else {
-                            dst.update(repeating: 0, count: wo)
-                            continue
+                    let base = plane + i * wp + j
+                    if sw == 1 {
+                        for oy in 0..<ho { VectorLoops.copy(base + oy * sh * wp, to: row + oy * wo, count: wo) }
+                    } else {
+                        for oy in 0..<ho {
+                            let s = base + oy * sh * wp, d = row + oy * wo
+                            for ox in 0..<wo { d[ox] = s[ox * sw] }
                         }
-                        if xs.lowerBound > 0 { dst.update(repeating: 0, count: xs.lowerBound) }
-                        let base = iy * w - pw + j      // input column of ox = 0 (may lie in the padding)
-                        if sw == 1 {
-                            (dst + xs.lowerBound).update(from: plane + (base + xs.lowerBound), count: xs.count)
-                        } else {
-                            for ox in xs { dst[ox] = plane[base + ox * sw] }
-                        }
-                        if xs.upperBound < wo { (dst + xs.upperBound).update(repeating: 0, count: wo - xs.upperBound) }
                     }
+                    row += ld
                 }
             }
         }
     }
 
-    /// Adds one image's column gradients back onto its input positions (dx must be zeroed first).
+    /// Writes one image's input gradient from its column gradients (overlapping windows add up).
     private func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, height h: Int, width w: Int,
                         outHeight ho: Int, outWidth wo: Int, into dx: UnsafeMutablePointer<Float>) {
         let (kh, kw) = kernelSize, (sh, sw) = stride, (ph, pw) = padding
-        var r = 0
+        let hp = h + 2 * ph, wp = w + 2 * pw
+        let unpadded = ph == 0 && pw == 0
+        // Accumulate into the zero-bordered plane (or straight into dx without padding).
+        let acc = unpadded ? dx : padded.data
+        acc.update(repeating: 0, count: inChannels * hp * wp)
+        var row = cols
         for c in 0..<inChannels {
-            let plane = dx + c * h * w
+            let plane = acc + c * hp * wp
             for i in 0..<kh {
                 for j in 0..<kw {
-                    let row = cols + r * ld
-                    r += 1
-                    let xs = Conv2D.validRange(offset: j, stride: sw, pad: pw, size: w, outSize: wo)
-                    if xs.isEmpty { continue }
-                    for oy in 0..<ho {
-                        let iy = oy * sh - ph + i
-                        if iy < 0 || iy >= h { continue }
-                        let src = row + oy * wo
-                        let base = iy * w - pw + j
-                        if sw == 1 {
-                            let dst = plane + (base + xs.lowerBound), s = src + xs.lowerBound
-                            for t in 0..<xs.count { dst[t] += s[t] }
-                        } else {
-                            for ox in xs { plane[base + ox * sw] += src[ox] }
+                    let base = plane + i * wp + j
+                    if sw == 1 {
+                        for oy in 0..<ho { VectorLoops.add(row + oy * wo, into: base + oy * sh * wp, count: wo) }
+                    } else {
+                        for oy in 0..<ho {
+                            let d = base + oy * sh * wp, s = row + oy * wo
+                            for ox in 0..<wo { d[ox * sw] += s[ox] }
                         }
                     }
+                    row += ld
                 }
             }
+        }
+        if !unpadded {
+            for c in 0..<inChannels {
+                for y in 0..<h {
+                    VectorLoops.copy(acc + (c * hp + y + ph) * wp + pw, to: dx + (c * h + y) * w, count: w)
+                }
+            }
+            acc.update(repeating: 0, count: inChannels * hp * wp)   // im2col expects a zero border
         }
     }
 }

@@ -10,8 +10,16 @@ public final class ReLU: Layer {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         output.resize(to: x.shape)
-        let src = x.data, dst = output.data
-        for i in 0..<x.count { dst[i] = max(src[i], 0) }
+        let src = x.data, dst = output.data, n = x.count
+        // Explicit SIMD (VectorLoops): NaN stays NaN, as max(x, 0) and PyTorch do.
+        let zero = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i &+ 8 <= n {
+            let v = VectorLoops.load8(src, i)
+            VectorLoops.store8(v.replacing(with: zero, where: v .< zero), dst, i)
+            i &+= 8
+        }
+        while i < n { dst[i] = max(src[i], 0); i &+= 1 }
         return output
     }
 
@@ -20,7 +28,14 @@ public final class ReLU: Layer {
         inputGradient.resize(to: dy.shape)
         let y = output.data, g = dy.data, dx = inputGradient.data
         // y > 0 exactly where x > 0, so the cached output serves as the mask.
-        for i in 0..<dy.count { dx[i] = y[i] > 0 ? g[i] : 0 }
+        let n = dy.count, zero = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i &+ 8 <= n {
+            let mask = VectorLoops.load8(y, i) .> zero
+            VectorLoops.store8(zero.replacing(with: VectorLoops.load8(g, i), where: mask), dx, i)
+            i &+= 8
+        }
+        while i < n { dx[i] = y[i] > 0 ? g[i] : 0; i &+= 1 }
         return inputGradient
     }
 }
