@@ -181,7 +181,13 @@ public struct Batcher {
                     for r in 0..<b {
                         let src = pixels + order[start + r] * f
                         let dst = destination + r * f
-                        for j in 0..<f { dst[j] = t[Int(src[j])] }
+                        // x / 255 written out (not a table lookup) so the loop vectorises; the
+                        // division keeps the values bit-identical to torchvision's ToTensor.
+                        switch normalization {
+                        case .unit: for j in 0..<f { dst[j] = Float(src[j]) / 255 }
+                        case .raw: for j in 0..<f { dst[j] = Float(src[j]) }
+                        case .standardized: for j in 0..<f { dst[j] = t[Int(src[j])] }
+                        }
                     }
                 }
             }

@@ -36,6 +36,7 @@ public final class MLPTrainingStep {
             if i < sizes.count - 2 { layers.append(ReLU()) }
         }
         model = Sequential(layers)
+        model.needsInputGradient = false  // as `backprop train`: δ of the data is never used
         loss = try SoftmaxCrossEntropy()
         optimizer = try SGD(parameters: model.namedParameters.map(\.parameter), lr: 0.05, momentum: 0.9)
         var inputs: [Int: Tensor] = [:], labels: [Int: [Int32]] = [:]
