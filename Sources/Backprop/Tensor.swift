@@ -58,8 +58,11 @@ public final class Tensor {
 
     /// A 1-d tensor of `values`.
     public convenience init(_ values: [Float]) {
-        // A 1-d shape always matches its values.
-        try! self.init(values, shape: [values.count])
+        // A 1-d shape always matches its values, and they already fit in memory: nothing to check.
+        self.init(uncheckedShape: [values.count])
+        values.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { data.update(from: base, count: values.count) }
+        }
     }
 
     /// Internal: a tensor whose shape has been validated by the caller.
