@@ -1,3 +1,12 @@
+import Dispatch
+
+/// Hands a value to `DispatchQueue.concurrentPerform`'s workers; the caller guarantees that
+/// they touch disjoint memory.
+private struct SliceSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 /// 2-d convolution, PyTorch's `nn.Conv2d`: input `[N, C, H, W]` (NCHW), weight
 /// `[out, C, kh, kw]`, bias `[out]`, output `[N, out, Ho, Wo]` with
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
@@ -42,13 +51,29 @@ public final class Conv2D: Layer {
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true
 
+    /// Batch slices processed concurrently, one thread each (default 1), as in
+    /// `RecurrentLayer.threads`: the images of a batch are split into this many contiguous
+    /// slices, each with its own column buffers and single-threaded BLAS calls (OpenBLAS is set
+    /// to 1 thread meanwhile and restored after). Outputs and δ of the input are disjoint per
+    /// image; weight and bias gradients are summed over slices in slice order, so results are
+    /// deterministic for a given value (and differ from 1 only by rounding).
+    public var threads = 1
+
+    /// One slice's working buffers.
+    private final class SliceBuffers {
+        let columns = Tensor(uncheckedShape: [0])         // [K, G·P]
+        let columnGradient = Tensor(uncheckedShape: [0])  // [K, G·P]
+        let scratch = Tensor(uncheckedShape: [0])         // [out, G·P] when G > 1
+        let padded = Tensor(uncheckedShape: [0])          // [C, H+2ph, W+2pw]: one zero-bordered image
+        let weightGradient = Tensor(uncheckedShape: [0])  // slices 1, …: their dW
+        let biasGradient = Tensor(uncheckedShape: [0])    // slices 1, …: their db
+    }
+
     private var input: Tensor?                          // cached: backward rebuilds its columns
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
-    private let columns = Tensor(uncheckedShape: [0])
-    private let columnGradient = Tensor(uncheckedShape: [0])
-    private let scratch = Tensor(uncheckedShape: [0])   // [out, G·P] when G > 1
-    private let padded = Tensor(uncheckedShape: [0])    // [C, H+2ph, W+2pw]: one zero-bordered image
+    private var slices: [SliceBuffers] = []
+    private var sliceErrors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
 
     /// The designated initialiser: kernel, stride and padding as (height, width).
     /// Weight and bias get PyTorch's default, kaiming_uniform(a = √5) = U(−1/√fan_in, 1/√fan_in)
@@ -85,6 +110,8 @@ public final class Conv2D: Layer {
             self.bias = nil
         }
     }
+
+    deinit { sliceErrors.deinitialize().deallocate() }
 
     /// Square kernel, equal stride and padding in both directions (`Conv2d(1, 6, 5)`).
     public convenience init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -160,6 +187,61 @@ public final class Conv2D: Layer {
         Swift.max(1, Swift.min(imagesPerGemm, n))
     }
 
+    /// The slice count S for a batch of `n` images.
+    private func sliceCount(_ n: Int) -> Int { Swift.max(1, Swift.min(threads, n)) }
+
+    /// Sizes S slices' buffers (columns `[K, G·P]`, padded plane, scratch; in backward also the
+    /// column gradient and, for slices 1…, the weight and bias gradients, zeroed). Storage is
+    /// reused: nothing is allocated once the shapes have been seen.
+    private func prepareSlices(_ count: Int, k: Int, groupColumns gp: Int, height h: Int, width w: Int,
+                               grouped: Bool, pointwise: Bool, backward: Bool) {
+        while slices.count < count { slices.append(SliceBuffers()) }
+        if sliceErrors.count < count {
+            sliceErrors.deinitialize().deallocate()   // (empty: every call leaves only nils)
+            sliceErrors = .allocate(capacity: count)
+            sliceErrors.initialize(repeating: nil)
+        }
+        for (index, s) in slices.prefix(count).enumerated() {
+            if !pointwise {
+                s.columns.resize(k, gp)
+                if backward && needsInputGradient { s.columnGradient.resize(k, gp) }
+                let hp = h + 2 * padding.height, wp = w + 2 * padding.width
+                if s.padded.rank != 3 || s.padded.shape[0] != inChannels || s.padded.shape[1] != hp || s.padded.shape[2] != wp {
+                    s.padded.resize(inChannels, hp, wp)
+                    s.padded.fill(0)
+                }
+            }
+            if grouped { s.scratch.resize(outChannels, gp) }
+            if backward && index > 0 {
+                s.weightGradient.resize(to: weight.value.shape)
+                if bias != nil { s.biasGradient.resize(outChannels); s.biasGradient.fill(0) }
+            }
+        }
+    }
+
+    /// Splits the batch into `count` contiguous slices of images (sizes differing by at most one)
+    /// and runs `body` on each, concurrently when there is more than one, with OpenBLAS set to
+    /// one thread meanwhile (restored after). Slices write disjoint memory.
+    private func forEachSlice(count: Int, images n: Int, _ body: (_ slice: Int, _ images: Range<Int>) throws -> Void) throws {
+        if count == 1 { return try body(0, 0..<n) }
+        let blasThreads = BLAS.threadCount
+        if blasThreads != 1 { BLAS.threadCount = 1 }
+        defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
+        let errors = sliceErrors
+        withoutActuallyEscaping(body) { body in
+            let work = SliceSendable(body), slots = SliceSendable(errors)
+            DispatchQueue.concurrentPerform(iterations: count) { k in
+                do { try work.value(k, (k * n / count)..<((k + 1) * n / count)) } catch { slots.value[k] = error }
+            }
+        }
+        for k in 0..<count {
+            if let error = errors[k] {
+                for j in 0..<count { errors[j] = nil }
+                throw error
+            }
+        }
+    }
+
     public func forward(_ x: Tensor) throws -> Tensor {
         let outShape = try outputShape(for: x.shape)
         let n = x.shape[0], h = x.shape[2], w = x.shape[3]
@@ -170,45 +252,48 @@ public final class Conv2D: Layer {
         input = x
         let g = groupSize(k: k, p: p, n: n)
         let pointwise = isPointwise && g == 1
-        if !pointwise {
-            columns.resize(k, g * p)
-            preparePaddedPlane(height: h, width: w)
-        }
-        if g > 1 { scratch.resize(outChannels, g * p) }
+        let count = sliceCount(n)
+        prepareSlices(count, k: k, groupColumns: g * p, height: h, width: w, grouped: g > 1, pointwise: pointwise,
+                      backward: false)
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
-        var n0 = 0
-        while n0 < n {
-            let gs = min(g, n - n0), ld = gs * p
-            let cols: UnsafeMutablePointer<Float>
-            if pointwise {
-                cols = x.data + n0 * imageSize
-            } else {
-                cols = columns.data
-                for i in 0..<gs {
-                    im2col(x.data + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
-                           into: cols + i * p, rowStride: ld)
-                }
-            }
-            if gs == 1 {
-                let target = output.data + n0 * outImageSize
-                if let bias {
-                    let b = bias.value.data
-                    for o in 0..<outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
-                }
-                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
-                         beta: bias == nil ? 0 : 1, caller: summary)
-            } else {
-                let target = scratch.data
-                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
-                         caller: summary)
-                for i in 0..<gs {
-                    let image = output.data + (n0 + i) * outImageSize
-                    for o in 0..<outChannels {
-                        VectorLoops.copy(target + o * ld + i * p, adding: bias?.value.data[o] ?? 0, to: image + o * p, count: p)
+        let out = output.data, xData = x.data
+        try forEachSlice(count: count, images: n) { slice, images in
+            let buffers = self.slices[slice]
+            var n0 = images.lowerBound
+            while n0 < images.upperBound {
+                let gs = min(g, images.upperBound - n0), ld = gs * p
+                let cols: UnsafeMutablePointer<Float>
+                if pointwise {
+                    cols = xData + n0 * imageSize
+                } else {
+                    cols = buffers.columns.data
+                    for i in 0..<gs {
+                        self.im2col(xData + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
+                                    into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
                     }
                 }
+                if gs == 1 {
+                    let target = out + n0 * outImageSize
+                    if let bias = self.bias {
+                        let b = bias.value.data
+                        for o in 0..<self.outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
+                    }
+                    try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: self.outChannels, columns: ld),
+                             beta: self.bias == nil ? 0 : 1, caller: self.summary)
+                } else {
+                    let target = buffers.scratch.data
+                    try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: self.outChannels, columns: ld),
+                             caller: self.summary)
+                    for i in 0..<gs {
+                        let image = out + (n0 + i) * outImageSize
+                        for o in 0..<self.outChannels {
+                            VectorLoops.copy(target + o * ld + i * p, adding: self.bias?.value.data[o] ?? 0,
+                                             to: image + o * p, count: p)
+                        }
+                    }
+                }
+                n0 += gs
             }
-            n0 += gs
         }
         return output
     }
@@ -225,90 +310,94 @@ public final class Conv2D: Layer {
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         let g = groupSize(k: k, p: p, n: n)
         let pointwise = isPointwise && g == 1
-        if !pointwise {
-            columns.resize(k, g * p)
-            if needsInputGradient { columnGradient.resize(k, g * p) }
-            preparePaddedPlane(height: h, width: w)
-        }
-        if g > 1 { scratch.resize(outChannels, g * p) }
+        let count = sliceCount(n)
+        prepareSlices(count, k: k, groupColumns: g * p, height: h, width: w, grouped: g > 1, pointwise: pointwise,
+                      backward: true)
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
-        // β = 0 for the first product after zeroGrad: it overwrites the gradient (no memset).
+        // Slice 0 accumulates into the parameters' gradients (β = 0 for the first product after
+        // zeroGrad: it overwrites, no memset); slices 1, … into their own buffers, added after.
         let (dW, betaW) = weight.gradientForAccumulation()
-        let dwM = Matrix(dW.data, rows: outChannels, columns: k)
-        var dwBeta = betaW
-        if n == 0 && dwBeta == 0 { dW.fill(0) }
-        // db += Σ dY over the batch and every output position
+        if n == 0 && betaW == 0 { dW.fill(0) }
+        var dB: Tensor?
         if let bias {
-            let (dB, betaB) = bias.gradientForAccumulation()
-            let db = dB.data
-            if betaB == 0 { dB.fill(0) }
-            for i in 0..<n {
-                let image = dy.data + i * outImageSize
-                for o in 0..<outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
-            }
+            let (t, betaB) = bias.gradientForAccumulation()
+            if betaB == 0 { t.fill(0) }
+            dB = t
         }
-        var n0 = 0
-        while n0 < n {
-            let gs = min(g, n - n0), ld = gs * p
-            // dY of the group as [out, gs·P]
-            let dyG: UnsafeMutablePointer<Float>
-            if gs == 1 {
-                dyG = dy.data + n0 * outImageSize
-            } else {
-                dyG = scratch.data
-                for i in 0..<gs {
-                    let image = dy.data + (n0 + i) * outImageSize
-                    for o in 0..<outChannels { VectorLoops.copy(image + o * p, to: dyG + o * ld + i * p, count: p) }
+        let needsDX = needsInputGradient
+        let dyData = dy.data, xData = x.data, dxData = inputGradient.data
+        try forEachSlice(count: count, images: n) { slice, images in
+            let buffers = self.slices[slice]
+            let dwM = Matrix(slice == 0 ? dW.data : buffers.weightGradient.data, rows: self.outChannels, columns: k)
+            var dwBeta: Float = slice == 0 ? betaW : 0
+            // db += Σ dY over the slice's images and every output position
+            if let dB {
+                let db = slice == 0 ? dB.data : buffers.biasGradient.data
+                for i in images {
+                    let image = dyData + i * outImageSize
+                    for o in 0..<self.outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
                 }
             }
-            let dyM = Matrix(dyG, rows: outChannels, columns: ld)
-            if pointwise {
-                let xM = Matrix(x.data + n0 * imageSize, rows: k, columns: p)
-                // dW += dY·Xᵀ ; dX = Wᵀ·dY
-                try gemm(dyM, xM, transposeB: true, into: dwM, beta: dwBeta, caller: summary)
-                if needsInputGradient {
-                    try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient.data + n0 * imageSize, rows: k, columns: p),
-                             caller: summary)
-                }
-            } else {
-                let cols = columns.data
-                for i in 0..<gs {
-                    im2col(x.data + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
-                           into: cols + i * p, rowStride: ld)
-                }
-                // dW += dY·colsᵀ
-                try gemm(dyM, Matrix(cols, rows: k, columns: ld), transposeB: true, into: dwM, beta: dwBeta, caller: summary)
-                if needsInputGradient {
-                    // dcols = Wᵀ·dY
-                    let dcols = columnGradient.data
-                    try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: summary)
+            var n0 = images.lowerBound
+            while n0 < images.upperBound {
+                let gs = min(g, images.upperBound - n0), ld = gs * p
+                // dY of the group as [out, gs·P]
+                let dyG: UnsafeMutablePointer<Float>
+                if gs == 1 {
+                    dyG = dyData + n0 * outImageSize
+                } else {
+                    dyG = buffers.scratch.data
                     for i in 0..<gs {
-                        col2im(dcols + i * p, rowStride: ld, height: h, width: w, outHeight: ho, outWidth: wo,
-                               into: inputGradient.data + (n0 + i) * imageSize)
+                        let image = dyData + (n0 + i) * outImageSize
+                        for o in 0..<self.outChannels { VectorLoops.copy(image + o * p, to: dyG + o * ld + i * p, count: p) }
                     }
                 }
+                let dyM = Matrix(dyG, rows: self.outChannels, columns: ld)
+                if pointwise {
+                    let xM = Matrix(xData + n0 * imageSize, rows: k, columns: p)
+                    // dW += dY·Xᵀ ; dX = Wᵀ·dY
+                    try gemm(dyM, xM, transposeB: true, into: dwM, beta: dwBeta, caller: self.summary)
+                    if needsDX {
+                        try gemm(wM, transposeA: true, dyM, into: Matrix(dxData + n0 * imageSize, rows: k, columns: p),
+                                 caller: self.summary)
+                    }
+                } else {
+                    let cols = buffers.columns.data, plane = buffers.padded.data
+                    for i in 0..<gs {
+                        self.im2col(xData + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
+                                    into: cols + i * p, rowStride: ld, padded: plane)
+                    }
+                    // dW += dY·colsᵀ
+                    try gemm(dyM, Matrix(cols, rows: k, columns: ld), transposeB: true, into: dwM, beta: dwBeta,
+                             caller: self.summary)
+                    if needsDX {
+                        // dcols = Wᵀ·dY
+                        let dcols = buffers.columnGradient.data
+                        try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: self.summary)
+                        for i in 0..<gs {
+                            self.col2im(dcols + i * p, rowStride: ld, height: h, width: w, outHeight: ho, outWidth: wo,
+                                        into: dxData + (n0 + i) * imageSize, padded: plane)
+                        }
+                    }
+                }
+                dwBeta = 1
+                n0 += gs
             }
-            dwBeta = 1
-            n0 += gs
+        }
+        // Slices 1, 2, … add their weight and bias gradients, in order.
+        for s in slices.prefix(count).dropFirst() {
+            VectorLoops.add(s.weightGradient.data, into: dW.data, count: dW.count)
+            if let dB { VectorLoops.add(s.biasGradient.data, into: dB.data, count: dB.count) }
         }
         return inputGradient
     }
 
     // MARK: - im2col / col2im
 
-    /// Sizes the zero-bordered plane for `h × w` images; the border stays zero because im2col
-    /// writes only the interior and col2im clears what it used.
-    private func preparePaddedPlane(height h: Int, width w: Int) {
-        let hp = h + 2 * padding.height, wp = w + 2 * padding.width
-        if padded.rank != 3 || padded.shape[0] != inChannels || padded.shape[1] != hp || padded.shape[2] != wp {
-            padded.resize(inChannels, hp, wp)
-            padded.fill(0)
-        }
-    }
-
     /// Writes one image's `[K, Ho·Wo]` columns; row r starts at `cols + r·rowStride`.
     private func im2col(_ x: UnsafeMutablePointer<Float>, height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
-                        into cols: UnsafeMutablePointer<Float>, rowStride ld: Int) {
+                        into cols: UnsafeMutablePointer<Float>, rowStride ld: Int,
+                        padded: UnsafeMutablePointer<Float>) {
         let (kh, kw) = kernelSize, (sh, sw) = stride, (ph, pw) = padding
         let hp = h + 2 * ph, wp = w + 2 * pw
         // The source planes: the image itself, or its copy inside a zero border.
@@ -316,7 +405,7 @@ public final class Conv2D: Layer {
         if ph == 0 && pw == 0 {
             src = x
         } else {
-            src = padded.data
+            src = padded
             for c in 0..<inChannels {
                 for y in 0..<h {
                     VectorLoops.copy(x + (c * h + y) * w, to: src + (c * hp + y + ph) * wp + pw, count: w)
@@ -345,12 +434,13 @@ public final class Conv2D: Layer {
 
     /// Writes one image's input gradient from its column gradients (overlapping windows add up).
     private func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, height h: Int, width w: Int,
-                        outHeight ho: Int, outWidth wo: Int, into dx: UnsafeMutablePointer<Float>) {
+                        outHeight ho: Int, outWidth wo: Int, into dx: UnsafeMutablePointer<Float>,
+                        padded: UnsafeMutablePointer<Float>) {
         let (kh, kw) = kernelSize, (sh, sw) = stride, (ph, pw) = padding
         let hp = h + 2 * ph, wp = w + 2 * pw
         let unpadded = ph == 0 && pw == 0
         // Accumulate into the zero-bordered plane (or straight into dx without padding).
-        let acc = unpadded ? dx : padded.data
+        let acc = unpadded ? dx : padded
         acc.update(repeating: 0, count: inChannels * hp * wp)
         var row = cols
         for c in 0..<inChannels {
