@@ -1,12 +1,3 @@
-import Dispatch
-
-/// Hands a value to `DispatchQueue.concurrentPerform`'s workers; the caller guarantees that
-/// they touch disjoint memory.
-private struct SliceSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 /// 2-d convolution, PyTorch's `nn.Conv2d`: input `[N, C, H, W]` (NCHW), weight
 /// `[out, C, kh, kw]`, bias `[out]`, output `[N, out, Ho, Wo]` with
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
@@ -58,6 +49,7 @@ public final class Conv2D: Layer {
     /// image; weight and bias gradients are summed over slices in slice order, so results are
     /// deterministic for a given value (and differ from 1 only by rounding).
     public var threads = 1
+    public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
     /// One slice's working buffers.
     private final class SliceBuffers {
@@ -73,7 +65,7 @@ public final class Conv2D: Layer {
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
     private var slices: [SliceBuffers] = []
-    private var sliceErrors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
+    private let batchSlices = BatchSlices()
 
     /// The designated initialiser: kernel, stride and padding as (height, width).
     /// Weight and bias get PyTorch's default, kaiming_uniform(a = √5) = U(−1/√fan_in, 1/√fan_in)
@@ -111,7 +103,6 @@ public final class Conv2D: Layer {
         }
     }
 
-    deinit { sliceErrors.deinitialize().deallocate() }
 
     /// Square kernel, equal stride and padding in both directions (`Conv2d(1, 6, 5)`).
     public convenience init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -188,7 +179,7 @@ public final class Conv2D: Layer {
     }
 
     /// The slice count S for a batch of `n` images.
-    private func sliceCount(_ n: Int) -> Int { Swift.max(1, Swift.min(threads, n)) }
+    private func sliceCount(_ n: Int) -> Int { BatchSlices.count(threads: threads, items: n) }
 
     /// Sizes S slices' buffers (columns `[K, G·P]`, padded plane, scratch; in backward also the
     /// column gradient and, for slices 1…, the weight and bias gradients, zeroed). Storage is
@@ -196,11 +187,6 @@ public final class Conv2D: Layer {
     private func prepareSlices(_ count: Int, k: Int, groupColumns gp: Int, height h: Int, width w: Int,
                                grouped: Bool, pointwise: Bool, backward: Bool) {
         while slices.count < count { slices.append(SliceBuffers()) }
-        if sliceErrors.count < count {
-            sliceErrors.deinitialize().deallocate()   // (empty: every call leaves only nils)
-            sliceErrors = .allocate(capacity: count)
-            sliceErrors.initialize(repeating: nil)
-        }
         for (index, s) in slices.prefix(count).enumerated() {
             if !pointwise {
                 s.columns.resize(k, gp)
@@ -215,29 +201,6 @@ public final class Conv2D: Layer {
             if backward && index > 0 {
                 s.weightGradient.resize(to: weight.value.shape)
                 if bias != nil { s.biasGradient.resize(outChannels); s.biasGradient.fill(0) }
-            }
-        }
-    }
-
-    /// Splits the batch into `count` contiguous slices of images (sizes differing by at most one)
-    /// and runs `body` on each, concurrently when there is more than one, with OpenBLAS set to
-    /// one thread meanwhile (restored after). Slices write disjoint memory.
-    private func forEachSlice(count: Int, images n: Int, _ body: (_ slice: Int, _ images: Range<Int>) throws -> Void) throws {
-        if count == 1 { return try body(0, 0..<n) }
-        let blasThreads = BLAS.threadCount
-        if blasThreads != 1 { BLAS.threadCount = 1 }
-        defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
-        let errors = sliceErrors
-        withoutActuallyEscaping(body) { body in
-            let work = SliceSendable(body), slots = SliceSendable(errors)
-            DispatchQueue.concurrentPerform(iterations: count) { k in
-                do { try work.value(k, (k * n / count)..<((k + 1) * n / count)) } catch { slots.value[k] = error }
-            }
-        }
-        for k in 0..<count {
-            if let error = errors[k] {
-                for j in 0..<count { errors[j] = nil }
-                throw error
             }
         }
     }
@@ -257,7 +220,7 @@ public final class Conv2D: Layer {
                       backward: false)
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
         let out = output.data, xData = x.data
-        try forEachSlice(count: count, images: n) { slice, images in
+        try batchSlices.run(count: count, items: n) { slice, images in
             let buffers = self.slices[slice]
             var n0 = images.lowerBound
             while n0 < images.upperBound {
@@ -326,7 +289,7 @@ public final class Conv2D: Layer {
         }
         let needsDX = needsInputGradient
         let dyData = dy.data, xData = x.data, dxData = inputGradient.data
-        try forEachSlice(count: count, images: n) { slice, images in
+        try batchSlices.run(count: count, items: n) { slice, images in
             let buffers = self.slices[slice]
             let dwM = Matrix(slice == 0 ? dW.data : buffers.weightGradient.data, rows: self.outChannels, columns: k)
             var dwBeta: Float = slice == 0 ? betaW : 0

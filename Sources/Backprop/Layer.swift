@@ -61,6 +61,9 @@ public protocol Layer: AnyObject {
     /// accumulates parameter gradients but returns an empty tensor. Layers that cannot skip
     /// the work ignore it.
     var needsInputGradient: Bool { get set }
+    /// Lets layers that split a batch over cores (`Conv2D`, recurrent layers; see `BatchSlices`)
+    /// use `count` slices; containers pass it to their layers, other layers ignore it.
+    func useThreads(_ count: Int)
     func forward(_ input: Tensor) throws -> Tensor
     func backward(_ outputGradient: Tensor) throws -> Tensor
 }
@@ -72,6 +75,8 @@ extension Layer {
         get { true }
         set {}
     }
+
+    public func useThreads(_ count: Int) {}
 
     /// Parameters and buffers together: what a model file holds (PyTorch's `state_dict()`).
     public var stateDict: [(name: String, tensor: Tensor)] {

@@ -36,14 +36,6 @@
 /// Truncated BPTT (`truncation = k`): backward runs through the last k steps only, as if the
 /// state entering step T − k had been detached (`h.detach()`): gradients reaching outputs of
 /// earlier steps are ignored, and δ of those inputs and of the initial state is zero.
-import Dispatch
-
-/// Hands a value to `DispatchQueue.concurrentPerform`'s workers; the caller guarantees that
-/// they touch disjoint memory.
-private struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
 
 public enum RecurrentNonlinearity: Sendable, Equatable {
     case tanh
@@ -140,6 +132,8 @@ public class RecurrentLayer: Layer {
     /// no synchronisation per time step. Weight gradients are summed over slices in slice order,
     /// so results are deterministic for a given value (and differ from 1 only by rounding).
     public var threads = 1
+    public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
+    private let batchSlices = BatchSlices()
     /// When false, `backward` skips ∂L/∂x of the first layer (a training loop never uses δ of
     /// the data: one [N·T, G·H]·[G·H, F] product saved) and returns an empty tensor.
     public var needsInputGradient = true
@@ -308,25 +302,9 @@ public class RecurrentLayer: Layer {
         return lastOutput
     }
 
-    /// Splits the batch into `threads` contiguous slices of samples (sizes differing by at most
-    /// one) and runs `body` on each, concurrently when there is more than one.
+    /// Runs `body` on contiguous slices of the batch's samples, one per thread (`BatchSlices`).
     private func forEachSlice(_ body: (_ slice: Int, _ samples: Range<Int>) throws -> Void) throws {
-        let n = batch, count = max(1, min(threads, n))
-        @Sendable func range(_ k: Int) -> Range<Int> { (k * n / count)..<((k + 1) * n / count) }
-        if count == 1 { return try body(0, 0..<n) }
-        let blasThreads = BLAS.threadCount
-        if blasThreads != 1 { BLAS.threadCount = 1 }
-        defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
-        let errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: count)
-        errors.initialize(repeating: nil)
-        defer { errors.deinitialize(); errors.deallocate() }
-        try withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body), slots = UncheckedSendable(errors)
-            DispatchQueue.concurrentPerform(iterations: count) { k in
-                do { try work.value(k, range(k)) } catch { slots.value[k] = error }
-            }
-            if let error = errors.lazy.compactMap({ $0 }).first { throw error }
-        }
+        try batchSlices.run(count: BatchSlices.count(threads: threads, items: batch), items: batch, body)
     }
 
     /// Sizes a stage's buffers for the batch (before the slices run: they only write rows).

@@ -27,6 +27,8 @@ public final class Residual: Layer {
         block.namedBuffers.map { (name: "block.\($0.name)", tensor: $0.tensor) }
     }
 
+    public func useThreads(_ count: Int) { block.useThreads(count) }
+
     public var isTraining: Bool {
         get { block.isTraining }
         set { block.isTraining = newValue }

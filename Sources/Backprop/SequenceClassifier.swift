@@ -39,6 +39,8 @@ public final class SequenceClassifier: Layer {
     }
 
     /// Passed on to the recurrent layer (the first layer).
+    public func useThreads(_ count: Int) { rnn.useThreads(count) }
+
     public var needsInputGradient: Bool {
         get { rnn.needsInputGradient }
         set { rnn.needsInputGradient = newValue }

@@ -37,6 +37,8 @@ public final class Sequential: Layer {
         set { layers.first?.needsInputGradient = newValue }
     }
 
+    public func useThreads(_ count: Int) { for layer in layers { layer.useThreads(count) } }
+
     public func forward(_ input: Tensor) throws -> Tensor {
         var x = input
         for layer in layers { x = try layer.forward(x) }

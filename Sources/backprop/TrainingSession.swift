@@ -151,10 +151,9 @@ final class TrainingSession {
         let parameters = model.namedParameters
         let parameterList = parameters.map(\.parameter)
         model.needsInputGradient = false  // δ of the data is never used: skip that product
-        // Recurrent layers run each batch as concurrent slices of samples, one per thread.
-        if let seq = model as? SequenceClassifier { seq.rnn.threads = options.threads ?? BLAS.processorCount }
-        // So do convolutions (one im2col and a small product per image: BLAS threads gain nothing there).
-        setConvolutionThreads(model, options.threads ?? BLAS.processorCount)
+        // Convolutional and recurrent layers run each batch as concurrent slices, one per thread
+        // (their per-image and per-step products are too small for BLAS's own threads).
+        model.useThreads(options.threads ?? BLAS.processorCount)
         let clipNorm = self.clipNorm
         var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: seed,
                                   layout: architecture.batchLayout)
@@ -320,11 +319,4 @@ func appendLine(_ line: String, to path: String) {
     handle.seekToEndOfFile()
     handle.write(Data((line + "\n").utf8))
     try? handle.close()
-}
-
-/// Sets `Conv2D.threads` on every convolution inside `layer` (Sequential and Residual nesting).
-private func setConvolutionThreads(_ layer: Layer, _ threads: Int) {
-    if let conv = layer as? Conv2D { conv.threads = threads }
-    if let seq = layer as? Sequential { for l in seq.layers { setConvolutionThreads(l, threads) } }
-    if let res = layer as? Residual { setConvolutionThreads(res.block, threads) }
 }

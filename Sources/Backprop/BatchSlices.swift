@@ -1,0 +1,50 @@
+import Dispatch
+
+/// Hands a value to `DispatchQueue.concurrentPerform`'s workers; the caller guarantees that
+/// they touch disjoint memory.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// Runs a layer's work on contiguous slices of a batch, one per core, with OpenBLAS set to one
+/// thread meanwhile (restored after): the per-image or per-step products of convolutional and
+/// recurrent layers are too small for BLAS's own threads. Slices must write disjoint memory;
+/// reductions over slices are the caller's (in slice order, so results repeat).
+///
+/// The error slots are kept between calls, so running slices allocates nothing once sized.
+final class BatchSlices {
+    private var errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
+
+    deinit { errors.deinitialize().deallocate() }
+
+    /// The number of slices for `items` items with `threads` wanted: at least 1, at most `items`.
+    static func count(threads: Int, items: Int) -> Int { max(1, min(threads, items)) }
+
+    /// Splits `0..<items` into `count` ranges whose sizes differ by at most one and runs `body`
+    /// on each, concurrently when `count > 1`. The first error thrown by a slice is rethrown.
+    func run(count: Int, items n: Int, _ body: (_ slice: Int, _ range: Range<Int>) throws -> Void) throws {
+        if count <= 1 { return try body(0, 0..<n) }
+        if errors.count < count {
+            errors.deinitialize().deallocate()   // only nils: every run clears what it set
+            errors = .allocate(capacity: count)
+            errors.initialize(repeating: nil)
+        }
+        let blasThreads = BLAS.threadCount
+        if blasThreads != 1 { BLAS.threadCount = 1 }
+        defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
+        let slots = errors
+        withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body), shared = UncheckedSendable(slots)
+            DispatchQueue.concurrentPerform(iterations: count) { k in
+                do { try work.value(k, (k * n / count)..<((k + 1) * n / count)) } catch { shared.value[k] = error }
+            }
+        }
+        var first: Error?
+        for k in 0..<count {
+            if first == nil { first = slots[k] }
+            slots[k] = nil
+        }
+        if let first { throw first }
+    }
+}
