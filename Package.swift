@@ -23,7 +23,10 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        .target(name: "Backprop", dependencies: ["CBLAS"]),
+        // Element-wise C kernels compiled per instruction set (AVX-512, AVX2, baseline) and
+        // chosen at load time; the Swift targets themselves build for baseline x86-64.
+        .target(name: "BackpropKernels"),
+        .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "CZlib"]),
         .executableTarget(

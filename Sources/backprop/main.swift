@@ -19,13 +19,15 @@ struct Info: ParsableCommand {
         let s = BLAS.ensureReady()
         if json {
             let object: [String: Any] = ["core": s.active, "detected_core": s.detected, "cpu_best_core": s.cpuBest,
-                                         "reason": s.reason, "threads": BLAS.threadCount]
+                                         "reason": s.reason, "threads": BLAS.threadCount,
+                                         "kernels_isa": Kernels.instructionSet]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
             print("OpenBLAS core: \(s)")
             print("CPU supports:  \(s.cpuBest)")
             print("threads:       \(BLAS.threadCount) of \(BLAS.processorCount) processors")
+            print("own kernels:   \(Kernels.instructionSet)")
         }
     }
 }
