@@ -125,20 +125,23 @@ final class AdamCore {
         let shrink = decoupled && weightDecay != 0
         let ams = amsgrad
         for (i, p) in parameters.enumerated() {
-            let k = AdamKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data,
-                               m: expAvg[i].data, v: expAvgSq[i].data,
-                               vMax: ams ? maxExpAvgSq[i].data : expAvgSq[i].data,
-                               oneMinusBeta1: oneMinusBeta1, beta2: b2, oneMinusBeta2: oneMinusBeta2,
-                               stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
-            // One specialised loop per option set: constant flags let the compiler drop the
-            // branches and vectorise.
-            switch (shrink, l2 != 0, ams) {
-            case (false, false, false): k.run(shrink: false, l2: false, ams: false)
-            case (false, false, true): k.run(shrink: false, l2: false, ams: true)
-            case (false, true, false): k.run(shrink: false, l2: true, ams: false)
-            case (false, true, true): k.run(shrink: false, l2: true, ams: true)
-            case (true, _, false): k.run(shrink: true, l2: false, ams: false)
-            case (true, _, true): k.run(shrink: true, l2: false, ams: true)
+            let theta = p.value.data, grad = p.grad.data, m = expAvg[i].data, v = expAvgSq[i].data
+            let vMax = ams ? maxExpAvgSq[i].data : v
+            ParallelChunks.run(elements: p.value.count) { r in
+                let o = r.lowerBound
+                let k = AdamKernel(n: r.count, theta: theta + o, grad: grad + o, m: m + o, v: v + o, vMax: vMax + o,
+                                   oneMinusBeta1: oneMinusBeta1, beta2: b2, oneMinusBeta2: oneMinusBeta2,
+                                   stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
+                // One specialised loop per option set: constant flags let the compiler drop the
+                // branches and vectorise.
+                switch (shrink, l2 != 0, ams) {
+                case (false, false, false): k.run(shrink: false, l2: false, ams: false)
+                case (false, false, true): k.run(shrink: false, l2: false, ams: true)
+                case (false, true, false): k.run(shrink: false, l2: true, ams: false)
+                case (false, true, true): k.run(shrink: false, l2: true, ams: true)
+                case (true, _, false): k.run(shrink: true, l2: false, ams: false)
+                case (true, _, true): k.run(shrink: true, l2: false, ams: true)
+                }
             }
         }
     }

@@ -57,22 +57,24 @@ public final class RMSProp: Optimizer {
         let oneMinusAlpha = Float(1 - Double(alpha))
         let useMomentum = mu > 0, isCentered = centered
         for (i, p) in parameters.enumerated() {
-            let v = squareAvg[i].data
+            let theta = p.value.data, grad = p.grad.data, v = squareAvg[i].data
             // Unused buffers alias `v` and are never touched when their option is off.
-            let k = RMSPropKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data, v: v,
-                                  b: useMomentum ? momentumBuffers[i].data : v,
-                                  gAvg: isCentered ? gradAvg[i].data : v,
-                                  lr: lr, wd: wd, alpha: a, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
-            // One specialised loop per option set (constant flags: no branches, vectorisable).
-            switch (wd != 0, isCentered, useMomentum) {
-            case (false, false, false): k.run(decay: false, centered: false, momentum: false)
-            case (false, false, true): k.run(decay: false, centered: false, momentum: true)
-            case (false, true, false): k.run(decay: false, centered: true, momentum: false)
-            case (false, true, true): k.run(decay: false, centered: true, momentum: true)
-            case (true, false, false): k.run(decay: true, centered: false, momentum: false)
-            case (true, false, true): k.run(decay: true, centered: false, momentum: true)
-            case (true, true, false): k.run(decay: true, centered: true, momentum: false)
-            case (true, true, true): k.run(decay: true, centered: true, momentum: true)
+            let b = useMomentum ? momentumBuffers[i].data : v, gAvg = isCentered ? gradAvg[i].data : v
+            ParallelChunks.run(elements: p.value.count) { r in
+                let o = r.lowerBound
+                let k = RMSPropKernel(n: r.count, theta: theta + o, grad: grad + o, v: v + o, b: b + o, gAvg: gAvg + o,
+                                      lr: lr, wd: wd, alpha: a, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
+                // One specialised loop per option set (constant flags: no branches, vectorisable).
+                switch (wd != 0, isCentered, useMomentum) {
+                case (false, false, false): k.run(decay: false, centered: false, momentum: false)
+                case (false, false, true): k.run(decay: false, centered: false, momentum: true)
+                case (false, true, false): k.run(decay: false, centered: true, momentum: false)
+                case (false, true, true): k.run(decay: false, centered: true, momentum: true)
+                case (true, false, false): k.run(decay: true, centered: false, momentum: false)
+                case (true, false, true): k.run(decay: true, centered: false, momentum: true)
+                case (true, true, false): k.run(decay: true, centered: true, momentum: false)
+                case (true, true, true): k.run(decay: true, centered: true, momentum: true)
+                }
             }
         }
     }

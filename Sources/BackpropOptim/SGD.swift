@@ -52,21 +52,24 @@ public final class SGD: Optimizer {
         let first = stepCount == 0
         for (i, p) in parameters.enumerated() {
             let theta = p.value.data, grad = p.grad.data
-            let k = SGDKernel(n: p.value.count, theta: theta, grad: grad,
-                              b: mu != 0 ? momentumBuffers[i].data : grad,
-                              lr: lr, wd: wd, mu: mu, oneMinusDampening: oneMinusDampening)
-            // One specialised loop per option set (constant flags: no branches, vectorisable).
-            switch (wd != 0, mu != 0, first, nesterov) {
-            case (false, false, _, _): k.run(decay: false, momentum: false, first: false, nesterov: false)
-            case (true, false, _, _): k.run(decay: true, momentum: false, first: false, nesterov: false)
-            case (false, true, false, false): k.run(decay: false, momentum: true, first: false, nesterov: false)
-            case (false, true, false, true): k.run(decay: false, momentum: true, first: false, nesterov: true)
-            case (false, true, true, false): k.run(decay: false, momentum: true, first: true, nesterov: false)
-            case (false, true, true, true): k.run(decay: false, momentum: true, first: true, nesterov: true)
-            case (true, true, false, false): k.run(decay: true, momentum: true, first: false, nesterov: false)
-            case (true, true, false, true): k.run(decay: true, momentum: true, first: false, nesterov: true)
-            case (true, true, true, false): k.run(decay: true, momentum: true, first: true, nesterov: false)
-            case (true, true, true, true): k.run(decay: true, momentum: true, first: true, nesterov: true)
+            let b = mu != 0 ? momentumBuffers[i].data : grad
+            ParallelChunks.run(elements: p.value.count) { r in
+                let k = SGDKernel(n: r.count, theta: theta + r.lowerBound, grad: grad + r.lowerBound,
+                                  b: b + r.lowerBound,
+                                  lr: lr, wd: wd, mu: mu, oneMinusDampening: oneMinusDampening)
+                // One specialised loop per option set (constant flags: no branches, vectorisable).
+                switch (wd != 0, mu != 0, first, nesterov) {
+                case (false, false, _, _): k.run(decay: false, momentum: false, first: false, nesterov: false)
+                case (true, false, _, _): k.run(decay: true, momentum: false, first: false, nesterov: false)
+                case (false, true, false, false): k.run(decay: false, momentum: true, first: false, nesterov: false)
+                case (false, true, false, true): k.run(decay: false, momentum: true, first: false, nesterov: true)
+                case (false, true, true, false): k.run(decay: false, momentum: true, first: true, nesterov: false)
+                case (false, true, true, true): k.run(decay: false, momentum: true, first: true, nesterov: true)
+                case (true, true, false, false): k.run(decay: true, momentum: true, first: false, nesterov: false)
+                case (true, true, false, true): k.run(decay: true, momentum: true, first: false, nesterov: true)
+                case (true, true, true, false): k.run(decay: true, momentum: true, first: true, nesterov: false)
+                case (true, true, true, true): k.run(decay: true, momentum: true, first: true, nesterov: true)
+                }
             }
         }
         stepCount += 1
