@@ -1,3 +1,5 @@
+import BackpropKernels
+
 /// 2-d convolution, PyTorch's `nn.Conv2d`: input `[N, C, H, W]` (NCHW), weight
 /// `[out, C, kh, kw]`, bias `[out]`, output `[N, out, Ho, Wo]` with
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
@@ -19,9 +21,11 @@
 /// than keeping `[K, N·P]` for the whole batch). A 1×1 kernel with stride 1 and no padding skips im2col: the image itself is the
 /// `[C, H·W]` column matrix.
 ///
-/// im2col first copies an image into a zero-bordered `[C, H+2ph, W+2pw]` plane, so that every
-/// column row is a branch-free strided copy of `Wo` values per output row (explicit SIMD, see
-/// VectorLoops); col2im adds into such a plane and crops it.
+/// im2col and col2im are C kernels (`bp_im2col`, `bp_col2im` in BackpropKernels, run with the
+/// widest instruction set the CPU has). im2col first copies an image into a zero-bordered
+/// `[C, H+2ph, W+2pw]` plane, so that every column row is a branch-free copy of `Wo` values per
+/// output row in whole vectors; col2im adds the column rows into one such plane per channel
+/// (small enough to stay in L1) and crops it into δ of the input.
 ///
 /// `needsInputGradient = false` (a first layer) skips dcols and col2im, a third of the backward
 /// arithmetic; backward then returns an empty tensor, as `Dense` does.
@@ -57,6 +61,7 @@ public final class Conv2D: Layer {
         let columnGradient = Tensor(uncheckedShape: [0])  // [K, G·P]
         let scratch = Tensor(uncheckedShape: [0])         // [out, G·P] when G > 1
         let padded = Tensor(uncheckedShape: [0])          // [C, H+2ph, W+2pw]: one zero-bordered image
+        let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
         let weightGradient = Tensor(uncheckedShape: [0])  // slices 1, …: their dW
         let biasGradient = Tensor(uncheckedShape: [0])    // slices 1, …: their db
     }
@@ -190,8 +195,8 @@ public final class Conv2D: Layer {
         for (index, s) in slices.prefix(count).enumerated() {
             if !pointwise {
                 s.columns.resize(k, gp)
-                if backward && needsInputGradient { s.columnGradient.resize(k, gp) }
                 let hp = h + 2 * padding.height, wp = w + 2 * padding.width
+                if backward && needsInputGradient { s.columnGradient.resize(k, gp); s.planeGradient.resize(hp, wp) }
                 if s.padded.rank != 3 || s.padded.shape[0] != inChannels || s.padded.shape[1] != hp || s.padded.shape[2] != wp {
                     s.padded.resize(inChannels, hp, wp)
                     s.padded.fill(0)
@@ -339,7 +344,7 @@ public final class Conv2D: Layer {
                         try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: self.summary)
                         for i in 0..<gs {
                             self.col2im(dcols + i * p, rowStride: ld, height: h, width: w, outHeight: ho, outWidth: wo,
-                                        into: dxData + (n0 + i) * imageSize, padded: plane)
+                                        into: dxData + (n0 + i) * imageSize, padded: buffers.planeGradient.data)
                         }
                     }
                 }
@@ -357,80 +362,29 @@ public final class Conv2D: Layer {
 
     // MARK: - im2col / col2im
 
-    /// Writes one image's `[K, Ho·Wo]` columns; row r starts at `cols + r·rowStride`.
+    /// The C kernels' description of this layer on an `h × w` input.
+    private func geometry(height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int) -> bp_conv_geometry {
+        bp_conv_geometry(channels: inChannels, height: h, width: w,
+                         kernel_h: kernelSize.height, kernel_w: kernelSize.width,
+                         stride_h: stride.height, stride_w: stride.width, pad_h: padding.height, pad_w: padding.width,
+                         out_h: ho, out_w: wo)
+    }
+
+    /// Writes one image's `[K, Ho·Wo]` columns; row r starts at `cols + r·rowStride` (C kernel).
     private func im2col(_ x: UnsafeMutablePointer<Float>, height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
                         into cols: UnsafeMutablePointer<Float>, rowStride ld: Int,
                         padded: UnsafeMutablePointer<Float>) {
-        let (kh, kw) = kernelSize, (sh, sw) = stride, (ph, pw) = padding
-        let hp = h + 2 * ph, wp = w + 2 * pw
-        // The source planes: the image itself, or its copy inside a zero border.
-        let src: UnsafeMutablePointer<Float>
-        if ph == 0 && pw == 0 {
-            src = x
-        } else {
-            src = padded
-            for c in 0..<inChannels {
-                for y in 0..<h {
-                    VectorLoops.copy(x + (c * h + y) * w, to: src + (c * hp + y + ph) * wp + pw, count: w)
-                }
-            }
-        }
-        var row = cols
-        for c in 0..<inChannels {
-            let plane = src + c * hp * wp
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let base = plane + i * wp + j
-                    if sw == 1 {
-                        for oy in 0..<ho { VectorLoops.copy(base + oy * sh * wp, to: row + oy * wo, count: wo) }
-                    } else {
-                        for oy in 0..<ho {
-                            let s = base + oy * sh * wp, d = row + oy * wo
-                            for ox in 0..<wo { d[ox] = s[ox * sw] }
-                        }
-                    }
-                    row += ld
-                }
-            }
-        }
+        var g = geometry(height: h, width: w, outHeight: ho, outWidth: wo)
+        bp_im2col(&g, x, padded, cols, ld)
     }
 
-    /// Writes one image's input gradient from its column gradients (overlapping windows add up).
+    /// Writes one image's input gradient from its column gradients (overlapping windows add up;
+    /// C kernel, overwrites dx; `padded` is scratch for one zero-bordered plane).
     private func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, height h: Int, width w: Int,
                         outHeight ho: Int, outWidth wo: Int, into dx: UnsafeMutablePointer<Float>,
                         padded: UnsafeMutablePointer<Float>) {
-        let (kh, kw) = kernelSize, (sh, sw) = stride, (ph, pw) = padding
-        let hp = h + 2 * ph, wp = w + 2 * pw
-        let unpadded = ph == 0 && pw == 0
-        // Accumulate into the zero-bordered plane (or straight into dx without padding).
-        let acc = unpadded ? dx : padded
-        acc.update(repeating: 0, count: inChannels * hp * wp)
-        var row = cols
-        for c in 0..<inChannels {
-            let plane = acc + c * hp * wp
-            for i in 0..<kh {
-                for j in 0..<kw {
-                    let base = plane + i * wp + j
-                    if sw == 1 {
-                        for oy in 0..<ho { VectorLoops.add(row + oy * wo, into: base + oy * sh * wp, count: wo) }
-                    } else {
-                        for oy in 0..<ho {
-                            let d = base + oy * sh * wp, s = row + oy * wo
-                            for ox in 0..<wo { d[ox * sw] += s[ox] }
-                        }
-                    }
-                    row += ld
-                }
-            }
-        }
-        if !unpadded {
-            for c in 0..<inChannels {
-                for y in 0..<h {
-                    VectorLoops.copy(acc + (c * hp + y + ph) * wp + pw, to: dx + (c * h + y) * w, count: w)
-                }
-            }
-            acc.update(repeating: 0, count: inChannels * hp * wp)   // im2col expects a zero border
-        }
+        var g = geometry(height: h, width: w, outHeight: ho, outWidth: wo)
+        bp_col2im(&g, cols, ld, padded, dx)
     }
 }
 

@@ -60,6 +60,12 @@ public final class MaxPool2D: Layer {
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
     private var argmax: [Int32] = []         // per output element: index inside its input plane
+    private let batchSlices = BatchSlices()
+
+    /// Batch slices processed concurrently (default 1), as in `Conv2D.threads`: each slice
+    /// pools its own images, so results do not depend on the count.
+    public var threads = 1
+    public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
     /// `stride` defaults to the kernel size, as in PyTorch.
     public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) throws {
@@ -75,7 +81,7 @@ public final class MaxPool2D: Layer {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         let outShape = try geometry.outputShape(for: x.shape, layer: summary)
-        let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
+        let h = x.shape[2], w = x.shape[3]
         let ho = outShape[2], wo = outShape[3]
         let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         output.resize(to: outShape)
@@ -83,28 +89,35 @@ public final class MaxPool2D: Layer {
         inputShape = x.shape
         let src = x.data, dst = output.data
         let twoByTwo = geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0)
-        argmax.withUnsafeMutableBufferPointer { arg in
+        let images = x.shape[0], perImage = x.shape[1]
+        try argmax.withUnsafeMutableBufferPointer { arg in
             guard let am = arg.baseAddress else { return }
-            if twoByTwo {
-                MaxPool2D.forward2x2(src, planes: planes, height: h, width: w, outHeight: ho, outWidth: wo, into: dst, argmax: am)
-                return
-            }
-            for plane in 0..<planes {
-                let xp = src + plane * h * w, yp = dst + plane * ho * wo, ap = am + plane * ho * wo
-                for oy in 0..<ho {
-                    let y0 = Swift.max(oy * sh - ph, 0), y1 = Swift.min(oy * sh - ph + kh, h)
-                    for ox in 0..<wo {
-                        let x0 = Swift.max(ox * sw - pw, 0), x1 = Swift.min(ox * sw - pw + kw, w)
-                        var best = -Float.infinity, at = y0 * w + x0
-                        for iy in y0..<y1 {
-                            for ix in x0..<x1 {
-                                let v = xp[iy * w + ix]
-                                if v > best || v.isNaN { best = v; at = iy * w + ix; if v.isNaN { break } }
+            // Images are split into slices run concurrently (`threads`); planes are independent.
+            try batchSlices.run(count: BatchSlices.count(threads: threads, items: images), items: images) { _, range in
+                let first = range.lowerBound * perImage, count = range.count * perImage
+                let planeIn = h * w, planeOut = ho * wo
+                if twoByTwo {
+                    MaxPool2D.forward2x2(src + first * planeIn, planes: count, height: h, width: w, outHeight: ho, outWidth: wo,
+                                         into: dst + first * planeOut, argmax: am + first * planeOut)
+                    return
+                }
+                for plane in first..<(first + count) {
+                    let xp = src + plane * planeIn, yp = dst + plane * planeOut, ap = am + plane * planeOut
+                    for oy in 0..<ho {
+                        let y0 = Swift.max(oy * sh - ph, 0), y1 = Swift.min(oy * sh - ph + kh, h)
+                        for ox in 0..<wo {
+                            let x0 = Swift.max(ox * sw - pw, 0), x1 = Swift.min(ox * sw - pw + kw, w)
+                            var best = -Float.infinity, at = y0 * w + x0
+                            for iy in y0..<y1 {
+                                for ix in x0..<x1 {
+                                    let v = xp[iy * w + ix]
+                                    if v > best || v.isNaN { best = v; at = iy * w + ix; if v.isNaN { break } }
+                                }
+                                if best.isNaN { break }
                             }
-                            if best.isNaN { break }
+                            yp[oy * wo + ox] = best
+                            ap[oy * wo + ox] = Int32(at)
                         }
-                        yp[oy * wo + ox] = best
-                        ap[oy * wo + ox] = Int32(at)
                     }
                 }
             }
@@ -185,15 +198,18 @@ public final class MaxPool2D: Layer {
         }
         try requireSameShape(dy, output, layer: summary)
         inputGradient.resize(to: shape)
-        inputGradient.fill(0)
-        let planes = shape[0] * shape[1], planeSize = shape[2] * shape[3]
+        let images = shape[0], perImage = shape[1], planeSize = shape[2] * shape[3]
         let outPlane = output.shape[2] * output.shape[3]
         let g = dy.data, dx = inputGradient.data
-        argmax.withUnsafeBufferPointer { arg in
+        try argmax.withUnsafeBufferPointer { arg in
             guard let am = arg.baseAddress else { return }
-            for plane in 0..<planes {
-                let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
-                for j in 0..<outPlane { dp[Int(ap[j])] += gp[j] }
+            try batchSlices.run(count: BatchSlices.count(threads: threads, items: images), items: images) { _, range in
+                let first = range.lowerBound * perImage, last = range.upperBound * perImage
+                (dx + first * planeSize).update(repeating: 0, count: (last - first) * planeSize)
+                for plane in first..<last {
+                    let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
+                    for j in 0..<outPlane { dp[Int(ap[j])] += gp[j] }
+                }
             }
         }
         return inputGradient

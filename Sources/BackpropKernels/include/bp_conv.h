@@ -1,0 +1,29 @@
+#ifndef BP_CONV_H
+#define BP_CONV_H
+
+#include <stddef.h>
+
+/// Geometry of one 2-d convolution (NCHW, one image): `channels` input planes of
+/// `height × width`, a `kernel_h × kernel_w` window moved by `stride_*`, `pad_*` zeros on each
+/// side, giving `out_h × out_w` output positions.
+typedef struct {
+    long channels, height, width;
+    long kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+    long out_h, out_w;
+} bp_conv_geometry;
+
+/// im2col of one image: writes the `[C·kh·kw, Ho·Wo]` column matrix whose row (c, i, j) holds
+/// `x[c, oy·sh − ph + i, ox·sw − pw + j]` at column `oy·Wo + ox` (zero in the padding); row r
+/// starts at `cols + r·ld` (ld ≥ Ho·Wo). `padded` is scratch of `C·(H+2ph)·(W+2pw)` floats
+/// whose border the caller keeps zero (fill it with zeros once); only its interior is written.
+/// Unused (may be NULL) when there is no padding.
+void bp_im2col(const bp_conv_geometry *g, const float *x, float *padded, float *cols, size_t ld);
+
+/// col2im of one image, the adjoint of `bp_im2col`: `dx[c, y, x] = Σ` of the column entries
+/// that im2col copied from `x[c, y, x]` (overlapping windows add up). Overwrites `dx`
+/// (`C·H·W` floats); `cols` (row stride `ld`) is only read. `padded` is scratch of at least
+/// `(H+2ph)·(W+2pw)` floats (one zero-bordered plane; unused, may be NULL, without padding);
+/// its contents are overwritten. dx, cols and padded must not overlap.
+void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *padded, float *dx);
+
+#endif
