@@ -29,7 +29,7 @@ import BackpropKernels
 ///
 /// `needsInputGradient = false` (a first layer) skips dcols and col2im, a third of the backward
 /// arithmetic; backward then returns an empty tensor, as `Dense` does.
-public final class Conv2D: Layer {
+public final class Conv2D: BatchSliceable {
     public let inChannels: Int
     public let outChannels: Int
     public let kernelSize: (height: Int, width: Int)
@@ -42,6 +42,7 @@ public final class Conv2D: Layer {
     /// columns of one image in cache; larger groups make fewer, larger products (slower on
     /// LeNet's shapes at 1 and 2 threads, measured).
     public var imagesPerGemm = 1
+    public var preferredImagesPerCall: Int { Swift.max(1, imagesPerGemm) }
     /// When false (a first layer: training sets it, see `Layer`), backward computes only the
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true
@@ -64,6 +65,7 @@ public final class Conv2D: Layer {
         let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
         let weightGradient = Tensor(uncheckedShape: [0])  // slices 1, …: their dW
         let biasGradient = Tensor(uncheckedShape: [0])    // slices 1, …: their db
+        var weightBeta: Float = 0                         // β of this slice's next dW product
     }
 
     private var input: Tensor?                          // cached: backward rebuilds its columns
@@ -210,154 +212,191 @@ public final class Conv2D: Layer {
         }
     }
 
+    /// The sizes of the batch being processed, worked out by `beginForward`.
+    private struct Plan {
+        var n = 0, h = 0, w = 0, ho = 0, wo = 0
+        var k = 0, p = 0, g = 1                 // K = C·kh·kw, P = Ho·Wo, G images per gemm
+        var pointwise = false
+        var imageSize = 0, outImageSize = 0     // C·H·W and out·P
+    }
+    private var plan = Plan()
+    private var outputGradient: Tensor?                         // δ of the output, set by beginBackward
+    private var gradientTargets: (weight: Tensor, bias: Tensor?)?
+
     public func forward(_ x: Tensor) throws -> Tensor {
+        let count = sliceCount(x.shape.first ?? 0)
+        let y = try beginForward(x, slices: count)
+        try batchSlices.run(count: count, items: plan.n) { slice, images in try self.forward(images: images, slice: slice) }
+        return y
+    }
+
+    public func beginForward(_ x: Tensor, slices count: Int) throws -> Tensor {
         let outShape = try outputShape(for: x.shape)
-        let n = x.shape[0], h = x.shape[2], w = x.shape[3]
-        let ho = outShape[2], wo = outShape[3]
-        let k = inChannels * kernelSize.height * kernelSize.width, p = ho * wo
-        let imageSize = inChannels * h * w, outImageSize = outChannels * p
+        var pl = Plan()
+        pl.n = x.shape[0]; pl.h = x.shape[2]; pl.w = x.shape[3]
+        pl.ho = outShape[2]; pl.wo = outShape[3]
+        pl.k = inChannels * kernelSize.height * kernelSize.width; pl.p = pl.ho * pl.wo
+        pl.imageSize = inChannels * pl.h * pl.w; pl.outImageSize = outChannels * pl.p
+        pl.g = groupSize(k: pl.k, p: pl.p, n: pl.n)
+        pl.pointwise = isPointwise && pl.g == 1
+        plan = pl
         output.resize(to: outShape)
         input = x
-        let g = groupSize(k: k, p: p, n: n)
-        let pointwise = isPointwise && g == 1
-        let count = sliceCount(n)
-        prepareSlices(count, k: k, groupColumns: g * p, height: h, width: w, grouped: g > 1, pointwise: pointwise,
-                      backward: false)
-        let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
-        let out = output.data, xData = x.data
-        try batchSlices.run(count: count, items: n) { slice, images in
-            let buffers = self.slices[slice]
-            var n0 = images.lowerBound
-            while n0 < images.upperBound {
-                let gs = min(g, images.upperBound - n0), ld = gs * p
-                let cols: UnsafeMutablePointer<Float>
-                if pointwise {
-                    cols = xData + n0 * imageSize
-                } else {
-                    cols = buffers.columns.data
-                    for i in 0..<gs {
-                        self.im2col(xData + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
-                                    into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
-                    }
-                }
-                if gs == 1 {
-                    let target = out + n0 * outImageSize
-                    if let bias = self.bias {
-                        let b = bias.value.data
-                        for o in 0..<self.outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
-                    }
-                    try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: self.outChannels, columns: ld),
-                             beta: self.bias == nil ? 0 : 1, caller: self.summary)
-                } else {
-                    let target = buffers.scratch.data
-                    try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: self.outChannels, columns: ld),
-                             caller: self.summary)
-                    for i in 0..<gs {
-                        let image = out + (n0 + i) * outImageSize
-                        for o in 0..<self.outChannels {
-                            VectorLoops.copy(target + o * ld + i * p, adding: self.bias?.value.data[o] ?? 0,
-                                             to: image + o * p, count: p)
-                        }
-                    }
-                }
-                n0 += gs
-            }
-        }
+        prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
+                      pointwise: pl.pointwise, backward: false)
         return output
     }
 
+    public func forward(images: Range<Int>, slice: Int) throws {
+        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        let pl = plan, p = pl.p, k = pl.k
+        let buffers = slices[slice]
+        let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
+        let out = output.data, xData = x.data
+        var n0 = images.lowerBound
+        while n0 < images.upperBound {
+            let gs = min(pl.g, images.upperBound - n0), ld = gs * p
+            let cols: UnsafeMutablePointer<Float>
+            if pl.pointwise {
+                cols = xData + n0 * pl.imageSize
+            } else {
+                cols = buffers.columns.data
+                for i in 0..<gs {
+                    im2col(xData + (n0 + i) * pl.imageSize, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
+                           into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
+                }
+            }
+            if gs == 1 {
+                let target = out + n0 * pl.outImageSize
+                if let bias {
+                    let b = bias.value.data
+                    for o in 0..<outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
+                }
+                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
+                         beta: bias == nil ? 0 : 1, caller: summary)
+            } else {
+                let target = buffers.scratch.data
+                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
+                         caller: summary)
+                for i in 0..<gs {
+                    let image = out + (n0 + i) * pl.outImageSize
+                    for o in 0..<outChannels {
+                        VectorLoops.copy(target + o * ld + i * p, adding: bias?.value.data[o] ?? 0, to: image + o * p, count: p)
+                    }
+                }
+            }
+            n0 += gs
+        }
+    }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
+        let count = sliceCount(plan.n)
+        let dx = try beginBackward(dy, slices: count)
+        try batchSlices.run(count: count, items: plan.n) { slice, images in try self.backward(images: images, slice: slice) }
+        endBackward(slices: count)
+        return dx
+    }
+
+    public func beginBackward(_ dy: Tensor, slices count: Int) throws -> Tensor {
         guard let x = input else {
             throw BackpropError.invalidArgument("\(summary): backward called before forward")
         }
         try requireSameShape(dy, output, layer: summary)
-        let n = x.shape[0], h = x.shape[2], w = x.shape[3]
-        let ho = output.shape[2], wo = output.shape[3]
-        let k = inChannels * kernelSize.height * kernelSize.width, p = ho * wo
-        let imageSize = inChannels * h * w, outImageSize = outChannels * p
+        let pl = plan
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
-        let g = groupSize(k: k, p: p, n: n)
-        let pointwise = isPointwise && g == 1
-        let count = sliceCount(n)
-        prepareSlices(count, k: k, groupColumns: g * p, height: h, width: w, grouped: g > 1, pointwise: pointwise,
-                      backward: true)
-        let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
+        prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
+                      pointwise: pl.pointwise, backward: true)
         // Slice 0 accumulates into the parameters' gradients (β = 0 for the first product after
         // zeroGrad: it overwrites, no memset); slices 1, … into their own buffers, added after.
         let (dW, betaW) = weight.gradientForAccumulation()
-        if n == 0 && betaW == 0 { dW.fill(0) }
+        if pl.n == 0 && betaW == 0 { dW.fill(0) }
         var dB: Tensor?
         if let bias {
             let (t, betaB) = bias.gradientForAccumulation()
             if betaB == 0 { t.fill(0) }
             dB = t
         }
-        let needsDX = needsInputGradient
+        for (index, s) in slices.prefix(count).enumerated() { s.weightBeta = index == 0 ? betaW : 0 }
+        gradientTargets = (dW, dB)
+        outputGradient = dy
+        return inputGradient
+    }
+
+    public func backward(images: Range<Int>, slice: Int) throws {
+        guard let x = input, let dy = outputGradient, let targets = gradientTargets else {
+            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        }
+        let pl = plan, p = pl.p, k = pl.k
+        let buffers = slices[slice]
+        let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
         let dyData = dy.data, xData = x.data, dxData = inputGradient.data
-        try batchSlices.run(count: count, items: n) { slice, images in
-            let buffers = self.slices[slice]
-            let dwM = Matrix(slice == 0 ? dW.data : buffers.weightGradient.data, rows: self.outChannels, columns: k)
-            var dwBeta: Float = slice == 0 ? betaW : 0
-            // db += Σ dY over the slice's images and every output position
-            if let dB {
-                let db = slice == 0 ? dB.data : buffers.biasGradient.data
-                for i in images {
-                    let image = dyData + i * outImageSize
-                    for o in 0..<self.outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
-                }
-            }
-            var n0 = images.lowerBound
-            while n0 < images.upperBound {
-                let gs = min(g, images.upperBound - n0), ld = gs * p
-                // dY of the group as [out, gs·P]
-                let dyG: UnsafeMutablePointer<Float>
-                if gs == 1 {
-                    dyG = dyData + n0 * outImageSize
-                } else {
-                    dyG = buffers.scratch.data
-                    for i in 0..<gs {
-                        let image = dyData + (n0 + i) * outImageSize
-                        for o in 0..<self.outChannels { VectorLoops.copy(image + o * p, to: dyG + o * ld + i * p, count: p) }
-                    }
-                }
-                let dyM = Matrix(dyG, rows: self.outChannels, columns: ld)
-                if pointwise {
-                    let xM = Matrix(xData + n0 * imageSize, rows: k, columns: p)
-                    // dW += dY·Xᵀ ; dX = Wᵀ·dY
-                    try gemm(dyM, xM, transposeB: true, into: dwM, beta: dwBeta, caller: self.summary)
-                    if needsDX {
-                        try gemm(wM, transposeA: true, dyM, into: Matrix(dxData + n0 * imageSize, rows: k, columns: p),
-                                 caller: self.summary)
-                    }
-                } else {
-                    let cols = buffers.columns.data, plane = buffers.padded.data
-                    for i in 0..<gs {
-                        self.im2col(xData + (n0 + i) * imageSize, height: h, width: w, outHeight: ho, outWidth: wo,
-                                    into: cols + i * p, rowStride: ld, padded: plane)
-                    }
-                    // dW += dY·colsᵀ
-                    try gemm(dyM, Matrix(cols, rows: k, columns: ld), transposeB: true, into: dwM, beta: dwBeta,
-                             caller: self.summary)
-                    if needsDX {
-                        // dcols = Wᵀ·dY
-                        let dcols = buffers.columnGradient.data
-                        try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: self.summary)
-                        for i in 0..<gs {
-                            self.col2im(dcols + i * p, rowStride: ld, height: h, width: w, outHeight: ho, outWidth: wo,
-                                        into: dxData + (n0 + i) * imageSize, padded: buffers.planeGradient.data)
-                        }
-                    }
-                }
-                dwBeta = 1
-                n0 += gs
+        let dB = targets.bias
+        let dwM = Matrix(slice == 0 ? targets.weight.data : buffers.weightGradient.data, rows: outChannels, columns: k)
+        // db += Σ dY over the images and every output position
+        if let dB {
+            let db = slice == 0 ? dB.data : buffers.biasGradient.data
+            for i in images {
+                let image = dyData + i * pl.outImageSize
+                for o in 0..<outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
             }
         }
+        var n0 = images.lowerBound
+        while n0 < images.upperBound {
+            let gs = min(pl.g, images.upperBound - n0), ld = gs * p
+            // dY of the group as [out, gs·P]
+            let dyG: UnsafeMutablePointer<Float>
+            if gs == 1 {
+                dyG = dyData + n0 * pl.outImageSize
+            } else {
+                dyG = buffers.scratch.data
+                for i in 0..<gs {
+                    let image = dyData + (n0 + i) * pl.outImageSize
+                    for o in 0..<outChannels { VectorLoops.copy(image + o * p, to: dyG + o * ld + i * p, count: p) }
+                }
+            }
+            let dyM = Matrix(dyG, rows: outChannels, columns: ld)
+            if pl.pointwise {
+                let xM = Matrix(xData + n0 * pl.imageSize, rows: k, columns: p)
+                // dW += dY·Xᵀ ; dX = Wᵀ·dY
+                try gemm(dyM, xM, transposeB: true, into: dwM, beta: buffers.weightBeta, caller: summary)
+                if needsInputGradient {
+                    try gemm(wM, transposeA: true, dyM, into: Matrix(dxData + n0 * pl.imageSize, rows: k, columns: p),
+                             caller: summary)
+                }
+            } else {
+                let cols = buffers.columns.data
+                for i in 0..<gs {
+                    im2col(xData + (n0 + i) * pl.imageSize, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
+                           into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
+                }
+                // dW += dY·colsᵀ
+                try gemm(dyM, Matrix(cols, rows: k, columns: ld), transposeB: true, into: dwM, beta: buffers.weightBeta,
+                         caller: summary)
+                if needsInputGradient {
+                    // dcols = Wᵀ·dY
+                    let dcols = buffers.columnGradient.data
+                    try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: summary)
+                    for i in 0..<gs {
+                        col2im(dcols + i * p, rowStride: ld, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
+                               into: dxData + (n0 + i) * pl.imageSize, padded: buffers.planeGradient.data)
+                    }
+                }
+            }
+            buffers.weightBeta = 1
+            n0 += gs
+        }
+    }
+
+    public func endBackward(slices count: Int) {
+        guard let targets = gradientTargets else { return }
+        let dW = targets.weight, dB = targets.bias
         // Slices 1, 2, … add their weight and bias gradients, in order.
         for s in slices.prefix(count).dropFirst() {
             VectorLoops.add(s.weightGradient.data, into: dW.data, count: dW.count)
             if let dB { VectorLoops.add(s.biasGradient.data, into: dB.data, count: dB.count) }
         }
-        return inputGradient
+        gradientTargets = nil
+        outputGradient = nil
     }
 
     // MARK: - im2col / col2im

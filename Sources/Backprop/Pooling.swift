@@ -49,7 +49,7 @@ struct PoolGeometry {
 ///     backward  dx[n,c,argmax] += dy[n,c,oy,ox]             (overlapping windows add up)
 ///
 /// Ties go to the first maximum in row-major order within the window, NaN wins, as in PyTorch.
-public final class MaxPool2D: Layer {
+public final class MaxPool2D: BatchSliceable {
     let geometry: PoolGeometry
     public var kernelSize: (height: Int, width: Int) { geometry.kernel }
     public var stride: (height: Int, width: Int) { geometry.stride }
@@ -59,8 +59,15 @@ public final class MaxPool2D: Layer {
     private var inputShape: [Int]?
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
-    private var argmax: [Int32] = []         // per output element: index inside its input plane
+    // Per output element: the index inside its input plane of the maximum (raw storage: slices
+    // write disjoint parts of it concurrently).
+    private var argmax = UnsafeMutablePointer<Int32>.allocate(capacity: 0)
+    private var argmaxCapacity = 0
+    private var input: Tensor?                   // set by beginForward for forward(images:)
+    private var outputGradient: Tensor?          // set by beginBackward for backward(images:)
     private let batchSlices = BatchSlices()
+
+    deinit { argmax.deallocate() }
 
     /// Batch slices processed concurrently (default 1), as in `Conv2D.threads`: each slice
     /// pools its own images, so results do not depend on the count.
@@ -80,49 +87,58 @@ public final class MaxPool2D: Layer {
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
 
     public func forward(_ x: Tensor) throws -> Tensor {
+        let images = x.shape.first ?? 0, count = BatchSlices.count(threads: threads, items: images)
+        let y = try beginForward(x, slices: count)
+        // Images are split into slices run concurrently (`threads`); planes are independent.
+        try batchSlices.run(count: count, items: images) { slice, range in try self.forward(images: range, slice: slice) }
+        return y
+    }
+
+    public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
         let outShape = try geometry.outputShape(for: x.shape, layer: summary)
-        let h = x.shape[2], w = x.shape[3]
-        let ho = outShape[2], wo = outShape[3]
-        let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         output.resize(to: outShape)
-        if argmax.count < output.count { argmax = [Int32](repeating: 0, count: output.count) }
+        if argmaxCapacity < output.count {
+            argmax.deallocate()
+            argmax = .allocate(capacity: output.count)
+            argmaxCapacity = output.count
+        }
         inputShape = x.shape
-        let src = x.data, dst = output.data
+        input = x
+        return output
+    }
+
+    public func forward(images range: Range<Int>, slice: Int) throws {
+        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        let h = x.shape[2], w = x.shape[3], ho = output.shape[2], wo = output.shape[3]
+        let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         let twoByTwo = geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0)
-        let images = x.shape[0], perImage = x.shape[1]
-        try argmax.withUnsafeMutableBufferPointer { arg in
-            guard let am = arg.baseAddress else { return }
-            // Images are split into slices run concurrently (`threads`); planes are independent.
-            try batchSlices.run(count: BatchSlices.count(threads: threads, items: images), items: images) { _, range in
-                let first = range.lowerBound * perImage, count = range.count * perImage
-                let planeIn = h * w, planeOut = ho * wo
-                if twoByTwo {
-                    MaxPool2D.forward2x2(src + first * planeIn, planes: count, height: h, width: w, outHeight: ho, outWidth: wo,
-                                         into: dst + first * planeOut, argmax: am + first * planeOut)
-                    return
-                }
-                for plane in first..<(first + count) {
-                    let xp = src + plane * planeIn, yp = dst + plane * planeOut, ap = am + plane * planeOut
-                    for oy in 0..<ho {
-                        let y0 = Swift.max(oy * sh - ph, 0), y1 = Swift.min(oy * sh - ph + kh, h)
-                        for ox in 0..<wo {
-                            let x0 = Swift.max(ox * sw - pw, 0), x1 = Swift.min(ox * sw - pw + kw, w)
-                            var best = -Float.infinity, at = y0 * w + x0
-                            for iy in y0..<y1 {
-                                for ix in x0..<x1 {
-                                    let v = xp[iy * w + ix]
-                                    if v > best || v.isNaN { best = v; at = iy * w + ix; if v.isNaN { break } }
-                                }
-                                if best.isNaN { break }
-                            }
-                            yp[oy * wo + ox] = best
-                            ap[oy * wo + ox] = Int32(at)
+        let src = x.data, dst = output.data, am = argmax, perImage = x.shape[1]
+        let first = range.lowerBound * perImage, count = range.count * perImage
+        let planeIn = h * w, planeOut = ho * wo
+        if twoByTwo {
+            MaxPool2D.forward2x2(src + first * planeIn, planes: count, height: h, width: w, outHeight: ho, outWidth: wo,
+                                 into: dst + first * planeOut, argmax: am + first * planeOut)
+            return
+        }
+        for plane in first..<(first + count) {
+            let xp = src + plane * planeIn, yp = dst + plane * planeOut, ap = am + plane * planeOut
+            for oy in 0..<ho {
+                let y0 = Swift.max(oy * sh - ph, 0), y1 = Swift.min(oy * sh - ph + kh, h)
+                for ox in 0..<wo {
+                    let x0 = Swift.max(ox * sw - pw, 0), x1 = Swift.min(ox * sw - pw + kw, w)
+                    var best = -Float.infinity, at = y0 * w + x0
+                    for iy in y0..<y1 {
+                        for ix in x0..<x1 {
+                            let v = xp[iy * w + ix]
+                            if v > best || v.isNaN { best = v; at = iy * w + ix; if v.isNaN { break } }
                         }
+                        if best.isNaN { break }
                     }
+                    yp[oy * wo + ox] = best
+                    ap[oy * wo + ox] = Int32(at)
                 }
             }
         }
-        return output
     }
 
     /// The common 2×2, stride 2 case with compare-and-select on 8 (or 4) outputs at a time
@@ -193,27 +209,37 @@ public final class MaxPool2D: Layer {
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        let images = inputShape?.first ?? 0, count = BatchSlices.count(threads: threads, items: images)
+        let dx = try beginBackward(dy, slices: count)
+        try batchSlices.run(count: count, items: images) { slice, range in try self.backward(images: range, slice: slice) }
+        return dx
+    }
+
+    public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
         guard let shape = inputShape else {
             throw BackpropError.invalidArgument("\(summary): backward called before forward")
         }
         try requireSameShape(dy, output, layer: summary)
         inputGradient.resize(to: shape)
-        let images = shape[0], perImage = shape[1], planeSize = shape[2] * shape[3]
-        let outPlane = output.shape[2] * output.shape[3]
-        let g = dy.data, dx = inputGradient.data
-        try argmax.withUnsafeBufferPointer { arg in
-            guard let am = arg.baseAddress else { return }
-            try batchSlices.run(count: BatchSlices.count(threads: threads, items: images), items: images) { _, range in
-                let first = range.lowerBound * perImage, last = range.upperBound * perImage
-                (dx + first * planeSize).update(repeating: 0, count: (last - first) * planeSize)
-                for plane in first..<last {
-                    let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
-                    for j in 0..<outPlane { dp[Int(ap[j])] += gp[j] }
-                }
-            }
-        }
+        outputGradient = dy
         return inputGradient
     }
+
+    public func backward(images range: Range<Int>, slice: Int) throws {
+        guard let shape = inputShape, let dy = outputGradient else {
+            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        }
+        let perImage = shape[1], planeSize = shape[2] * shape[3], outPlane = output.shape[2] * output.shape[3]
+        let g = dy.data, dx = inputGradient.data, am = argmax
+        let first = range.lowerBound * perImage, last = range.upperBound * perImage
+        (dx + first * planeSize).update(repeating: 0, count: (last - first) * planeSize)
+        for plane in first..<last {
+            let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
+            for j in 0..<outPlane { dp[Int(ap[j])] += gp[j] }
+        }
+    }
+
+    public func endBackward(slices: Int) { outputGradient = nil; input = nil }
 }
 
 /// Average pooling, PyTorch's `nn.AvgPool2d` (floor mode). With `countIncludePad` (PyTorch's

@@ -1,10 +1,13 @@
 import BackpropKernels
 
 /// Rectified linear unit: y = max(x, 0);  dx = dy · [x > 0].
-public final class ReLU: Layer {
+public final class ReLU: BatchSliceable {
     public var isTraining = true
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+    private var input: Tensor?                   // set by beginForward for forward(images:)
+    private var outputGradient: Tensor?          // set by beginBackward for backward(images:)
+    private var perImage = 0                     // elements per first-dimension row
 
     public init() {}
     public var summary: String { "ReLU" }
@@ -29,4 +32,35 @@ public final class ReLU: Layer {
         }
         return inputGradient
     }
+
+    // MARK: - Batch slices (see BatchSliceable): images are rows of the first dimension.
+
+    public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
+        output.resize(to: x.shape)
+        input = x
+        perImage = x.rank == 0 || x.shape[0] == 0 ? x.count : x.count / x.shape[0]
+        return output
+    }
+
+    public func forward(images: Range<Int>, slice: Int) throws {
+        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        let first = images.lowerBound * perImage
+        bp_relu(x.data + first, output.data + first, images.count * perImage)
+    }
+
+    public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
+        try requireSameShape(dy, output, layer: summary)
+        inputGradient.resize(to: dy.shape)
+        outputGradient = dy
+        perImage = dy.rank == 0 || dy.shape[0] == 0 ? dy.count : dy.count / dy.shape[0]
+        return inputGradient
+    }
+
+    public func backward(images: Range<Int>, slice: Int) throws {
+        guard let dy = outputGradient else { throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward") }
+        let first = images.lowerBound * perImage
+        bp_relu_backward(output.data + first, dy.data + first, inputGradient.data + first, images.count * perImage)
+    }
+
+    public func endBackward(slices: Int) { outputGradient = nil; input = nil }
 }

@@ -37,17 +37,93 @@ public final class Sequential: Layer {
         set { layers.first?.needsInputGradient = newValue }
     }
 
-    public func useThreads(_ count: Int) { for layer in layers { layer.useThreads(count) } }
+    /// Batch slices for stretches of `BatchSliceable` layers (set by `useThreads`).
+    public private(set) var threads = 1
+    private let batchSlices = BatchSlices()
 
+    public func useThreads(_ count: Int) {
+        threads = Swift.max(1, count)
+        for layer in layers { layer.useThreads(count) }
+    }
+
+    /// The stretch of consecutive `BatchSliceable` layers starting at `start` (in order).
+    private func slicedStretch(from start: Int) -> [BatchSliceable] {
+        var stretch: [BatchSliceable] = []
+        for layer in layers[start...] {
+            guard let s = layer as? BatchSliceable else { break }
+            stretch.append(s)
+        }
+        return stretch
+    }
+
+    /// With more than one thread, each stretch of two or more `BatchSliceable` layers (a
+    /// convolution, its ReLU and its pooling, …) runs as one set of concurrent batch slices:
+    /// a slice takes `preferredImagesPerCall` images at a time through the whole stretch while
+    /// they are in its core's cache. Results are those of the layers run one by one.
     public func forward(_ input: Tensor) throws -> Tensor {
-        var x = input
-        for layer in layers { x = try layer.forward(x) }
+        var x = input, i = 0
+        while i < layers.count {
+            let stretch = threads > 1 ? slicedStretch(from: i) : []
+            if stretch.count >= 2 {
+                x = try forward(stretch, x)
+                i += stretch.count
+            } else {
+                x = try layers[i].forward(x)
+                i += 1
+            }
+        }
         return x
     }
 
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
+        // The same stretches as forward: found from the front, run from the back.
+        var stretches: [(start: Int, layers: [BatchSliceable])] = []
+        var i = 0
+        while i < layers.count {
+            let stretch = threads > 1 ? slicedStretch(from: i) : []
+            if stretch.count >= 2 { stretches.append((i, stretch)); i += stretch.count } else { i += 1 }
+        }
+        var g = outputGradient, end = layers.count
+        for (start, stretch) in stretches.reversed() + [(0, [])] {
+            for layer in layers[(start + stretch.count)..<end].reversed() { g = try layer.backward(g) }
+            if !stretch.isEmpty { g = try backward(stretch, g) }
+            end = start
+        }
+        return g
+    }
+
+    private func forward(_ stretch: [BatchSliceable], _ input: Tensor) throws -> Tensor {
+        let n = input.rank == 0 ? 0 : input.shape[0]
+        let count = BatchSlices.count(threads: threads, items: n)
+        let step = stretch.map(\.preferredImagesPerCall).max() ?? 1
+        var x = input
+        for layer in stretch { x = try layer.beginForward(x, slices: count) }
+        try batchSlices.run(count: count, items: n) { slice, images in
+            var first = images.lowerBound
+            while first < images.upperBound {
+                let part = first..<Swift.min(first + step, images.upperBound)
+                for layer in stretch { try layer.forward(images: part, slice: slice) }
+                first = part.upperBound
+            }
+        }
+        return x
+    }
+
+    private func backward(_ stretch: [BatchSliceable], _ outputGradient: Tensor) throws -> Tensor {
+        let n = outputGradient.rank == 0 ? 0 : outputGradient.shape[0]
+        let count = BatchSlices.count(threads: threads, items: n)
+        let step = stretch.map(\.preferredImagesPerCall).max() ?? 1
         var g = outputGradient
-        for layer in layers.reversed() { g = try layer.backward(g) }
+        for layer in stretch.reversed() { g = try layer.beginBackward(g, slices: count) }
+        try batchSlices.run(count: count, items: n) { slice, images in
+            var first = images.lowerBound
+            while first < images.upperBound {
+                let part = first..<Swift.min(first + step, images.upperBound)
+                for layer in stretch.reversed() { try layer.backward(images: part, slice: slice) }
+                first = part.upperBound
+            }
+        }
+        for layer in stretch { layer.endBackward(slices: count) }
         return g
     }
 
