@@ -6,7 +6,7 @@
 ///               db += Σ_rows dY
 ///
 /// The bias is fused into the forward product: Y is pre-filled with b and sgemm runs with β = 1.
-public final class Dense: Layer {
+public final class Dense: BatchSliceable {
     public let inFeatures: Int
     public let outFeatures: Int
     public let weight: Parameter
@@ -17,6 +17,17 @@ public final class Dense: Layer {
     private var input: Tensor?                      // cached for dW = dYᵀ·X
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+
+    // Batch slices (see BatchSliceable), used when a Sequential runs this layer inside a
+    // stretch: slices 1, … keep their own dW and db, added to slice 0's in endBackward.
+    private final class SliceGradients {
+        let weight = Tensor(uncheckedShape: [0])
+        let bias = Tensor(uncheckedShape: [0])
+        var weightBeta: Float = 0
+    }
+    private var sliceGradients: [SliceGradients] = []
+    private var outputGradient: Tensor?
+    private var gradientTargets: (weight: Tensor, bias: Tensor?)?
 
     /// - Parameters: `initializer` fills the weight; the bias always gets PyTorch's default
     ///   U(−1/√in, 1/√in) (or zeros when `zeroBias`).
@@ -101,6 +112,94 @@ public final class Dense: Layer {
         try gemm(dyM, Matrix(weight.value), into: Matrix(inputGradient.data, rows: n, columns: inFeatures),
                  caller: summary)
         return inputGradient
+    }
+
+    // MARK: - Batch slices: rows of the batch, each slice's rows in one product.
+
+    public var preferredImagesPerCall: Int { Int.max }
+
+    public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
+        try requireFeatures(x, inFeatures, layer: summary)
+        output.resize(x.rows, outFeatures)
+        input = x
+        return output
+    }
+
+    public func forward(images rows: Range<Int>, slice: Int) throws {
+        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        let y = output.data + rows.lowerBound * outFeatures
+        if let bias {
+            let b = bias.value.data
+            for i in 0..<rows.count { (y + i * outFeatures).update(from: b, count: outFeatures) }
+        }
+        try gemm(Matrix(x.data + rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures), Matrix(weight.value),
+                 transposeB: true, into: Matrix(y, rows: rows.count, columns: outFeatures), beta: bias == nil ? 0 : 1,
+                 caller: summary)
+    }
+
+    public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
+        guard let x = input else {
+            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+        }
+        try requireSameShape(dy, output, layer: summary)
+        if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
+        let (dW, betaW) = weight.gradientForAccumulation()
+        if dy.rows == 0 && betaW == 0 { dW.fill(0) }
+        var dB: Tensor?
+        if let bias {
+            let (t, betaB) = bias.gradientForAccumulation()
+            if betaB == 0 { t.fill(0) }
+            dB = t
+        }
+        while sliceGradients.count < slices { sliceGradients.append(SliceGradients()) }
+        for (index, s) in sliceGradients.prefix(slices).enumerated() {
+            s.weightBeta = index == 0 ? betaW : 0
+            if index > 0 {
+                s.weight.resize(outFeatures, inFeatures)
+                if bias != nil { s.bias.resize(outFeatures); s.bias.fill(0) }
+            }
+        }
+        gradientTargets = (dW, dB)
+        outputGradient = dy
+        return inputGradient
+    }
+
+    public func backward(images rows: Range<Int>, slice: Int) throws {
+        guard let x = input, let dy = outputGradient, let targets = gradientTargets else {
+            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        }
+        let s = sliceGradients[slice]
+        let dyM = Matrix(dy.data + rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
+        let xM = Matrix(x.data + rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures)
+        // dW += dYᵀ·X over these rows
+        let dW = slice == 0 ? targets.weight.data : s.weight.data
+        try gemm(dyM, transposeA: true, xM, into: Matrix(dW, rows: outFeatures, columns: inFeatures), beta: s.weightBeta,
+                 caller: summary)
+        s.weightBeta = 1
+        // db += Σ_rows dY
+        if let dB = targets.bias {
+            let db = slice == 0 ? dB.data : s.bias.data
+            for i in rows {
+                let row = dy.data + i * outFeatures
+                for j in 0..<outFeatures { db[j] += row[j] }
+            }
+        }
+        // dX = dY·W for these rows
+        if needsInputGradient {
+            try gemm(dyM, Matrix(weight.value),
+                     into: Matrix(inputGradient.data + rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures),
+                     caller: summary)
+        }
+    }
+
+    public func endBackward(slices: Int) {
+        guard let targets = gradientTargets else { return }
+        for s in sliceGradients.prefix(slices).dropFirst() {
+            VectorLoops.add(s.weight.data, into: targets.weight.data, count: targets.weight.count)
+            if let dB = targets.bias { VectorLoops.add(s.bias.data, into: dB.data, count: dB.count) }
+        }
+        gradientTargets = nil
+        outputGradient = nil
     }
 }
 

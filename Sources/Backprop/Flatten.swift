@@ -5,7 +5,7 @@
 ///
 /// Both views are tensors kept by the layer and re-pointed on each call, so nothing is copied
 /// or allocated. Like any view, the output reads the input's memory: it changes if the input does.
-public final class Flatten: Layer {
+public final class Flatten: BatchSliceable {
     public var isTraining = true
     private var inputShape: [Int]?
     private let output = Tensor(uncheckedShape: [0])
@@ -33,4 +33,11 @@ public final class Flatten: Layer {
         inputGradient.becomeView(of: dy, shape: shape)
         return inputGradient
     }
+
+    // Batch slices: the views are set up in begin*, nothing is left to do per image.
+    public var preferredImagesPerCall: Int { Int.max }
+    public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor { try forward(x) }
+    public func forward(images: Range<Int>, slice: Int) throws {}
+    public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor { try backward(dy) }
+    public func backward(images: Range<Int>, slice: Int) throws {}
 }

@@ -57,9 +57,14 @@ public final class Sequential: Layer {
     }
 
     /// With more than one thread, each stretch of two or more `BatchSliceable` layers (a
-    /// convolution, its ReLU and its pooling, …) runs as one set of concurrent batch slices:
-    /// a slice takes `preferredImagesPerCall` images at a time through the whole stretch while
-    /// they are in its core's cache. Results are those of the layers run one by one.
+    /// convolution, its ReLU and its pooling, flatten, dense layers, …) runs as one set of
+    /// concurrent batch slices: a slice takes `preferredImagesPerCall` images at a time through
+    /// consecutive layers (one image through convolution, ReLU and pooling while it is in its
+    /// core's cache; all of its images through a dense layer), so the cores meet once per
+    /// stretch and direction, and every product runs single-threaded inside a slice (OpenBLAS's
+    /// own threads stay idle). Per-image values equal the layers' own sliced runs; parameter
+    /// gradients are summed over slices in slice order, so they differ from one slice only by
+    /// rounding and repeat exactly for a given thread count.
     public func forward(_ input: Tensor) throws -> Tensor {
         var x = input, i = 0
         while i < layers.count {
@@ -92,18 +97,43 @@ public final class Sequential: Layer {
         return g
     }
 
+    /// Consecutive layers of a stretch that take the same number of images per call (1 for a
+    /// convolution and its ReLU and pooling, all of a slice for a dense layer), with that number.
+    private static func segments(_ stretch: [BatchSliceable]) -> [(layers: Range<Int>, step: Int)] {
+        var list: [(layers: Range<Int>, step: Int)] = []
+        for (i, layer) in stretch.enumerated() {
+            let step = Swift.max(1, layer.preferredImagesPerCall)
+            if let last = list.last, last.step == step {
+                list[list.count - 1].layers = last.layers.lowerBound..<(i + 1)
+            } else {
+                list.append((i..<(i + 1), step))
+            }
+        }
+        return list
+    }
+
+    /// Calls `body` on consecutive parts of `images` of at most `step` images each.
+    @inline(__always)
+    private static func inParts(_ images: Range<Int>, _ step: Int, _ body: (Range<Int>) throws -> Void) rethrows {
+        var first = images.lowerBound
+        while first < images.upperBound {
+            let last = step >= images.upperBound - first ? images.upperBound : first + step
+            try body(first..<last)
+            first = last
+        }
+    }
+
     private func forward(_ stretch: [BatchSliceable], _ input: Tensor) throws -> Tensor {
         let n = input.rank == 0 ? 0 : input.shape[0]
         let count = BatchSlices.count(threads: threads, items: n)
-        let step = stretch.map(\.preferredImagesPerCall).max() ?? 1
         var x = input
         for layer in stretch { x = try layer.beginForward(x, slices: count) }
+        let segments = Sequential.segments(stretch)
         try batchSlices.run(count: count, items: n) { slice, images in
-            var first = images.lowerBound
-            while first < images.upperBound {
-                let part = first..<Swift.min(first + step, images.upperBound)
-                for layer in stretch { try layer.forward(images: part, slice: slice) }
-                first = part.upperBound
+            for segment in segments {
+                try Sequential.inParts(images, segment.step) { part in
+                    for layer in stretch[segment.layers] { try layer.forward(images: part, slice: slice) }
+                }
             }
         }
         return x
@@ -112,15 +142,14 @@ public final class Sequential: Layer {
     private func backward(_ stretch: [BatchSliceable], _ outputGradient: Tensor) throws -> Tensor {
         let n = outputGradient.rank == 0 ? 0 : outputGradient.shape[0]
         let count = BatchSlices.count(threads: threads, items: n)
-        let step = stretch.map(\.preferredImagesPerCall).max() ?? 1
         var g = outputGradient
         for layer in stretch.reversed() { g = try layer.beginBackward(g, slices: count) }
+        let segments = Sequential.segments(stretch)
         try batchSlices.run(count: count, items: n) { slice, images in
-            var first = images.lowerBound
-            while first < images.upperBound {
-                let part = first..<Swift.min(first + step, images.upperBound)
-                for layer in stretch.reversed() { try layer.backward(images: part, slice: slice) }
-                first = part.upperBound
+            for segment in segments.reversed() {
+                try Sequential.inParts(images, segment.step) { part in
+                    for layer in stretch[segment.layers].reversed() { try layer.backward(images: part, slice: slice) }
+                }
             }
         }
         for layer in stretch { layer.endBackward(slices: count) }
