@@ -4,7 +4,8 @@ import BackpropKernels
 /// `[out, C, kh, kw]`, bias `[out]`, output `[N, out, Ho, Wo]` with
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
 ///
-/// Every product is one `gemm` on im2col columns. For a group of G images (`imagesPerGemm`),
+/// Every product is a `gemm` on im2col columns (the forward and dcols products of more than
+/// `productLimit` multiply-adds cut into column blocks, see there). For a group of G images (`imagesPerGemm`),
 /// `cols` is `[C·kh·kw, G·Ho·Wo]`: row (c, i, j), column (g, oy, ox) holds
 /// `x[g, c, oy·sh − ph + i, ox·sw − pw + j]` (zero in the padding).
 ///
@@ -272,8 +273,13 @@ public final class Conv2D: BatchSliceable {
                     let b = bias.value.data
                     for o in 0..<outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
                 }
-                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
-                         beta: bias == nil ? 0 : 1, caller: summary)
+                let block = Conv2D.columnBlock(outChannels, k, ld)
+                for c0 in Swift.stride(from: 0, to: ld, by: block) {
+                    let cb = Swift.min(block, ld - c0)
+                    try gemm(wM, Matrix(cols + c0, rows: k, columns: cb, stride: ld),
+                             into: Matrix(target + c0, rows: outChannels, columns: cb, stride: ld),
+                             beta: bias == nil ? 0 : 1, caller: summary)
+                }
             } else {
                 let target = buffers.scratch.data
                 try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
@@ -375,7 +381,12 @@ public final class Conv2D: BatchSliceable {
                 if needsInputGradient {
                     // dcols = Wᵀ·dY
                     let dcols = buffers.columnGradient.data
-                    try gemm(wM, transposeA: true, dyM, into: Matrix(dcols, rows: k, columns: ld), caller: summary)
+                    let block = Conv2D.columnBlock(k, outChannels, ld)
+                    for c0 in Swift.stride(from: 0, to: ld, by: block) {
+                        let cb = Swift.min(block, ld - c0)
+                        try gemm(wM, transposeA: true, Matrix(dyG + c0, rows: outChannels, columns: cb, stride: ld),
+                                 into: Matrix(dcols + c0, rows: k, columns: cb, stride: ld), caller: summary)
+                    }
                     for i in 0..<gs {
                         col2im(dcols + i * p, rowStride: ld, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
                                into: dxData + (n0 + i) * pl.imageSize, padded: buffers.planeGradient.data)
@@ -397,6 +408,21 @@ public final class Conv2D: BatchSliceable {
         }
         gradientTargets = nil
         outputGradient = nil
+    }
+
+    /// Multiply-adds per product above which the forward product and dcols = Wᵀ·dY are cut into
+    /// column blocks: OpenBLAS runs products of at most 10⁶ multiply-adds with its small-matrix
+    /// kernels (no packing of either operand) on AVX-512 cores, and for LeNet's second
+    /// convolution ([32, 400]·[400, 196] per image) three blocks of ≤ 66 columns took about 7 % less
+    /// CPU time per training step than one packed product (measured with perf).
+    static let productLimit = 1_000_000
+
+    /// The column-block width for an `[m, k]·[k, n]` product under `productLimit`.
+    static func columnBlock(_ m: Int, _ k: Int, _ n: Int) -> Int {
+        let mnk = m * k * n
+        if mnk <= productLimit { return Swift.max(n, 1) }
+        let blocks = (mnk + productLimit - 1) / productLimit
+        return Swift.max(1, (n + blocks - 1) / blocks)
     }
 
     // MARK: - im2col / col2im

@@ -1,0 +1,165 @@
+import XCTest
+@testable import Backprop
+
+/// The C lowering kernels (`bp_im2col`, `bp_col2im`) under every instruction-set version, the
+/// column-blocked products of Conv2D, and Sequential's sliced stretches (`BatchSliceable`).
+final class ConvKernelTests: XCTestCase {
+    override func tearDown() { Kernels.limitInstructionSet(to: 4) }
+
+    private func random(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        var rng = SeededGenerator(seed: seed)
+        let t = try Tensor(zeros: shape)
+        t.fillUniform(-1, 1, using: &rng)
+        return t
+    }
+
+    /// |a − b| ≤ tolerance · max(1, |b|) element by element.
+    private func assertClose(_ a: [Float], _ b: [Float], _ tolerance: Float, _ what: String,
+                             file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+        for (i, (u, v)) in zip(a, b).enumerated() where !(abs(u - v) <= tolerance * max(1, abs(v))) {
+            XCTFail("\(what) element \(i): \(u) vs \(v)", file: file, line: line)
+            return
+        }
+    }
+
+    private struct Geometry {
+        var c: Int, o: Int, k: (Int, Int), s: (Int, Int), p: (Int, Int), h: Int, w: Int
+    }
+
+    /// Forward output, δ of the input and dW of Conv2D against the definition summed directly in
+    /// Double, for image widths that take every branch of the row copy (< 4, 4…7, 8…15, ≥ 16 and
+    /// not a multiple of 16), strides, rectangular kernels and paddings, and LeNet's second layer
+    /// (whose forward and dcols products are cut into column blocks) — under each kernel version.
+    /// Tolerance 1e-4 relative (Float sums of at most 400 terms of size ≤ 1).
+    func testConvMatchesDirectSumUnderEveryVersion() throws {
+        let cases = [
+            Geometry(c: 2, o: 3, k: (3, 3), s: (1, 1), p: (1, 1), h: 4, w: 3),      // rows of 3
+            Geometry(c: 2, o: 3, k: (3, 2), s: (1, 1), p: (2, 1), h: 5, w: 6),      // rows of 6 and 9
+            Geometry(c: 3, o: 2, k: (5, 5), s: (1, 1), p: (2, 2), h: 11, w: 14),    // rows of 14 and 18
+            Geometry(c: 1, o: 4, k: (5, 5), s: (1, 1), p: (2, 2), h: 6, w: 33),     // rows of 33 and 37
+            Geometry(c: 2, o: 3, k: (3, 2), s: (2, 1), p: (1, 2), h: 5, w: 7),      // strided rows
+            Geometry(c: 2, o: 2, k: (2, 3), s: (1, 2), p: (0, 0), h: 5, w: 9),      // no padding, stride 2 across
+            Geometry(c: 16, o: 32, k: (5, 5), s: (1, 1), p: (2, 2), h: 14, w: 14),  // LeNet conv2: column blocks
+        ]
+        XCTAssertGreaterThan(32 * 400 * 196, Conv2D.productLimit, "LeNet's conv2 must take the blocked path")
+        for level in KernelVersionTests.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            for (index, g) in cases.enumerated() {
+                let what = "level \(level), case \(index)"
+                var rng = SeededGenerator(seed: UInt64(40 + index))
+                let conv = try Conv2D(inChannels: g.c, outChannels: g.o, kernelSize: g.k, stride: g.s, padding: g.p, rng: &rng)
+                let n = 2
+                let x = try random([n, g.c, g.h, g.w], seed: UInt64(50 + index))
+                let y = try conv.forward(x).copy()
+                let ho = y.shape[2], wo = y.shape[3]
+                let dy = try random(y.shape, seed: UInt64(60 + index))
+                conv.zeroGrad()
+                let dx = try conv.backward(dy).copy()
+                var expectedY = [Double](repeating: 0, count: y.count)
+                var expectedDX = [Double](repeating: 0, count: x.count)
+                var expectedDW = [Double](repeating: 0, count: conv.weight.value.count)
+                let wv = conv.weight.value.scalars, xv = x.scalars, gv = dy.scalars
+                for b in 0..<n { for o in 0..<g.o { for oy in 0..<ho { for ox in 0..<wo {
+                    let yi = ((b * g.o + o) * ho + oy) * wo + ox
+                    expectedY[yi] = Double(conv.bias!.value[o])
+                    for c in 0..<g.c { for i in 0..<g.k.0 { for j in 0..<g.k.1 {
+                        let iy = oy * g.s.0 - g.p.0 + i, ix = ox * g.s.1 - g.p.1 + j
+                        guard iy >= 0, iy < g.h, ix >= 0, ix < g.w else { continue }
+                        let xi = ((b * g.c + c) * g.h + iy) * g.w + ix, wi = ((o * g.c + c) * g.k.0 + i) * g.k.1 + j
+                        expectedY[yi] += Double(wv[wi]) * Double(xv[xi])
+                        expectedDX[xi] += Double(wv[wi]) * Double(gv[yi])
+                        expectedDW[wi] += Double(gv[yi]) * Double(xv[xi])
+                    } } }
+                } } } }
+                assertClose(y.scalars, expectedY.map { Float($0) }, 1e-4, "\(what): forward")
+                assertClose(dx.scalars, expectedDX.map { Float($0) }, 1e-4, "\(what): δ of the input")
+                assertClose(conv.weight.grad.scalars, expectedDW.map { Float($0) }, 1e-4, "\(what): dW")
+            }
+        }
+    }
+
+    func testColumnBlocks() {
+        XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)      // 2.5 M multiply-adds: 3 blocks
+        XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
+        XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)      // 313 K: one product
+        XCTAssertEqual(Conv2D.columnBlock(4, 4, 0), 1)
+        for (m, k, n) in [(32, 400, 196), (7, 1000, 1001), (1, 1, 5)] {
+            let b = Conv2D.columnBlock(m, k, n)
+            XCTAssertLessThanOrEqual(m * k * b, max(Conv2D.productLimit, m * k), "\(m)×\(k)×\(n)")
+            XCTAssertGreaterThanOrEqual(b, 1)
+        }
+    }
+
+    // MARK: - Sequential stretches
+
+    private func smallLeNet(seed: UInt64) throws -> Sequential {
+        var rng = SeededGenerator(seed: seed)
+        return Sequential([
+            try Conv2D(inChannels: 1, outChannels: 3, kernelSize: 3, padding: 1, rng: &rng),
+            ReLU(),
+            try MaxPool2D(kernelSize: 2),
+            try Conv2D(inChannels: 3, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng),
+            ReLU(),
+            try MaxPool2D(kernelSize: 2),
+            Flatten(),
+            try Dense(4 * 2 * 2, 6, rng: &rng),
+            ReLU(),
+            try Dense(6, 3, rng: &rng),
+        ])
+    }
+
+    /// One stretch of ten layers run as 2 or 3 concurrent slices (7 images: uneven slices) gives
+    /// the outputs, δ of the input and every parameter gradient of the layers run one by one
+    /// (1e-5 relative: only the slice-ordered sums of parameter gradients round differently),
+    /// on a first step (β = 0 gradients) and an accumulating second backward.
+    func testStretchMatchesLayerByLayer() throws {
+        let x = try random([7, 1, 8, 8], seed: 5)
+        var reference: [Float]?
+        let blasThreads = BLAS.threadCount
+        for threads in 1...3 {
+            let model = try smallLeNet(seed: 9)
+            model.useThreads(threads)
+            XCTAssertEqual(model.threads, threads)
+            model.zeroGrad()
+            let y = try model.forward(x).copy()
+            let dy = try random(y.shape, seed: 6)
+            _ = try model.backward(dy)
+            let dx = try model.backward(dy).copy()
+            let values = y.scalars + dx.scalars + model.parameters.flatMap(\.grad.scalars)
+            if let reference { assertClose(values, reference, 1e-5, "\(threads) threads") } else { reference = values }
+            XCTAssertEqual(BLAS.threadCount, blasThreads, "OpenBLAS threads restored after the slices")
+        }
+    }
+
+    /// Finite differences through the sliced stretch (2 slices): input and every parameter,
+    /// step 1e-2, max error < 2e-2 (float32 through ten layers incl. ReLU and max-pool kinks;
+    /// the seed keeps inputs away from ties).
+    func testStretchGradientCheck() throws {
+        let model = try smallLeNet(seed: 3)
+        model.useThreads(2)
+        let x = try random([3, 1, 8, 8], seed: 11)
+        let report = try GradientCheck.check(model, input: x, step: 1e-2)
+        print("sliced stretch gradient check: \(report)")
+        XCTAssertLessThan(report.maxError, 2e-2, "\(report)")
+        XCTAssertGreaterThan(report.checked, 100)
+    }
+
+    /// A first layer that skips δ of its input (as training sets it) still gets its gradients
+    /// inside a stretch, and the stretch returns the empty tensor.
+    func testStretchWithoutInputGradient() throws {
+        let x = try random([5, 1, 8, 8], seed: 12)
+        var grads: [[Float]] = []
+        for threads in [1, 2] {
+            let model = try smallLeNet(seed: 4)
+            model.useThreads(threads)
+            model.needsInputGradient = false
+            model.zeroGrad()
+            let y = try model.forward(x)
+            let dx = try model.backward(try random(y.shape, seed: 13))
+            XCTAssertEqual(dx.count, 0, "\(threads) threads")
+            grads.append(model.parameters.flatMap(\.grad.scalars))
+        }
+        assertClose(grads[1], grads[0], 1e-5, "gradients with 2 slices")
+    }
+}
