@@ -133,15 +133,15 @@ final class ConvKernelTests: XCTestCase {
     }
 
     /// Finite differences through the sliced stretch (2 slices): input and every parameter,
-    /// step 1e-2, max error < 2e-2 (float32 through ten layers incl. ReLU and max-pool kinks;
-    /// the seed keeps inputs away from ties).
+    /// step 1e-3, max error < 2e-3 (measured 5e-4; with step 1e-2 one weight's perturbation moves
+    /// a max-pool winner and the error is 7e-3 with one slice and with two alike).
     func testStretchGradientCheck() throws {
         let model = try smallLeNet(seed: 3)
         model.useThreads(2)
         let x = try random([3, 1, 8, 8], seed: 11)
-        let report = try GradientCheck.check(model, input: x, step: 1e-2)
+        let report = try GradientCheck.check(model, input: x, step: 1e-3)
         print("sliced stretch gradient check: \(report)")
-        XCTAssertLessThan(report.maxError, 2e-2, "\(report)")
+        XCTAssertLessThan(report.maxError, 2e-3, "\(report)")
         XCTAssertGreaterThan(report.checked, 100)
     }
 
