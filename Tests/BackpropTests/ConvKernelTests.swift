@@ -30,7 +30,7 @@ final class ConvKernelTests: XCTestCase {
     /// Forward output, δ of the input and dW of Conv2D against the definition summed directly in
     /// Double, for image widths that take every branch of the row copy (< 4, 4…7, 8…15, ≥ 16 and
     /// not a multiple of 16), strides, rectangular kernels and paddings, and LeNet's second layer
-    /// (whose forward and dcols products are cut into column blocks) — under each kernel version.
+    /// (whose products are cut into blocks, see `Conv2D.productLimit`) — under each kernel version.
     /// Tolerance 1e-4 relative (Float sums of at most 400 terms of size ≤ 1).
     func testConvMatchesDirectSumUnderEveryVersion() throws {
         let cases = [
@@ -40,7 +40,7 @@ final class ConvKernelTests: XCTestCase {
             Geometry(c: 1, o: 4, k: (5, 5), s: (1, 1), p: (2, 2), h: 6, w: 33),     // rows of 33 and 37
             Geometry(c: 2, o: 3, k: (3, 2), s: (2, 1), p: (1, 2), h: 5, w: 7),      // strided rows
             Geometry(c: 2, o: 2, k: (2, 3), s: (1, 2), p: (0, 0), h: 5, w: 9),      // no padding, stride 2 across
-            Geometry(c: 16, o: 32, k: (5, 5), s: (1, 1), p: (2, 2), h: 14, w: 14),  // LeNet conv2: column blocks
+            Geometry(c: 16, o: 32, k: (5, 5), s: (1, 1), p: (2, 2), h: 14, w: 14),  // LeNet conv2: product blocks
         ]
         XCTAssertGreaterThan(32 * 400 * 196, Conv2D.productLimit, "LeNet's conv2 must take the blocked path")
         for level in KernelVersionTests.availableLevels {
@@ -79,12 +79,22 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    func testColumnBlocks() {
-        XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)      // 2.5 M multiply-adds: 3 blocks
+    func testProductBlocks() {
+        // LeNet conv2 per image: forward / dcols 2.5 M multiply-adds → 3 blocks; dW rows of 37
+        XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
-        XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)      // 313 K: one product
+        XCTAssertEqual(Conv2D.weightGradientBlock(out: 32, k: 400, terms: 196), 37)
+        XCTAssertLessThanOrEqual(37 * 32, Conv2D.smallTNOutputs)
+        // LeNet conv1 (313 K, 400 dW outputs): one product each
+        XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)
+        XCTAssertEqual(Conv2D.weightGradientBlock(out: 16, k: 25, terms: 784), 25)
+        // leNetWide conv2 (10 M; 64 × 800 dW): too many thin blocks, one packed product
+        XCTAssertEqual(Conv2D.columnBlock(64, 800, 196), 196)
+        XCTAssertEqual(Conv2D.weightGradientBlock(out: 64, k: 800, terms: 196), 800)
+        // few terms per output: the small TN kernel is not used, one product
+        XCTAssertEqual(Conv2D.weightGradientBlock(out: 32, k: 400, terms: 16), 400)
         XCTAssertEqual(Conv2D.columnBlock(4, 4, 0), 1)
-        for (m, k, n) in [(32, 400, 196), (7, 1000, 1001), (1, 1, 5)] {
+        for (m, k, n) in [(32, 400, 196), (7, 300, 1001), (1, 1, 5)] {
             let b = Conv2D.columnBlock(m, k, n)
             XCTAssertLessThanOrEqual(m * k * b, max(Conv2D.productLimit, m * k), "\(m)×\(k)×\(n)")
             XCTAssertGreaterThanOrEqual(b, 1)
