@@ -1,3 +1,5 @@
+import BackpropKernels
+
 /// Window geometry shared by the 2-d pooling layers (PyTorch's floor mode, `ceil_mode=False`):
 /// input `[N, C, H, W]`, output `[N, C, Ho, Wo]`, `Ho = (H + 2·ph − kh) / sh + 1`.
 struct PoolGeometry {
@@ -232,6 +234,12 @@ public final class MaxPool2D: BatchSliceable {
         let perImage = shape[1], planeSize = shape[2] * shape[3], outPlane = output.shape[2] * output.shape[3]
         let g = dy.data, dx = inputGradient.data, am = argmax
         let first = range.lowerBound * perImage, last = range.upperBound * perImage
+        if geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0) {
+            // C kernel: writes every position once (δ at the maximum, 0 elsewhere), no zeroing pass
+            bp_maxpool2x2_backward(g + first * outPlane, am + first * outPlane, dx + first * planeSize, last - first,
+                                   shape[2], shape[3], output.shape[2], output.shape[3])
+            return
+        }
         (dx + first * planeSize).update(repeating: 0, count: (last - first) * planeSize)
         for plane in first..<last {
             let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize

@@ -35,32 +35,58 @@ public final class ReLU: BatchSliceable {
 
     // MARK: - Batch slices (see BatchSliceable): images are rows of the first dimension.
 
+    /// Set by `Sequential` for a ReLU inside a sliced stretch right after a layer that never
+    /// reads its own output again (`Conv2D`, `Dense`): the sliced forward then overwrites that
+    /// output with max(x, 0) instead of writing a second batch-sized buffer, and — when the ReLU
+    /// is not the stretch's last layer — the sliced backward overwrites δ of its output (the next
+    /// layer's δ-of-input buffer) with δ of its input. Saves a cold batch-sized write each way.
+    var slicesInPlace = (forward: false, backward: false)
+    private var result: Tensor?                  // what the sliced forward wrote: output or the input itself
+    private var resultGradient: Tensor?          // what the sliced backward writes
+
     public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
-        output.resize(to: x.shape)
         input = x
         perImage = x.rank == 0 || x.shape[0] == 0 ? x.count : x.count / x.shape[0]
+        if slicesInPlace.forward {
+            result = x
+            return x
+        }
+        output.resize(to: x.shape)
+        result = output
         return output
     }
 
     public func forward(images: Range<Int>, slice: Int) throws {
-        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        guard let x = input, let y = result else {
+            throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward")
+        }
         let first = images.lowerBound * perImage
-        bp_relu(x.data + first, output.data + first, images.count * perImage)
+        bp_relu(x.data + first, y.data + first, images.count * perImage)
     }
 
     public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
-        try requireSameShape(dy, output, layer: summary)
-        inputGradient.resize(to: dy.shape)
+        guard let y = result, dy.shape == y.shape else {
+            throw BackpropError.shapeMismatch(where: summary, detail: "backward got δ of shape \(dy.shape) but the last sliced forward produced \(result?.shape ?? [])")
+        }
         outputGradient = dy
         perImage = dy.rank == 0 || dy.shape[0] == 0 ? dy.count : dy.count / dy.shape[0]
+        if slicesInPlace.backward {
+            resultGradient = dy
+            return dy
+        }
+        inputGradient.resize(to: dy.shape)
+        resultGradient = inputGradient
         return inputGradient
     }
 
     public func backward(images: Range<Int>, slice: Int) throws {
-        guard let dy = outputGradient else { throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward") }
+        guard let dy = outputGradient, let y = result, let dx = resultGradient else {
+            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        }
         let first = images.lowerBound * perImage
-        bp_relu_backward(output.data + first, dy.data + first, inputGradient.data + first, images.count * perImage)
+        // y > 0 exactly where x > 0 (also when y overwrote x), so the result serves as the mask.
+        bp_relu_backward(y.data + first, dy.data + first, dx.data + first, images.count * perImage)
     }
 
-    public func endBackward(slices: Int) { outputGradient = nil; input = nil }
+    public func endBackward(slices: Int) { outputGradient = nil; input = nil; resultGradient = nil }
 }

@@ -126,6 +126,12 @@ public final class Sequential: Layer {
     private func forward(_ stretch: [BatchSliceable], _ input: Tensor) throws -> Tensor {
         let n = input.rank == 0 ? 0 : input.shape[0]
         let count = BatchSlices.count(threads: threads, items: n)
+        // ReLUs right after a layer that does not read its output again work in place.
+        for (i, layer) in stretch.enumerated() {
+            guard let relu = layer as? ReLU else { continue }
+            let afterProduct = i > 0 && (stretch[i - 1] is Conv2D || stretch[i - 1] is Dense)
+            relu.slicesInPlace = (afterProduct, afterProduct && i + 1 < stretch.count)
+        }
         var x = input
         for layer in stretch { x = try layer.beginForward(x, slices: count) }
         let segments = Sequential.segments(stretch)

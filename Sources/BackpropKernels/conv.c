@@ -21,6 +21,8 @@
 #define im2col_v3 im2col_v1
 #define col2im_v4 col2im_v1
 #define col2im_v3 col2im_v1
+#define maxpool2x2_backward_v4 maxpool2x2_backward_v1
+#define maxpool2x2_backward_v3 maxpool2x2_backward_v1
 #endif
 #define BP_V(name) name##_v1
 #include "conv.inc"
@@ -32,4 +34,9 @@ void bp_im2col(const bp_conv_geometry *g, const float *x, float *padded, float *
 
 void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *padded, float *dx) {
     BP_PICK(col2im)(g, cols, ld, padded, dx);
+}
+
+void bp_maxpool2x2_backward(const float *dy, const int *argmax, float *dx, long planes, long height, long width,
+                            long out_height, long out_width) {
+    BP_PICK(maxpool2x2_backward)(dy, argmax, dx, planes, height, width, out_height, out_width);
 }

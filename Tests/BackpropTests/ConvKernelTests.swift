@@ -101,6 +101,37 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// The 2×2 max-pool backward kernel under every version: δ lands on each window's first
+    /// maximum, every other input position is 0 — including an odd last row and column that no
+    /// window covers — and a second call fully overwrites the first (exact comparison).
+    func testMaxPool2x2BackwardUnderEveryVersion() throws {
+        for level in KernelVersionTests.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            for (h, w) in [(5, 7), (4, 4), (6, 35), (3, 2)] {
+                let what = "level \(level), \(h)×\(w)"
+                let pool = try MaxPool2D(kernelSize: 2)
+                let x = try random([2, 3, h, w], seed: UInt64(h * 100 + w))
+                let y = try pool.forward(x)
+                let ho = h / 2, wo = w / 2
+                XCTAssertEqual(y.shape, [2, 3, ho, wo], what)
+                _ = try pool.backward(try random(y.shape, seed: 1))        // leaves values to overwrite
+                let dy = try random(y.shape, seed: 2)
+                let dx = try pool.backward(dy).scalars
+                var expected = [Float](repeating: 0, count: x.count)
+                let xv = x.scalars, gv = dy.scalars
+                for plane in 0..<6 { for oy in 0..<ho { for ox in 0..<wo {
+                    var best = -Float.infinity, at = 0
+                    for i in 0..<2 { for j in 0..<2 {
+                        let idx = plane * h * w + (2 * oy + i) * w + 2 * ox + j
+                        if xv[idx] > best { best = xv[idx]; at = idx }
+                    } }
+                    expected[at] = gv[(plane * ho + oy) * wo + ox]
+                } } }
+                XCTAssertEqual(dx, expected, what)
+            }
+        }
+    }
+
     // MARK: - Sequential stretches
 
     private func smallLeNet(seed: UInt64) throws -> Sequential {

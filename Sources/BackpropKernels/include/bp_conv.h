@@ -26,4 +26,11 @@ void bp_im2col(const bp_conv_geometry *g, const float *x, float *padded, float *
 /// its contents are overwritten. dx, cols and padded must not overlap.
 void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *padded, float *dx);
 
+/// Max-pool 2×2 / stride 2 / no padding backward over `planes` planes of `height × width`
+/// pooled to `out_height × out_width` (floor): dx[argmax of each window] = dy of the window,
+/// every other position 0 (overwrites all of dx). `argmax` holds indices inside each input
+/// plane, each inside its own window (as MaxPool2D's forward writes them).
+void bp_maxpool2x2_backward(const float *dy, const int *argmax, float *dx, long planes, long height, long width,
+                            long out_height, long out_width);
+
 #endif
