@@ -23,6 +23,10 @@
 #define col2im_v3 col2im_v1
 #define maxpool2x2_backward_v4 maxpool2x2_backward_v1
 #define maxpool2x2_backward_v3 maxpool2x2_backward_v1
+#define relu_inplace_v4 relu_inplace_v1
+#define relu_inplace_v3 relu_inplace_v1
+#define relu_backward_inplace_v4 relu_backward_inplace_v1
+#define relu_backward_inplace_v3 relu_backward_inplace_v1
 #endif
 #define BP_V(name) name##_v1
 #include "conv.inc"
@@ -40,3 +44,7 @@ void bp_maxpool2x2_backward(const float *dy, const int *argmax, float *dx, long 
                             long out_height, long out_width) {
     BP_PICK(maxpool2x2_backward)(dy, argmax, dx, planes, height, width, out_height, out_width);
 }
+
+void bp_relu_inplace(float *x, size_t n) { BP_PICK(relu_inplace)(x, n); }
+
+void bp_relu_backward_inplace(const float *y, float *g, size_t n) { BP_PICK(relu_backward_inplace)(y, g, n); }

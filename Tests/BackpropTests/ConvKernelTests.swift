@@ -107,7 +107,8 @@ final class ConvKernelTests: XCTestCase {
     func testMaxPool2x2BackwardUnderEveryVersion() throws {
         for level in KernelVersionTests.availableLevels {
             Kernels.limitInstructionSet(to: level)
-            for (h, w) in [(5, 7), (4, 4), (6, 35), (3, 2)] {
+            // 1–3, 5, 8, 13 and 17 windows a row: every branch of the kernel
+            for (h, w) in [(5, 7), (4, 4), (6, 35), (3, 2), (4, 11), (2, 16), (3, 26)] {
                 let what = "level \(level), \(h)×\(w)"
                 let pool = try MaxPool2D(kernelSize: 2)
                 let x = try random([2, 3, h, w], seed: UInt64(h * 100 + w))
@@ -170,6 +171,25 @@ final class ConvKernelTests: XCTestCase {
             let values = y.scalars + dx.scalars + model.parameters.flatMap(\.grad.scalars)
             if let reference { assertClose(values, reference, 1e-5, "\(threads) threads") } else { reference = values }
             XCTAssertEqual(BLAS.threadCount, blasThreads, "OpenBLAS threads restored after the slices")
+        }
+    }
+
+    /// The in-place ReLU kernels of a stretch (forward after Conv2D and Dense, backward into
+    /// the next layer's δ buffer) under every kernel version: same values as layer by layer.
+    func testStretchUnderEveryVersion() throws {
+        let x = try random([5, 1, 8, 8], seed: 21)
+        for level in KernelVersionTests.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            var reference: [Float]?
+            for threads in [1, 2] {
+                let model = try smallLeNet(seed: 22)
+                model.useThreads(threads)
+                model.zeroGrad()
+                let y = try model.forward(x).copy()
+                let dx = try model.backward(try random(y.shape, seed: 23)).copy()
+                let values = y.scalars + dx.scalars + model.parameters.flatMap(\.grad.scalars)
+                if let reference { assertClose(values, reference, 1e-5, "level \(level)") } else { reference = values }
+            }
         }
     }
 
