@@ -1,5 +1,3 @@
-import Dispatch
-
 /// Element-wise work (optimizer updates) split across cores in contiguous chunks.
 ///
 /// Why: an optimizer step reads and writes every parameter, its gradient and its state: for the
@@ -11,26 +9,28 @@ import Dispatch
 public enum ParallelChunks {
     /// Upper bound on the threads used (the CLI sets it from `--threads`). Set it before training,
     /// not while a step runs.
-    nonisolated(unsafe) public static var maximumThreads = ProcessInfo.processorCount
+    nonisolated(unsafe) public static var maximumThreads = BLAS.processorCount
 
     /// Below this many elements per thread the work runs on the calling thread alone (a wake-up
     /// costs about as much as updating ~16 K floats).
     public static let minimumPerThread = 32_768
 
-    /// Calls `body` on chunks covering `0..<n` exactly once each, concurrently when `n` is large.
-    public static func run(elements n: Int, _ body: (Range<Int>) -> Void) {
-        let threads = Swift.max(1, Swift.min(maximumThreads, n / minimumPerThread))
-        if threads == 1 { return body(0..<n) }
-        withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: threads) { k in
-                let lo = (k * n / threads) & ~15, hi = k + 1 == threads ? n : ((k + 1) * n / threads) & ~15
-                work.value(lo..<hi)
-            }
-        }
+    /// How many parts to split `n` elements into: 1 when `n` is small.
+    public static func parts(elements n: Int) -> Int {
+        Swift.max(1, Swift.min(maximumThreads, n / minimumPerThread))
     }
-}
 
-private enum ProcessInfo {
-    static var processorCount: Int { BLAS.processorCount }
+    /// The elements of part `k` of `parts` over `0..<n`: contiguous, starting at multiples of 16,
+    /// together covering `0..<n` exactly once.
+    @inline(__always)
+    public static func range(part k: Int, of parts: Int, elements n: Int) -> Range<Int> {
+        let lo = (k * n / parts) & ~15, hi = k + 1 == parts ? n : ((k + 1) * n / parts) & ~15
+        return lo..<hi
+    }
+
+    /// Runs `job` over `n` elements: `job.runPart(k, of: parts)` for each part, concurrently on
+    /// `WorkerPool.shared` when `n` is large; the job finds its elements with `range(part:of:elements:)`.
+    public static func run(elements n: Int, _ job: any ParallelJob) {
+        WorkerPool.shared.run(parts: parts(elements: n), job)
+    }
 }

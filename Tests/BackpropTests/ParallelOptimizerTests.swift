@@ -45,7 +45,9 @@ final class ParallelOptimizerTests: XCTestCase {
                 let counts = UnsafeMutablePointer<Int32>.allocate(capacity: max(n, 1))
                 counts.initialize(repeating: 0, count: max(n, 1))
                 defer { counts.deallocate() }
-                ParallelChunks.run(elements: n) { r in for j in r { counts[j] += 1 } }
+                ParallelChunks.run(elements: n, ClosureJob { k, parts in
+                    for j in ParallelChunks.range(part: k, of: parts, elements: n) { counts[j] += 1 }
+                })
                 XCTAssertTrue((0..<n).allSatisfy { counts[$0] == 1 }, "n \(n), threads \(threads)")
             }
         }
