@@ -15,10 +15,7 @@ public final class ReLU: BatchSliceable {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         output.resize(to: x.shape)
-        // C kernel (AVX-512 where present); NaN stays NaN. Large tensors (a convolution's
-        // output) are split across cores.
-        let src = x.data, dst = output.data
-        ParallelChunks.run(elements: x.count) { r in bp_relu(src + r.lowerBound, dst + r.lowerBound, r.count) }
+        bp_relu(x.data, output.data, x.count)   // C kernel (AVX-512 where present); NaN stays NaN
         return output
     }
 
@@ -26,10 +23,7 @@ public final class ReLU: BatchSliceable {
         try requireSameShape(dy, output, layer: summary)
         inputGradient.resize(to: dy.shape)
         // y > 0 exactly where x > 0, so the cached output serves as the mask.
-        let y = output.data, g = dy.data, dx = inputGradient.data
-        ParallelChunks.run(elements: dy.count) { r in
-            bp_relu_backward(y + r.lowerBound, g + r.lowerBound, dx + r.lowerBound, r.count)
-        }
+        bp_relu_backward(output.data, dy.data, inputGradient.data, dy.count)
         return inputGradient
     }
 

@@ -6,7 +6,7 @@ public final class Sequential: Layer {
     public init(_ layers: [Layer]) { self.layers = layers }
     public convenience init(_ layers: Layer...) { self.init(layers) }
 
-    public func append(_ layer: Layer) { layers.append(layer) }
+    public func append(_ layer: Layer) { layers.append(layer); stretches = nil }
 
     public var summary: String { "Sequential(\(layers.map(\.summary).joined(separator: ", ")))" }
 
@@ -39,39 +39,84 @@ public final class Sequential: Layer {
 
     /// Batch slices for stretches of `BatchSliceable` layers (set by `useThreads`).
     public private(set) var threads = 1
-    private let batchSlices = BatchSlices()
 
     public func useThreads(_ count: Int) {
         threads = Swift.max(1, count)
+        stretches = nil
         for layer in layers { layer.useThreads(count) }
     }
 
-    /// The stretch of consecutive `BatchSliceable` layers starting at `start` (in order).
-    private func slicedStretch(from start: Int) -> [BatchSliceable] {
-        var stretch: [BatchSliceable] = []
-        for layer in layers[start...] {
-            guard let s = layer as? BatchSliceable else { break }
-            stretch.append(s)
+    /// A run of consecutive `BatchSliceable` layers that goes through batch slices together.
+    private final class Stretch {
+        let start: Int                          // index of its first layer in `layers`
+        let layers: [BatchSliceable]
+        /// Consecutive layers taking the same number of images per call (1 for a convolution
+        /// and its ReLU and pooling, all of a slice for a dense layer), with that number.
+        let segments: [(layers: Range<Int>, step: Int)]
+
+        init(start: Int, layers: [BatchSliceable]) {
+            self.start = start
+            self.layers = layers
+            var list: [(layers: Range<Int>, step: Int)] = []
+            for (i, layer) in layers.enumerated() {
+                let step = Swift.max(1, layer.preferredImagesPerCall)
+                if let last = list.last, last.step == step {
+                    list[list.count - 1].layers = last.layers.lowerBound..<(i + 1)
+                } else {
+                    list.append((i..<(i + 1), step))
+                }
+            }
+            segments = list
+            // ReLUs right after a layer that does not read its output again work in place.
+            for (i, layer) in layers.enumerated() {
+                guard let relu = layer as? ReLU else { continue }
+                let afterProduct = i > 0 && (layers[i - 1] is Conv2D || layers[i - 1] is Dense)
+                relu.slicesInPlace = (afterProduct, afterProduct && i + 1 < layers.count)
+            }
         }
-        return stretch
+    }
+
+    /// The stretches of two or more layers (none with one thread); found once per layer list
+    /// and thread count, so a step allocates nothing for them.
+    private var stretches: [Stretch]?
+
+    private func currentStretches() -> [Stretch] {
+        if let stretches { return stretches }
+        // ReLUs outside stretches run on their own and must not work in place (Stretch.init
+        // sets those inside).
+        for layer in layers { (layer as? ReLU)?.slicesInPlace = (false, false) }
+        var list: [Stretch] = []
+        var i = 0
+        while threads > 1 && i < layers.count {
+            var run: [BatchSliceable] = []
+            for layer in layers[i...] {
+                guard let s = layer as? BatchSliceable else { break }
+                run.append(s)
+            }
+            if run.count >= 2 { list.append(Stretch(start: i, layers: run)); i += run.count } else { i += 1 }
+        }
+        stretches = list
+        return list
     }
 
     /// With more than one thread, each stretch of two or more `BatchSliceable` layers (a
     /// convolution, its ReLU and its pooling, flatten, dense layers, …) runs as one set of
-    /// concurrent batch slices: a slice takes `preferredImagesPerCall` images at a time through
-    /// consecutive layers (one image through convolution, ReLU and pooling while it is in its
-    /// core's cache; all of its images through a dense layer), so the cores meet once per
-    /// stretch and direction, and every product runs single-threaded inside a slice (OpenBLAS's
-    /// own threads stay idle). Per-image values equal the layers' own sliced runs; parameter
-    /// gradients are summed over slices in slice order, so they differ from one slice only by
-    /// rounding and repeat exactly for a given thread count.
+    /// concurrent batch slices on `WorkerPool.shared`: a slice takes `preferredImagesPerCall`
+    /// images at a time through consecutive layers (one image through convolution, ReLU and
+    /// pooling while it is in its core's cache; all of its images through a dense layer), so the
+    /// cores meet once per stretch and direction, and every product runs single-threaded inside a
+    /// slice (OpenBLAS is set to one thread meanwhile, and its own threads stay idle). Per-image
+    /// values equal the layers' own sliced runs; parameter gradients are summed over slices in
+    /// slice order, so they differ from one slice only by rounding and repeat exactly for a given
+    /// thread count. Nothing is allocated per call once sized.
     public func forward(_ input: Tensor) throws -> Tensor {
-        var x = input, i = 0
+        let stretches = currentStretches()
+        var x = input, i = 0, next = 0
         while i < layers.count {
-            let stretch = threads > 1 ? slicedStretch(from: i) : []
-            if stretch.count >= 2 {
-                x = try forward(stretch, x)
-                i += stretch.count
+            if next < stretches.count && stretches[next].start == i {
+                x = try run(stretches[next], forward: true, x)
+                i += stretches[next].layers.count
+                next += 1
             } else {
                 x = try layers[i].forward(x)
                 i += 1
@@ -81,85 +126,108 @@ public final class Sequential: Layer {
     }
 
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
-        // The same stretches as forward: found from the front, run from the back.
-        var stretches: [(start: Int, layers: [BatchSliceable])] = []
-        var i = 0
-        while i < layers.count {
-            let stretch = threads > 1 ? slicedStretch(from: i) : []
-            if stretch.count >= 2 { stretches.append((i, stretch)); i += stretch.count } else { i += 1 }
-        }
-        var g = outputGradient, end = layers.count
-        for (start, stretch) in stretches.reversed() + [(0, [])] {
-            for layer in layers[(start + stretch.count)..<end].reversed() { g = try layer.backward(g) }
-            if !stretch.isEmpty { g = try backward(stretch, g) }
-            end = start
-        }
-        return g
-    }
-
-    /// Consecutive layers of a stretch that take the same number of images per call (1 for a
-    /// convolution and its ReLU and pooling, all of a slice for a dense layer), with that number.
-    private static func segments(_ stretch: [BatchSliceable]) -> [(layers: Range<Int>, step: Int)] {
-        var list: [(layers: Range<Int>, step: Int)] = []
-        for (i, layer) in stretch.enumerated() {
-            let step = Swift.max(1, layer.preferredImagesPerCall)
-            if let last = list.last, last.step == step {
-                list[list.count - 1].layers = last.layers.lowerBound..<(i + 1)
+        let stretches = currentStretches()
+        var g = outputGradient, i = layers.count, next = stretches.count - 1
+        while i > 0 {
+            if next >= 0 && stretches[next].start + stretches[next].layers.count == i {
+                g = try run(stretches[next], forward: false, g)
+                i = stretches[next].start
+                next -= 1
             } else {
-                list.append((i..<(i + 1), step))
+                i -= 1
+                g = try layers[i].backward(g)
             }
         }
-        return list
-    }
-
-    /// Calls `body` on consecutive parts of `images` of at most `step` images each.
-    @inline(__always)
-    private static func inParts(_ images: Range<Int>, _ step: Int, _ body: (Range<Int>) throws -> Void) rethrows {
-        var first = images.lowerBound
-        while first < images.upperBound {
-            let last = step >= images.upperBound - first ? images.upperBound : first + step
-            try body(first..<last)
-            first = last
-        }
-    }
-
-    private func forward(_ stretch: [BatchSliceable], _ input: Tensor) throws -> Tensor {
-        let n = input.rank == 0 ? 0 : input.shape[0]
-        let count = BatchSlices.count(threads: threads, items: n)
-        // ReLUs right after a layer that does not read its output again work in place.
-        for (i, layer) in stretch.enumerated() {
-            guard let relu = layer as? ReLU else { continue }
-            let afterProduct = i > 0 && (stretch[i - 1] is Conv2D || stretch[i - 1] is Dense)
-            relu.slicesInPlace = (afterProduct, afterProduct && i + 1 < stretch.count)
-        }
-        var x = input
-        for layer in stretch { x = try layer.beginForward(x, slices: count) }
-        let segments = Sequential.segments(stretch)
-        try batchSlices.run(count: count, items: n) { slice, images in
-            for segment in segments {
-                try Sequential.inParts(images, segment.step) { part in
-                    for layer in stretch[segment.layers] { try layer.forward(images: part, slice: slice) }
-                }
-            }
-        }
-        return x
-    }
-
-    private func backward(_ stretch: [BatchSliceable], _ outputGradient: Tensor) throws -> Tensor {
-        let n = outputGradient.rank == 0 ? 0 : outputGradient.shape[0]
-        let count = BatchSlices.count(threads: threads, items: n)
-        var g = outputGradient
-        for layer in stretch.reversed() { g = try layer.beginBackward(g, slices: count) }
-        let segments = Sequential.segments(stretch)
-        try batchSlices.run(count: count, items: n) { slice, images in
-            for segment in segments.reversed() {
-                try Sequential.inParts(images, segment.step) { part in
-                    for layer in stretch[segment.layers].reversed() { try layer.backward(images: part, slice: slice) }
-                }
-            }
-        }
-        for layer in stretch { layer.endBackward(slices: count) }
         return g
+    }
+
+    private let job = StretchJob()
+
+    /// Runs one stretch forward (input → output) or backward (δ of its output → δ of its input).
+    private func run(_ stretch: Stretch, forward: Bool, _ tensor: Tensor) throws -> Tensor {
+        let n = tensor.rank == 0 ? 0 : tensor.shape[0]
+        let count = BatchSlices.count(threads: threads, items: n)
+        var t = tensor
+        if forward {
+            for layer in stretch.layers { t = try layer.beginForward(t, slices: count) }
+        } else {
+            for layer in stretch.layers.reversed() { t = try layer.beginBackward(t, slices: count) }
+        }
+        let blasThreads = BLAS.threadCount
+        if blasThreads != 1 && count > 1 { BLAS.threadCount = 1 }
+        defer { if blasThreads != 1 && count > 1 { BLAS.threadCount = blasThreads } }
+        job.prepare(stretch, forward: forward, items: n, parts: count)
+        WorkerPool.shared.run(parts: count, job)
+        if let error = job.finish(parts: count) { throw error }
+        if !forward { for layer in stretch.layers { layer.endBackward(slices: count) } }
+        return t
+    }
+
+    /// One stretch's slices as a `WorkerPool` job (no closure: nothing to box per call).
+    private final class StretchJob: ParallelJob {
+        private var stretch: Stretch?
+        private var forward = true
+        private var items = 0
+        private var errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
+
+        deinit { errors.deinitialize().deallocate() }
+
+        func prepare(_ stretch: Stretch, forward: Bool, items: Int, parts: Int) {
+            if errors.count < parts {
+                errors.deinitialize().deallocate()   // only nils: finish clears what runs set
+                errors = .allocate(capacity: parts)
+                errors.initialize(repeating: nil)
+            }
+            self.stretch = stretch
+            self.forward = forward
+            self.items = items
+        }
+
+        /// The first error a slice threw, in slice order; clears them and the stretch.
+        func finish(parts: Int) -> Error? {
+            var first: Error?
+            for k in 0..<parts {
+                if first == nil { first = errors[k] }
+                errors[k] = nil
+            }
+            stretch = nil
+            return first
+        }
+
+        func runPart(_ part: Int, of parts: Int) {
+            guard let stretch else { return }
+            let images = (part * items / parts)..<((part + 1) * items / parts)
+            do {
+                if forward {
+                    for segment in stretch.segments {
+                        try StretchJob.inParts(images, segment.step) { range in
+                            for layer in stretch.layers[segment.layers] { try layer.forward(images: range, slice: part) }
+                        }
+                    }
+                } else {
+                    for segment in stretch.segments.reversed() {
+                        try StretchJob.inParts(images, segment.step) { range in
+                            for layer in stretch.layers[segment.layers].reversed() {
+                                try layer.backward(images: range, slice: part)
+                            }
+                        }
+                    }
+                }
+            } catch {
+                errors[part] = error
+            }
+        }
+
+        /// Calls `body` on consecutive parts of `images` of at most `step` images each.
+        @inline(__always)
+        private static func inParts(_ images: Range<Int>, _ step: Int, _ body: (Range<Int>) throws -> Void) rethrows {
+            var first = images.lowerBound
+            while first < images.upperBound {
+                let last = step >= images.upperBound - first ? images.upperBound : first + step
+                try body(first..<last)
+                first = last
+            }
+        }
     }
 
     /// Runs forward and returns a copy of every layer's output, in order, each labelled
