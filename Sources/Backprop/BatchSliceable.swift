@@ -21,9 +21,15 @@ public protocol BatchSliceable: Layer {
     func endBackward(slices: Int)
     /// Images a slice should hand to this layer per call (a convolution's images per gemm).
     var preferredImagesPerCall: Int { get }
+    /// Whether this layer's work is per image and too small for BLAS's own threads (a
+    /// convolution's per-image products, pooling): `Sequential` slices a stretch only if one of
+    /// its layers says so. Dense layers alone (an MLP) keep OpenBLAS's threads on whole-batch
+    /// products, which measured faster for them.
+    var prefersBatchSlices: Bool { get }
 }
 
 extension BatchSliceable {
     public func endBackward(slices: Int) {}
     public var preferredImagesPerCall: Int { 1 }
+    public var prefersBatchSlices: Bool { false }
 }

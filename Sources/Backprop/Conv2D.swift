@@ -44,6 +44,7 @@ public final class Conv2D: BatchSliceable {
     /// LeNet's shapes at 1 and 2 threads, measured).
     public var imagesPerGemm = 1
     public var preferredImagesPerCall: Int { Swift.max(1, imagesPerGemm) }
+    public var prefersBatchSlices: Bool { true }
     /// When false (a first layer: training sets it, see `Layer`), backward computes only the
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true

@@ -75,6 +75,7 @@ public final class MaxPool2D: BatchSliceable {
     /// pools its own images, so results do not depend on the count.
     public var threads = 1
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
+    public var prefersBatchSlices: Bool { true }
 
     /// `stride` defaults to the kernel size, as in PyTorch.
     public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) throws {

@@ -76,9 +76,12 @@ public final class Sequential: Layer {
         }
     }
 
-    /// The stretches of two or more layers (none with one thread); found once per layer list
-    /// and thread count, so a step allocates nothing for them.
+    /// The stretches of two or more layers, one of which prefers batch slices (none with one
+    /// thread); found once per layer list and thread count, so a step allocates nothing for them.
     private var stretches: [Stretch]?
+
+    /// The stretches as (first layer index, layer count), for tests.
+    var slicedStretches: [(start: Int, count: Int)] { currentStretches().map { ($0.start, $0.layers.count) } }
 
     private func currentStretches() -> [Stretch] {
         if let stretches { return stretches }
@@ -93,14 +96,20 @@ public final class Sequential: Layer {
                 guard let s = layer as? BatchSliceable else { break }
                 run.append(s)
             }
-            if run.count >= 2 { list.append(Stretch(start: i, layers: run)); i += run.count } else { i += 1 }
+            if run.count >= 2 && run.contains(where: \.prefersBatchSlices) {
+                list.append(Stretch(start: i, layers: run))
+                i += run.count
+            } else {
+                i += Swift.max(1, run.count)
+            }
         }
         stretches = list
         return list
     }
 
-    /// With more than one thread, each stretch of two or more `BatchSliceable` layers (a
-    /// convolution, its ReLU and its pooling, flatten, dense layers, …) runs as one set of
+    /// With more than one thread, each stretch of two or more `BatchSliceable` layers holding a
+    /// convolution or pooling (a convolution, its ReLU and its pooling, flatten, the dense
+    /// layers after them, …; see `prefersBatchSlices`) runs as one set of
     /// concurrent batch slices on `WorkerPool.shared`: a slice takes `preferredImagesPerCall`
     /// images at a time through consecutive layers (one image through convolution, ReLU and
     /// pooling while it is in its core's cache; all of its images through a dense layer), so the

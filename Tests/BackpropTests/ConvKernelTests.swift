@@ -193,6 +193,31 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// Which layers form stretches: all of LeNet (conv … dense) with 2 threads, none with 1, and
+    /// none for an MLP (dense layers alone keep OpenBLAS's threads); a layer that is not
+    /// BatchSliceable ends a stretch, and appending a layer recomputes them.
+    func testStretchSelection() throws {
+        let lenet = try smallLeNet(seed: 1)
+        XCTAssertTrue(lenet.slicedStretches.isEmpty, "one thread: no stretch")
+        lenet.useThreads(2)
+        XCTAssertEqual(lenet.slicedStretches.map { [$0.start, $0.count] }, [[0, 10]])
+        let mlp = Sequential([try Dense(4, 5, seed: 1), ReLU(), try Dense(5, 3, seed: 2)])
+        mlp.useThreads(2)
+        XCTAssertTrue(mlp.slicedStretches.isEmpty, "dense layers alone are not sliced")
+        var rng = SeededGenerator(seed: 3)
+        let mixed = Sequential([try Conv2D(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng), ReLU(),
+                                Sigmoid(), try MaxPool2D(kernelSize: 2), ReLU()])
+        mixed.useThreads(2)
+        XCTAssertEqual(mixed.slicedStretches.map { [$0.start, $0.count] }, [[0, 2], [3, 2]])
+        mixed.append(try MaxPool2D(kernelSize: 1))
+        XCTAssertEqual(mixed.slicedStretches.map { [$0.start, $0.count] }, [[0, 2], [3, 3]])
+        // and the mixed model computes what it computes layer by layer
+        let x = try random([3, 1, 6, 6], seed: 4)
+        let sliced = try mixed.forward(x).copy()
+        mixed.useThreads(1)
+        assertClose(sliced.scalars, try mixed.forward(x).scalars, 1e-6, "mixed model")
+    }
+
     /// Finite differences through the sliced stretch (2 slices): input and every parameter,
     /// step 1e-3, max error < 2e-3 (measured 5e-4; with step 1e-2 one weight's perturbation moves
     /// a max-pool winner and the error is 7e-3 with one slice and with two alike).
