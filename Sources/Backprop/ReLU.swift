@@ -16,14 +16,17 @@ public final class ReLU: BatchSliceable {
     public func forward(_ x: Tensor) throws -> Tensor {
         output.resize(to: x.shape)
         bp_relu(x.data, output.data, x.count)   // C kernel (AVX-512 where present); NaN stays NaN
+        result = output
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        try requireSameShape(dy, output, layer: summary)
+        // The last forward's result: `output`, or the input it overwrote inside a sliced stretch.
+        let y = result ?? output
+        try requireSameShape(dy, y, layer: summary)
         inputGradient.resize(to: dy.shape)
         // y > 0 exactly where x > 0, so the cached output serves as the mask.
-        bp_relu_backward(output.data, dy.data, inputGradient.data, dy.count)
+        bp_relu_backward(y.data, dy.data, inputGradient.data, dy.count)
         return inputGradient
     }
 

@@ -218,6 +218,23 @@ final class ConvKernelTests: XCTestCase {
         assertClose(sliced.scalars, try mixed.forward(x).scalars, 1e-6, "mixed model")
     }
 
+    /// A sliced forward (ReLUs in place) followed by a backward after switching to one thread
+    /// still uses the right ReLU masks.
+    func testThreadChangeBetweenForwardAndBackward() throws {
+        let x = try random([4, 1, 8, 8], seed: 31)
+        var results: [[Float]] = []
+        for switchThreads in [false, true] {
+            let model = try smallLeNet(seed: 32)
+            model.useThreads(switchThreads ? 2 : 1)
+            model.zeroGrad()
+            let y = try model.forward(x)
+            model.useThreads(1)
+            let dx = try model.backward(try random(y.shape, seed: 33))
+            results.append(dx.scalars + model.parameters.flatMap(\.grad.scalars))
+        }
+        assertClose(results[1], results[0], 1e-5, "forward with 2 slices, backward with 1")
+    }
+
     /// Finite differences through the sliced stretch (2 slices): input and every parameter,
     /// step 1e-3, max error < 2e-3 (measured 5e-4; with step 1e-2 one weight's perturbation moves
     /// a max-pool winner and the error is 7e-3 with one slice and with two alike).
