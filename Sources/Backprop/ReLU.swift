@@ -38,6 +38,9 @@ public final class ReLU: BatchSliceable {
     /// is not the stretch's last layer — the sliced backward overwrites δ of its output (the next
     /// layer's δ-of-input buffer) with δ of its input. Saves a cold batch-sized write each way.
     var slicesInPlace = (forward: false, backward: false)
+    /// Set by `Sequential` when a MaxPool2D right after this ReLU applies its mask (see
+    /// `MaxPool2D.slicesApplyReLUMask`): the sliced backward then passes δ through untouched.
+    var slicesMaskedByNext = false
     private var result: Tensor?                  // what the sliced forward wrote: output or the input itself
     private var resultGradient: Tensor?          // what the sliced backward writes
 
@@ -68,7 +71,7 @@ public final class ReLU: BatchSliceable {
         }
         outputGradient = dy
         perImage = dy.rank == 0 || dy.shape[0] == 0 ? dy.count : dy.count / dy.shape[0]
-        if slicesInPlace.backward {
+        if slicesInPlace.backward || slicesMaskedByNext {
             resultGradient = dy
             return dy
         }
@@ -81,6 +84,7 @@ public final class ReLU: BatchSliceable {
         guard let dy = outputGradient, let y = result, let dx = resultGradient else {
             throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
         }
+        if slicesMaskedByNext { return }   // the pooling after this layer applied the mask
         let first = images.lowerBound * perImage
         // y > 0 exactly where x > 0 (also when y overwrote x), so the result serves as the mask.
         if dx === dy { return bp_relu_backward_inplace(y.data + first, dx.data + first, images.count * perImage) }

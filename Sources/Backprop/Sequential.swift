@@ -67,11 +67,16 @@ public final class Sequential: Layer {
                 }
             }
             segments = list
-            // ReLUs right after a layer that does not read its output again work in place.
+            // ReLUs right after a layer that does not read its output again work in place; a
+            // max-pooling right after a ReLU applies the ReLU's mask in its own backward.
             for (i, layer) in layers.enumerated() {
                 guard let relu = layer as? ReLU else { continue }
                 let afterProduct = i > 0 && (layers[i - 1] is Conv2D || layers[i - 1] is Dense)
                 relu.slicesInPlace = (afterProduct, afterProduct && i + 1 < layers.count)
+                if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPool2D {
+                    pool.slicesApplyReLUMask = true
+                    relu.slicesMaskedByNext = true
+                }
             }
         }
     }
@@ -85,9 +90,12 @@ public final class Sequential: Layer {
 
     private func currentStretches() -> [Stretch] {
         if let stretches { return stretches }
-        // ReLUs outside stretches run on their own and must not work in place (Stretch.init
-        // sets those inside).
-        for layer in layers { (layer as? ReLU)?.slicesInPlace = (false, false) }
+        // Layers outside stretches run on their own: no in-place ReLU, no folded mask
+        // (Stretch.init sets those inside).
+        for layer in layers {
+            if let relu = layer as? ReLU { relu.slicesInPlace = (false, false); relu.slicesMaskedByNext = false }
+            (layer as? MaxPool2D)?.slicesApplyReLUMask = false
+        }
         var list: [Stretch] = []
         var i = 0
         while threads > 1 && i < layers.count {

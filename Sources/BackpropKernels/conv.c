@@ -40,9 +40,9 @@ void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *p
     BP_PICK(col2im)(g, cols, ld, padded, dx);
 }
 
-void bp_maxpool2x2_backward(const float *dy, const int *argmax, float *dx, long planes, long height, long width,
-                            long out_height, long out_width) {
-    BP_PICK(maxpool2x2_backward)(dy, argmax, dx, planes, height, width, out_height, out_width);
+void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, float *dx, long planes, long height,
+                            long width, long out_height, long out_width) {
+    BP_PICK(maxpool2x2_backward)(dy, argmax, y, dx, planes, height, width, out_height, out_width);
 }
 
 void bp_relu_inplace(float *x, size_t n) { BP_PICK(relu_inplace)(x, n); }

@@ -205,17 +205,26 @@ final class ConvKernelTests: XCTestCase {
         mlp.useThreads(2)
         XCTAssertTrue(mlp.slicedStretches.isEmpty, "dense layers alone are not sliced")
         var rng = SeededGenerator(seed: 3)
-        let mixed = Sequential([try Conv2D(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng), ReLU(),
-                                Sigmoid(), try MaxPool2D(kernelSize: 2), ReLU()])
+        let mixed = Sequential([try Conv2D(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng), Tanh(),
+                                try MaxPool2D(kernelSize: 2), ReLU()])
         mixed.useThreads(2)
-        XCTAssertEqual(mixed.slicedStretches.map { [$0.start, $0.count] }, [[0, 2], [3, 2]])
+        XCTAssertEqual(mixed.slicedStretches.map { [$0.start, $0.count] }, [[2, 2]], "a lone Conv2D is no stretch")
         mixed.append(try MaxPool2D(kernelSize: 1))
-        XCTAssertEqual(mixed.slicedStretches.map { [$0.start, $0.count] }, [[0, 2], [3, 3]])
-        // and the mixed model computes what it computes layer by layer
+        XCTAssertEqual(mixed.slicedStretches.map { [$0.start, $0.count] }, [[2, 3]])
+        // and the mixed model computes what it computes layer by layer, forward and backward
+        // (the stretch folds the ReLU's mask into the 1×1 max-pool: the general pooling path;
+        // tanh gives negative pooled values, so the mask matters)
         let x = try random([3, 1, 6, 6], seed: 4)
-        let sliced = try mixed.forward(x).copy()
-        mixed.useThreads(1)
-        assertClose(sliced.scalars, try mixed.forward(x).scalars, 1e-6, "mixed model")
+        try XCTUnwrap((mixed.layers[0] as? Conv2D)?.bias).value.fill(-0.5)   // many windows pool to ≤ 0
+        var runs: [[Float]] = []
+        for threads in [2, 1] {
+            mixed.useThreads(threads)
+            mixed.zeroGrad()
+            let y = try mixed.forward(x).copy()
+            let dx = try mixed.backward(try random(y.shape, seed: 5)).copy()
+            runs.append(y.scalars + dx.scalars + mixed.parameters.flatMap(\.grad.scalars))
+        }
+        assertClose(runs[0], runs[1], 1e-6, "mixed model")
     }
 
     /// A sliced forward (ReLUs in place) followed by a backward after switching to one thread

@@ -29,9 +29,11 @@ void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *p
 /// Max-pool 2×2 / stride 2 / no padding backward over `planes` planes of `height × width`
 /// pooled to `out_height × out_width` (floor): dx[argmax of each window] = dy of the window,
 /// every other position 0 (overwrites all of dx). `argmax` holds indices inside each input
-/// plane, each inside its own window (as MaxPool2D's forward writes them).
-void bp_maxpool2x2_backward(const float *dy, const int *argmax, float *dx, long planes, long height, long width,
-                            long out_height, long out_width);
+/// plane, each inside its own window (as MaxPool2D's forward writes them). With `y` (the pooled
+/// output, or NULL) δ is kept only where y > 0 and 0 elsewhere: the backward of a ReLU in front
+/// of the pooling, folded in.
+void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, float *dx, long planes, long height,
+                            long width, long out_height, long out_width);
 
 /// In-place ReLU for a layer that overwrites its input: x[i] = max(x[i], 0), NaN stays NaN.
 void bp_relu_inplace(float *x, size_t n);
