@@ -1,3 +1,5 @@
+import BackpropKernels
+
 /// Recurrent layers: PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU` with `batch_first=True`.
 ///
 /// Input `[N, T, F]`; output `[N, T, H]` (every step, PyTorch's `output`) or `[N, H]` (the last
@@ -23,8 +25,8 @@
 ///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (n, t) = h_{t−1}
 ///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
 ///
-/// Gate arithmetic runs per step in short pointer loops over each row that LLVM vectorises
-/// (RecurrentMath.swift). Every buffer is a `Tensor` resized per batch shape and reused; the
+/// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
+/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch shape and reused; the
 /// step loops allocate nothing.
 ///
 /// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
@@ -355,115 +357,30 @@ public class RecurrentLayer: Layer {
             try gemm(Matrix(prev + step * h, rows: m, columns: h, stride: t * h), whh, transposeB: true,
                      into: Matrix(gHidden + step * gh, rows: m, columns: gh, stride: t * gh), beta: cell == .gru ? 0 : 1,
                      caller: summary)
-            switch cell {
-            case .rnn(let act): rnnForwardStep(s, samples, step, relu: act == .relu)
-            case .lstm: lstmForwardStep(s, samples, step)
-            case .gru: gruForwardStep(s, samples, step)
-            }
+            forwardStep(s, samples, step)
         }
     }
 
-    // Gate kernels: one call per step; per batch row (length H) one pass in 8-lane vectors
-    // (RecurrentMath.swift) and a scalar tail for H mod 8, doing the same arithmetic. Rows are
-    // (n, step) of [N, T, ·]. Each kernel also writes h_t into H_prev's row (n, step + 1), the
-    // next step's product input.
+    // Gate kernels (C, BackpropKernels/recurrent.inc): one call per step for the slice's rows
+    // (n, step) of [N, T, ·], i.e. rows strided by T. Each also writes h_t into H_prev's row
+    // (n, step + 1), the next step's product input.
 
-    private func rnnForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, relu: Bool) {
-        let t = steps, h = hiddenSize, bias = UnsafePointer(s.combinedBias.data), last = step + 1 == t
-        let h8 = h & ~7
-        for i in samples {
-            let row = i * t + step
-            let a = s.gates.data + row * h, out = s.output.data + row * h
-            let next = s.previous.data + (row + 1) * h          // valid unless `last`
-            var j = 0
-            while j < h8 {
-                let pre = a.vector(at: j) + bias.vector(at: j)
-                let y = relu ? pre.replacing(with: 0, where: pre .< 0) : fastTanh(pre)
-                out.store(y, at: j)
-                if !last { next.store(y, at: j) }
-                j += 8
-            }
-            while j < h {
-                let pre = a[j] + bias[j]
-                let y = relu ? (pre > 0 ? pre : 0) : fastTanh(pre)
-                out[j] = y
-                if !last { next[j] = y }
-                j += 1
-            }
-        }
-    }
-
-    private func lstmForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
-        let t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(s.combinedBias.data), last = step + 1 == t
-        let h8 = h & ~7
-        for i in samples {
-            let row = i * t + step
-            let a = s.gates.data + row * gh                      // [i | f | g | o], activated in place
-            let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
-            let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
-            let c = s.cells.data + row * h, tc = s.cellTanh.data + row * h, out = s.output.data + row * h
-            let next = s.previous.data + (row + 1) * h
-            var j = 0
-            while j < h8 {
-                let iv = fastSigmoid(ig.vector(at: j) + bias.vector(at: j))
-                let fv = fastSigmoid(fg.vector(at: j) + bias.vector(at: h + j))
-                let gv = fastTanh(gg.vector(at: j) + bias.vector(at: 2 * h + j))
-                let ov = fastSigmoid(og.vector(at: j) + bias.vector(at: 3 * h + j))
-                let cv = fv * cPrev.vector(at: j) + iv * gv                       // c' = f⊙c + i⊙g
-                let tv = fastTanh(cv)
-                let y = ov * tv                                                   // h' = o⊙tanh(c')
-                ig.store(iv, at: j); fg.store(fv, at: j); gg.store(gv, at: j); og.store(ov, at: j)
-                c.store(cv, at: j); tc.store(tv, at: j); out.store(y, at: j)
-                if !last { next.store(y, at: j) }
-                j += 8
-            }
-            while j < h {
-                let iv = fastSigmoid(ig[j] + bias[j]), fv = fastSigmoid(fg[j] + bias[h + j])
-                let gv = fastTanh(gg[j] + bias[2 * h + j]), ov = fastSigmoid(og[j] + bias[3 * h + j])
-                let cv = fv * cPrev[j] + iv * gv, tv = fastTanh(cv), y = ov * tv
-                ig[j] = iv; fg[j] = fv; gg[j] = gv; og[j] = ov
-                c[j] = cv; tc[j] = tv; out[j] = y
-                if !last { next[j] = y }
-                j += 1
-            }
-        }
-    }
-
-    private func gruForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
-        let t = steps, h = hiddenSize, gh = 3 * h, last = step + 1 == t
-        let bias = UnsafePointer(s.combinedBias.data), bin = UnsafePointer(s.biasIH.value.data + 2 * h)
-        let bhn = UnsafePointer(s.biasHH.value.data + 2 * h)
-        let h8 = h & ~7
-        for i in samples {
-            let row = i * t + step
-            let a = s.gates.data + row * gh                      // input side [r | z | n]: X·W_ihᵀ
-            let b = s.hiddenGates.data + row * gh                // hidden side: h·W_hhᵀ
-            let r = a, z = a + h, nv = a + 2 * h, bn = b + 2 * h
-            let hp = s.previous.data + row * h, out = s.output.data + row * h
-            let next = s.previous.data + (row + 1) * h
-            var j = 0
-            while j < h8 {
-                let rv = fastSigmoid(r.vector(at: j) + b.vector(at: j) + bias.vector(at: j))      // all four biases
-                let zv = fastSigmoid(z.vector(at: j) + b.vector(at: h + j) + bias.vector(at: h + j))
-                let bnv = bn.vector(at: j) + bhn.vector(at: j)                                   // W_hn h + b_hn, kept
-                let nvv = fastTanh(nv.vector(at: j) + bin.vector(at: j) + rv * bnv)
-                let hv = hp.vector(at: j)
-                let y = nvv + zv * (hv - nvv)                                                    // (1 − z)⊙n + z⊙h
-                r.store(rv, at: j); z.store(zv, at: j); bn.store(bnv, at: j); nv.store(nvv, at: j)
-                out.store(y, at: j)
-                if !last { next.store(y, at: j) }
-                j += 8
-            }
-            while j < h {
-                let rv = fastSigmoid(r[j] + b[j] + bias[j]), zv = fastSigmoid(z[j] + b[h + j] + bias[h + j])
-                let bnv = bn[j] + bhn[j]
-                let nvv = fastTanh(nv[j] + bin[j] + rv * bnv)
-                let y = nvv + zv * (hp[j] - nvv)
-                r[j] = rv; z[j] = zv; bn[j] = bnv; nv[j] = nvv
-                out[j] = y
-                if !last { next[j] = y }
-                j += 1
-            }
+    private func forwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
+        let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count
+        let row = samples.lowerBound * t + step, last = step + 1 == t
+        let gates = s.gates.data + row * gh, out = s.output.data + row * h
+        let next = last ? nil : s.previous.data + (row + 1) * h
+        switch cell {
+        case .rnn(let act):
+            bp_rnn_forward_step(m, h, act == .relu ? 1 : 0, gates, t * gh, s.combinedBias.data, out, t * h, next, t * h)
+        case .lstm:
+            let cPrev = step == 0 ? s.initialCell.data + samples.lowerBound * h : s.cells.data + (row - 1) * h
+            bp_lstm_forward_step(m, h, gates, t * gh, s.combinedBias.data, cPrev, step == 0 ? h : t * h,
+                                 s.cells.data + row * h, s.cellTanh.data + row * h, out, next, t * h)
+        case .gru:
+            bp_gru_forward_step(m, h, gates, s.hiddenGates.data + row * gh, t * gh, s.combinedBias.data,
+                                s.biasIH.value.data + 2 * h, s.biasHH.value.data + 2 * h,
+                                s.previous.data + row * h, out, next, t * h)
         }
     }
 
@@ -555,20 +472,30 @@ public class RecurrentLayer: Layer {
         let dhNext = hiddenNext.data + n0 * h
         dhNext.update(repeating: 0, count: m * h)
         (cellNext.data + n0 * h).update(repeating: 0, count: m * h)
+        // Bias gradients: the step kernels sum δ rows into them. Slice 0 accumulates into the
+        // parameters' gradients, the others into their own (zeroed) buffers; RNN and LSTM sum
+        // once into a scratch row that goes to both biases (δb_ih = δb_hh).
+        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
+        let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
+        let biasSum = scratch?.biasSum ?? s.biasSumScratch
+        if cell != .gru {
+            biasSum.resize(gh)
+            biasSum.fill(0)
+        }
+        let sumIH = cell == .gru ? dbih.data : biasSum.data, sumHH = cell == .gru ? dbhh.data : biasSum.data
         let whh = Matrix(s.weightHH.value), normRow = sliceNorms.data + slice * t
         for step in stride(from: t - 1, through: first, by: -1) {
-            var normSum: Float = 0
-            switch cell {
-            case .rnn(let act): normSum = rnnBackwardStep(s, samples, step, dy, allSteps, relu: act == .relu)
-            case .lstm: normSum = lstmBackwardStep(s, samples, step, dy, allSteps)
-            case .gru: normSum = gruBackwardStep(s, samples, step, dy, allSteps)
-            }
+            let normSum = backwardStep(s, samples, step, dy, allSteps, biasIH: sumIH, biasHH: sumHH)
             if norms { normRow[step] = normSum }
             // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
             if step > first || first == 0 {
                 try gemm(Matrix(dgHidden + step * gh, rows: m, columns: gh, stride: t * gh), whh,
                          into: Matrix(dhNext, rows: m, columns: h), beta: cell == .gru ? 1 : 0, caller: summary)
             }
+        }
+        if cell != .gru {
+            let sv = biasSum.data, a = dbih.data, b = dbhh.data
+            for j in 0..<gh { a[j] += sv[j]; b[j] += sv[j] }
         }
         // ∂L/∂h_0, ∂L/∂c_0 (cut to zero by truncation).
         let dh0 = initialHiddenGradient.data + (k * n + n0) * h
@@ -579,9 +506,7 @@ public class RecurrentLayer: Layer {
         }
 
         // Slice 0 accumulates into the parameters' gradients; the others fill their own buffers.
-        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
         let dWih = scratch?.weightIH ?? s.weightIH.grad, dWhh = scratch?.weightHH ?? s.weightHH.grad
-        let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
         let beta: Float = slice == 0 ? 1 : 0
         let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
@@ -603,18 +528,6 @@ public class RecurrentLayer: Layer {
         // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]
         try gemm(dghM, transposeA: true, Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h),
                  into: Matrix(dWhh), beta: beta, caller: summary)
-        // db_ih += Σ_rows δGx,  db_hh += Σ_rows δGh (the same sum for RNN and LSTM)
-        if cell == .gru {
-            columnSums(dgx, rows: rows, columns: gh, into: dbih.data)
-            columnSums(dgHidden, rows: rows, columns: gh, into: dbhh.data)
-        } else {
-            let sum = scratch?.biasSum ?? s.biasSumScratch
-            sum.resize(gh)
-            sum.fill(0)
-            columnSums(dgx, rows: rows, columns: gh, into: sum.data)
-            let sv = sum.data, a = dbih.data, b = dbhh.data
-            for j in 0..<gh { a[j] += sv[j]; b[j] += sv[j] }
-        }
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
         if k > 0 || needsInputGradient {
             try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data + n0 * t * f, rows: rows, columns: f),
@@ -622,143 +535,32 @@ public class RecurrentLayer: Layer {
         }
     }
 
-    /// acc[j] += Σ_r m[r, j]
-    private func columnSums(_ m: UnsafeMutablePointer<Float>, rows: Int, columns: Int,
-                            into acc: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let row = m + r * columns
-            for j in 0..<columns { acc[j] += row[j] }
+    /// One backward step of the gate kernels (C) for the slice's rows: δ of the pre-activations
+    /// into the gradient buffers, bias gradients summed into `biasIH` (and for GRU `biasHH`), the
+    /// recurrent δ updated in `hiddenNext` / `cellNext`. Returns Σ_i ‖δh_t of sample i‖.
+    private func backwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+                              _ allSteps: Bool, biasIH: UnsafeMutablePointer<Float>,
+                              biasHH: UnsafeMutablePointer<Float>) -> Float {
+        let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
+        let row = n0 * t + step
+        // δ arriving at h_t from above: the output gradient rows, or (last step only) zeros.
+        let (d, dStride): (UnsafeMutablePointer<Float>, Int) =
+            allSteps ? (dy + row * h, t * h) : (step == t - 1 ? (dy + n0 * h, h) : (zeroRow.data, 0))
+        let dh = hiddenNext.data + n0 * h, dg = s.gateGradient.data + row * gh
+        switch cell {
+        case .rnn(let act):
+            return bp_rnn_backward_step(m, h, act == .relu ? 1 : 0, s.output.data + row * h, t * h, d, dStride,
+                                        dh, dg, t * gh, biasIH)
+        case .lstm:
+            let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - 1) * h
+            return bp_lstm_backward_step(m, h, s.gates.data + row * gh, t * gh, s.cellTanh.data + row * h, t * h,
+                                         cPrev, step == 0 ? h : t * h, d, dStride, dh, cellNext.data + n0 * h,
+                                         dg, t * gh, biasIH)
+        case .gru:
+            return bp_gru_backward_step(m, h, s.gates.data + row * gh, s.hiddenGates.data + row * gh, t * gh,
+                                        s.previous.data + row * h, t * h, d, dStride, dh,
+                                        dg, s.hiddenGateGradient.data + row * gh, t * gh, biasIH, biasHH)
         }
-    }
-
-    /// δ arriving at h_t from above for sample i: the output gradient row, or zeros.
-    @inline(__always)
-    private func outputDelta(_ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool, _ i: Int, _ step: Int)
-        -> UnsafeMutablePointer<Float> {
-        if allSteps { return dy + (i * steps + step) * hiddenSize }
-        return step == steps - 1 ? dy + i * hiddenSize : zeroRow.data
-    }
-
-    // Backward gate kernels: per batch row, δh_t = δ from above + δ from step t + 1 (`hiddenNext`
-    // row i, which the next product overwrites or, for GRU, adds to), then δ of the
-    // pre-activations, in 8-lane vectors with a scalar tail. Each returns Σ_i ‖δh_t of sample i‖.
-
-    private func rnnBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
-                                 relu: Bool) -> Float {
-        let t = steps, h = hiddenSize, h8 = h & ~7
-        var normSum: Float = 0
-        for i in samples {
-            let row = i * t + step
-            let out = s.output.data + row * h, dg = s.gateGradient.data + row * h
-            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-            var squares = FloatVector(), tailSquares: Float = 0
-            var j = 0
-            while j < h8 {
-                let dhv = dh.vector(at: j) + d.vector(at: j), y = out.vector(at: j)
-                squares += dhv * dhv
-                dg.store(relu ? dhv.replacing(with: 0, where: y .<= 0) : dhv * (1 - y * y), at: j)
-                j += 8
-            }
-            while j < h {
-                let dhv = dh[j] + d[j], y = out[j]
-                tailSquares += dhv * dhv
-                dg[j] = relu ? (y > 0 ? dhv : 0) : dhv * (1 - y * y)
-                j += 1
-            }
-            normSum += (squares.sum() + tailSquares).squareRoot()
-        }
-        return normSum
-    }
-
-    private func lstmBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
-                                  _ allSteps: Bool) -> Float {
-        let t = steps, h = hiddenSize, gh = 4 * h, h8 = h & ~7
-        var normSum: Float = 0
-        for i in samples {
-            let row = i * t + step
-            let a = UnsafePointer(s.gates.data + row * gh)
-            let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
-            let dg = s.gateGradient.data + row * gh
-            let di = dg, df = dg + h, dgg = dg + 2 * h, dout = dg + 3 * h
-            let cPrev = UnsafePointer(step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h)
-            let tc = UnsafePointer(s.cellTanh.data + row * h)
-            let dc = cellNext.data + i * h                       // δc_t in, δc_{t−1} out
-            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-            var squares = FloatVector(), tailSquares: Float = 0
-            var j = 0
-            while j < h8 {
-                let dhv = dh.vector(at: j) + d.vector(at: j)
-                squares += dhv * dhv
-                let iv = ig.vector(at: j), fv = fg.vector(at: j), gv = gg.vector(at: j), ov = og.vector(at: j)
-                let tv = tc.vector(at: j)
-                dout.store(dhv * tv * ov * (1 - ov), at: j)                          // δ pre-o
-                let dcv = dc.vector(at: j) + dhv * ov * (1 - tv * tv)                // δc_t total
-                di.store(dcv * gv * iv * (1 - iv), at: j)                            // δ pre-i
-                df.store(dcv * cPrev.vector(at: j) * fv * (1 - fv), at: j)           // δ pre-f
-                dgg.store(dcv * iv * (1 - gv * gv), at: j)                           // δ pre-g
-                dc.store(dcv * fv, at: j)                                            // δc_{t−1}
-                j += 8
-            }
-            while j < h {
-                let dhv = dh[j] + d[j]
-                tailSquares += dhv * dhv
-                let iv = ig[j], fv = fg[j], gv = gg[j], ov = og[j], tv = tc[j]
-                dout[j] = dhv * tv * ov * (1 - ov)
-                let dcv = dc[j] + dhv * ov * (1 - tv * tv)
-                di[j] = dcv * gv * iv * (1 - iv)
-                df[j] = dcv * cPrev[j] * fv * (1 - fv)
-                dgg[j] = dcv * iv * (1 - gv * gv)
-                dc[j] = dcv * fv
-                j += 1
-            }
-            normSum += (squares.sum() + tailSquares).squareRoot()
-        }
-        return normSum
-    }
-
-    private func gruBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
-                                 _ allSteps: Bool) -> Float {
-        let t = steps, h = hiddenSize, gh = 3 * h, h8 = h & ~7
-        var normSum: Float = 0
-        for i in samples {
-            let row = i * t + step
-            let a = UnsafePointer(s.gates.data + row * gh)
-            let r = a, z = a + h, nv = a + 2 * h
-            let bn = UnsafePointer(s.hiddenGates.data + row * gh + 2 * h)   // W_hn h + b_hn
-            let dgx = s.gateGradient.data + row * gh, dgh = s.hiddenGateGradient.data + row * gh
-            let dr = dgx, dz = dgx + h, dnx = dgx + 2 * h
-            let hp = UnsafePointer(s.previous.data + row * h)
-            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-            var squares = FloatVector(), tailSquares: Float = 0
-            var j = 0
-            while j < h8 {
-                let dhv = dh.vector(at: j) + d.vector(at: j)
-                squares += dhv * dhv
-                let rv = r.vector(at: j), zv = z.vector(at: j), nvv = nv.vector(at: j)
-                let dn = dhv * (1 - zv) * (1 - nvv * nvv)                            // δ pre-n
-                let drv = dn * bn.vector(at: j) * rv * (1 - rv)                      // δ pre-r
-                let dzv = dhv * (hp.vector(at: j) - nvv) * zv * (1 - zv)             // δ pre-z
-                dr.store(drv, at: j); dz.store(dzv, at: j); dnx.store(dn, at: j)
-                dgh.store(drv, at: j); dgh.store(dzv, at: h + j)                     // hidden side: r, z
-                dgh.store(dn * rv, at: 2 * h + j)                                    // and r ⊙ δ pre-n
-                dh.store(dhv * zv, at: j)                                            // direct path z⊙δh
-                j += 8
-            }
-            while j < h {
-                let dhv = dh[j] + d[j]
-                tailSquares += dhv * dhv
-                let rv = r[j], zv = z[j], nvv = nv[j]
-                let dn = dhv * (1 - zv) * (1 - nvv * nvv)
-                let drv = dn * bn[j] * rv * (1 - rv)
-                let dzv = dhv * (hp[j] - nvv) * zv * (1 - zv)
-                dr[j] = drv; dz[j] = dzv; dnx[j] = dn
-                dgh[j] = drv; dgh[h + j] = dzv; dgh[2 * h + j] = dn * rv
-                dh[j] = dhv * zv
-                j += 1
-            }
-            normSum += (squares.sum() + tailSquares).squareRoot()
-        }
-        return normSum
     }
 }
 
