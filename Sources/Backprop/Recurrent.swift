@@ -15,19 +15,26 @@ import BackpropKernels
 ///     GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
 ///           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
 ///
-/// Products (all through `gemm`; rows of an `[N, T, ·]` buffer are (n, t) pairs, n-major, so
-/// step t of the batch is the strided matrix starting at row t with row stride T):
+/// Layout: the batch is split into contiguous slices of samples run concurrently (`threads`).
+/// The layer's own buffers hold each slice's rows as one block, step-major inside it: the rows of
+/// slice [n0, n0 + m) start at row n0·T, and step t of that slice is the m consecutive rows from
+/// n0·T + t·m. So every per-step product and gate kernel works on contiguous memory (batch-major
+/// rows, T apart, made the hardware prefetchers miss and aliased in the caches). The input is
+/// copied into this order per slice; `output` (what callers see) and δ of the input stay
+/// batch-first [N, T, ·].
+///
+/// Products (all through `gemm`; the row counts are per slice):
 ///
 ///     forward   Gx = X·W_ihᵀ                   [N·T, G·H]        ONE sgemm for all steps (biases: in the gate kernels)
-///               per step: Gx_t += h_{t−1}·W_hhᵀ   [N, G·H]       one sgemm per step (GRU: own buffer)
-///     backward  per step: δh_{t−1} = δG_t·W_hh    [N, H]          one sgemm per step
-///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over N·T rows
-///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (n, t) = h_{t−1}
+///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step (GRU: own buffer)
+///     backward  per step: δh_{t−1} = δG_t·W_hh    [M, H]          one sgemm per step
+///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over M·T rows
+///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (t, n) = h_{t−1}
 ///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
 ///
 /// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
-/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch shape and reused; the
-/// step loops allocate nothing.
+/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch
+/// shape and reused; the step loops allocate nothing.
 ///
 /// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
 /// `initialCell` (c_0) before `forward`, or pass them to `forward(_:initialHidden:initialCell:)`;
@@ -80,17 +87,20 @@ public class RecurrentLayer: Layer {
     final class Stage {
         let inputSize: Int
         let weightIH, weightHH, biasIH, biasHH: Parameter
-        var input: Tensor?                                      // [N, T, F_k], cached
-        let gates = Tensor(uncheckedShape: [0])                 // [N, T, G·H] pre-activations, then activations
-        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N, T, 3H] = h_{t−1}·W_hhᵀ + b_hh
-        let previous = Tensor(uncheckedShape: [0])              // [N, T, H], row (n, t) = h_{t−1}
-        let output = Tensor(uncheckedShape: [0])                // [N, T, H], row (n, t) = h_t
-        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N, T, H] c_t
-        let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N, T, H] tanh(c_t)
+        // Rows in slice-step order (see the layout above) unless marked batch-first.
+        var input: Tensor?                                      // [N, T, F_k] batch-first, cached
+        let stepInput = Tensor(uncheckedShape: [0])             // [N·T, F_k] the input in slice-step order
+        let gates = Tensor(uncheckedShape: [0])                 // [N·T, G·H] pre-activations, then activations
+        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N·T, 3H] = h_{t−1}·W_hhᵀ + b_hh
+        let previous = Tensor(uncheckedShape: [0])              // [N·T, H], row (t, n) = h_{t−1}
+        let output = Tensor(uncheckedShape: [0])                // [N, T, H] batch-first, row (n, t) = h_t
+        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N·T, H] c_t
+        let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N·T, H] tanh(c_t)
         let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
-        let gateGradient = Tensor(uncheckedShape: [0])          // [N, T, G·H] δ of the input-side pre-activations
-        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N, T, 3H] δ of the hidden-side ones
-        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k]
+        let gateGradient = Tensor(uncheckedShape: [0])          // [N·T, G·H] δ of the input-side pre-activations
+        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, 3H] δ of the hidden-side ones
+        let stepInputGradient = Tensor(uncheckedShape: [0])     // [N·T, F_k] δ of the input, slice-step order
+        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
         let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
         /// Weight and bias gradients of batch slices 1, 2, … (slice 0 accumulates into the
         /// parameters' `grad` directly); added to `grad` after the slices finish.
@@ -155,6 +165,9 @@ public class RecurrentLayer: Layer {
 
     let stages: [Stage]
     private var batch = 0, steps = 0
+    /// The number of batch slices of the last forward pass: it fixes the buffers' row order, so
+    /// backward runs the same slices.
+    private var slices = 1
     private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
     private let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
     private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
@@ -222,21 +235,27 @@ public class RecurrentLayer: Layer {
     /// h_n: every layer's hidden state after the last step, `[numLayers, N, H]` (a new tensor).
     public var finalHidden: Tensor? {
         guard steps > 0 else { return nil }
-        return gatherLastStep { $0.output.data }
+        return gatherLastStep(batchFirst: true) { $0.output.data }
     }
 
     /// c_n (LSTM): every layer's cell state after the last step, `[numLayers, N, H]` (a new tensor).
     public var finalCell: Tensor? {
         guard steps > 0, cell == .lstm else { return nil }
-        return gatherLastStep { $0.cells.data }
+        return gatherLastStep(batchFirst: false) { $0.cells.data }
     }
 
-    private func gatherLastStep(_ buffer: (Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
+    private func gatherLastStep(batchFirst: Bool, _ buffer: (Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
         let h = hiddenSize, n = batch, t = steps
         let out = Tensor(uncheckedShape: [numLayers, n, h])
         for (k, s) in stages.enumerated() {
             let src = buffer(s)
-            for i in 0..<n { (out.data + (k * n + i) * h).update(from: src + (i * t + t - 1) * h, count: h) }
+            for slice in 0..<slices {
+                let samples = BatchSlices.range(slice, of: slices, items: n)
+                for i in samples {
+                    let row = batchFirst ? i * t + t - 1 : samples.lowerBound * t + (t - 1) * samples.count + i - samples.lowerBound
+                    (out.data + (k * n + i) * h).update(from: src + row * h, count: h)
+                }
+            }
         }
         return out
     }
@@ -286,6 +305,7 @@ public class RecurrentLayer: Layer {
         }
         batch = n
         steps = t
+        slices = BatchSlices.count(threads: threads, items: n)
         var input = x
         for s in stages {
             prepareForward(s, input: input)
@@ -304,22 +324,24 @@ public class RecurrentLayer: Layer {
         return lastOutput
     }
 
-    /// Runs `body` on contiguous slices of the batch's samples, one per thread (`BatchSlices`).
+    /// Runs `body` on the forward pass's contiguous slices of the batch's samples, one per thread
+    /// (`BatchSlices`).
     private func forEachSlice(_ body: (_ slice: Int, _ samples: Range<Int>) throws -> Void) throws {
-        try batchSlices.run(count: BatchSlices.count(threads: threads, items: batch), items: batch, body)
+        try batchSlices.run(count: slices, items: batch, body)
     }
 
     /// Sizes a stage's buffers for the batch (before the slices run: they only write rows).
     private func prepareForward(_ s: Stage, input x: Tensor) {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         s.input = x
-        s.gates.resize(n, t, gh)
-        s.previous.resize(n, t, h)
+        s.stepInput.resize(n * t, s.inputSize)
+        s.gates.resize(n * t, gh)
+        s.previous.resize(n * t, h)
         s.output.resize(n, t, h)
-        if cell == .gru { s.hiddenGates.resize(n, t, gh) }
+        if cell == .gru { s.hiddenGates.resize(n * t, gh) }
         if cell == .lstm {
-            s.cells.resize(n, t, h)
-            s.cellTanh.resize(n, t, h)
+            s.cells.resize(n * t, h)
+            s.cellTanh.resize(n * t, h)
             s.initialCell.resize(n, h)
         }
         s.combinedBias.resize(gh)
@@ -327,24 +349,26 @@ public class RecurrentLayer: Layer {
         for j in 0..<gh { b[j] = bih[j] + bhh[j] }
     }
 
-    /// One stage's forward pass for the samples `samples` (rows i·T … i·T + T − 1 of each buffer).
+    /// One stage's forward pass for the samples `samples` (the block of rows n0·T ..< (n0 + m)·T).
     private func forwardSlice(_ s: Stage, _ samples: Range<Int>, h0: UnsafeMutablePointer<Float>?,
                               c0: UnsafeMutablePointer<Float>?) throws {
         guard let x = s.input else { return }
         let t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count, rows = m * t
         let gx = s.gates.data + n0 * t * gh, prev = s.previous.data + n0 * t * h
+        // The slice's input rows in step order: row (step, i) = x[n0 + i, step].
+        let xs = s.stepInput.data + n0 * t * f
+        for i in 0..<m {
+            for step in 0..<t { (xs + (step * m + i) * f).update(from: x.data + ((n0 + i) * t + step) * f, count: f) }
+        }
 
         // Gx = X·W_ihᵀ, all the slice's rows in one product. The biases are added by the gate
         // kernels while the step's rows are in cache.
-        try gemm(Matrix(x.data + n0 * t * f, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
+        try gemm(Matrix(xs, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
                  into: Matrix(gx, rows: rows, columns: gh), caller: summary)
 
-        // H_prev[:, 0] = h_0.
-        for i in samples {
-            let row = prev + (i - n0) * t * h
-            if let h0 { row.update(from: h0 + i * h, count: h) } else { row.update(repeating: 0, count: h) }
-        }
+        // H_prev step 0 = h_0.
+        if let h0 { prev.update(from: h0 + n0 * h, count: m * h) } else { prev.update(repeating: 0, count: m * h) }
         // where h_{t−1}·W_hhᵀ goes: added to Gx, or (GRU) its own buffer
         let gHidden = cell == .gru ? s.hiddenGates.data + n0 * t * gh : gx
         if cell == .lstm {
@@ -353,34 +377,34 @@ public class RecurrentLayer: Layer {
         }
         let whh = Matrix(s.weightHH.value)
         for step in 0..<t {
-            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H], rows strided by T.
-            try gemm(Matrix(prev + step * h, rows: m, columns: h, stride: t * h), whh, transposeB: true,
-                     into: Matrix(gHidden + step * gh, rows: m, columns: gh, stride: t * gh), beta: cell == .gru ? 0 : 1,
+            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]
+            try gemm(Matrix(prev + step * m * h, rows: m, columns: h), whh, transposeB: true,
+                     into: Matrix(gHidden + step * m * gh, rows: m, columns: gh), beta: cell == .gru ? 0 : 1,
                      caller: summary)
             forwardStep(s, samples, step)
         }
     }
 
-    // Gate kernels (C, BackpropKernels/recurrent.inc): one call per step for the slice's rows
-    // (n, step) of [N, T, ·], i.e. rows strided by T. Each also writes h_t into H_prev's row
-    // (n, step + 1), the next step's product input.
+    // Gate kernels (C, BackpropKernels/recurrent.inc): one call per step for the slice's m
+    // consecutive rows of that step. Each writes h_t into `output` (batch-first, rows T apart)
+    // and into H_prev's rows of step + 1, the next step's product input.
 
     private func forwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
-        let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count
-        let row = samples.lowerBound * t + step, last = step + 1 == t
-        let gates = s.gates.data + row * gh, out = s.output.data + row * h
-        let next = last ? nil : s.previous.data + (row + 1) * h
+        let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
+        let row = n0 * t + step * m                              // the step's first row
+        let gates = s.gates.data + row * gh, out = s.output.data + (n0 * t + step) * h
+        let next = step + 1 == t ? nil : s.previous.data + (row + m) * h
         switch cell {
         case .rnn(let act):
-            bp_rnn_forward_step(m, h, act == .relu ? 1 : 0, gates, t * gh, s.combinedBias.data, out, t * h, next, t * h)
+            bp_rnn_forward_step(m, h, act == .relu ? 1 : 0, gates, gh, s.combinedBias.data, out, t * h, next, h)
         case .lstm:
-            let cPrev = step == 0 ? s.initialCell.data + samples.lowerBound * h : s.cells.data + (row - 1) * h
-            bp_lstm_forward_step(m, h, gates, t * gh, s.combinedBias.data, cPrev, step == 0 ? h : t * h,
-                                 s.cells.data + row * h, s.cellTanh.data + row * h, out, next, t * h)
+            let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
+            bp_lstm_forward_step(m, h, gates, gh, s.combinedBias.data, cPrev, h,
+                                 s.cells.data + row * h, s.cellTanh.data + row * h, next, h, out, t * h)
         case .gru:
-            bp_gru_forward_step(m, h, gates, s.hiddenGates.data + row * gh, t * gh, s.combinedBias.data,
+            bp_gru_forward_step(m, h, gates, s.hiddenGates.data + row * gh, gh, s.combinedBias.data,
                                 s.biasIH.value.data + 2 * h, s.biasHH.value.data + 2 * h,
-                                s.previous.data + row * h, out, next, t * h)
+                                s.previous.data + row * h, next, h, out, t * h)
         }
     }
 
@@ -402,14 +426,18 @@ public class RecurrentLayer: Layer {
         cellNext.resize(n, h)
         zeroRow.resize(h)
         zeroRow.fill(0)
-        let slices = max(1, min(threads, n))
         sliceNorms.resize(slices, t)
         sliceNorms.fill(0)
         for (k, s) in stages.enumerated() {
-            s.gateGradient.resize(n, t, gh)
-            if cell == .gru { s.hiddenGateGradient.resize(n, t, gh) }
+            s.gateGradient.resize(n * t, gh)
+            if cell == .gru { s.hiddenGateGradient.resize(n * t, gh) }
             if let x = s.input {
-                if k > 0 || needsInputGradient { s.inputGradient.resize(to: x.shape) } else { s.inputGradient.resize(0) }
+                if k > 0 || needsInputGradient {
+                    s.inputGradient.resize(to: x.shape)
+                    s.stepInputGradient.resize(n * t, s.inputSize)
+                } else {
+                    s.inputGradient.resize(0)
+                }
             }
             while s.sliceGradients.count < slices - 1 { s.sliceGradients.append(SliceGradients()) }
             for g in s.sliceGradients.prefix(slices - 1) {
@@ -462,12 +490,10 @@ public class RecurrentLayer: Layer {
         let dgx = s.gateGradient.data + n0 * t * gh
         // δ of the hidden-side pre-activations (the same as the input side but for GRU)
         let dgHidden = cell == .gru ? s.hiddenGateGradient.data + n0 * t * gh : dgx
-        // Steps outside the truncation window contribute nothing.
+        // Steps outside the truncation window (the block's first rows) contribute nothing.
         if first > 0 {
-            for i in 0..<m {
-                (dgx + i * t * gh).update(repeating: 0, count: first * gh)
-                if cell == .gru { (dgHidden + i * t * gh).update(repeating: 0, count: first * gh) }
-            }
+            dgx.update(repeating: 0, count: first * m * gh)
+            if cell == .gru { dgHidden.update(repeating: 0, count: first * m * gh) }
         }
         let dhNext = hiddenNext.data + n0 * h
         dhNext.update(repeating: 0, count: m * h)
@@ -489,7 +515,7 @@ public class RecurrentLayer: Layer {
             if norms { normRow[step] = normSum }
             // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
             if step > first || first == 0 {
-                try gemm(Matrix(dgHidden + step * gh, rows: m, columns: gh, stride: t * gh), whh,
+                try gemm(Matrix(dgHidden + step * m * gh, rows: m, columns: gh), whh,
                          into: Matrix(dhNext, rows: m, columns: h), beta: cell == .gru ? 1 : 0, caller: summary)
             }
         }
@@ -510,7 +536,7 @@ public class RecurrentLayer: Layer {
         let beta: Float = slice == 0 ? 1 : 0
         let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
-        let xM = Matrix(x.data + n0 * t * f, rows: rows, columns: f)
+        let xM = Matrix(s.stepInput.data + n0 * t * f, rows: rows, columns: f)
         if f < 64 {
             // A narrow product (MNIST rows: F = 28) runs ~1.4× faster in sgemm as its transpose
             // (dW_ih)ᵀ = Xᵀ·δGx [F, G·H]; the [G·H, F] result is then added in place.
@@ -530,8 +556,13 @@ public class RecurrentLayer: Layer {
                  into: Matrix(dWhh), beta: beta, caller: summary)
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
         if k > 0 || needsInputGradient {
-            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data + n0 * t * f, rows: rows, columns: f),
-                     caller: summary)
+            let dxs = s.stepInputGradient.data + n0 * t * f
+            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(dxs, rows: rows, columns: f), caller: summary)
+            for i in 0..<m {   // back to batch-first rows
+                for step in 0..<t {
+                    (s.inputGradient.data + ((n0 + i) * t + step) * f).update(from: dxs + (step * m + i) * f, count: f)
+                }
+            }
         }
     }
 
@@ -542,24 +573,23 @@ public class RecurrentLayer: Layer {
                               _ allSteps: Bool, biasIH: UnsafeMutablePointer<Float>,
                               biasHH: UnsafeMutablePointer<Float>) -> Float {
         let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
-        let row = n0 * t + step
-        // δ arriving at h_t from above: the output gradient rows, or (last step only) zeros.
+        let row = n0 * t + step * m                              // the step's first row
+        // δ arriving at h_t from above (batch-first): the output gradient rows, or (last step only) zeros.
         let (d, dStride): (UnsafeMutablePointer<Float>, Int) =
-            allSteps ? (dy + row * h, t * h) : (step == t - 1 ? (dy + n0 * h, h) : (zeroRow.data, 0))
+            allSteps ? (dy + (n0 * t + step) * h, t * h) : (step == t - 1 ? (dy + n0 * h, h) : (zeroRow.data, 0))
         let dh = hiddenNext.data + n0 * h, dg = s.gateGradient.data + row * gh
         switch cell {
         case .rnn(let act):
-            return bp_rnn_backward_step(m, h, act == .relu ? 1 : 0, s.output.data + row * h, t * h, d, dStride,
-                                        dh, dg, t * gh, biasIH)
+            return bp_rnn_backward_step(m, h, act == .relu ? 1 : 0, s.output.data + (n0 * t + step) * h, t * h,
+                                        d, dStride, dh, dg, gh, biasIH)
         case .lstm:
-            let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - 1) * h
-            return bp_lstm_backward_step(m, h, s.gates.data + row * gh, t * gh, s.cellTanh.data + row * h, t * h,
-                                         cPrev, step == 0 ? h : t * h, d, dStride, dh, cellNext.data + n0 * h,
-                                         dg, t * gh, biasIH)
+            let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
+            return bp_lstm_backward_step(m, h, s.gates.data + row * gh, gh, s.cellTanh.data + row * h, h,
+                                         cPrev, h, d, dStride, dh, cellNext.data + n0 * h, dg, gh, biasIH)
         case .gru:
-            return bp_gru_backward_step(m, h, s.gates.data + row * gh, s.hiddenGates.data + row * gh, t * gh,
-                                        s.previous.data + row * h, t * h, d, dStride, dh,
-                                        dg, s.hiddenGateGradient.data + row * gh, t * gh, biasIH, biasHH)
+            return bp_gru_backward_step(m, h, s.gates.data + row * gh, s.hiddenGates.data + row * gh, gh,
+                                        s.previous.data + row * h, h, d, dStride, dh,
+                                        dg, s.hiddenGateGradient.data + row * gh, gh, biasIH, biasHH)
         }
     }
 }

@@ -41,9 +41,9 @@ float bp_rnn_backward_step(size_t rows, size_t h, int relu, const float *out, si
 
 void bp_lstm_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, const float *bias,
                           const float *c_prev, size_t c_prev_stride,
-                          float *c, float *tanh_c, float *out, float *next, size_t state_stride) {
-    BP_PICK_R(lstm_forward)(rows, h, gates, gates_stride, bias, c_prev, c_prev_stride, c, tanh_c, out, next,
-                            state_stride);
+                          float *c, float *tanh_c, float *next, size_t state_stride, float *out, size_t out_stride) {
+    BP_PICK_R(lstm_forward)(rows, h, gates, gates_stride, bias, c_prev, c_prev_stride, c, tanh_c, next, state_stride,
+                            out, out_stride);
 }
 
 float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t gates_stride,
@@ -56,9 +56,9 @@ float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t ga
 
 void bp_gru_forward_step(size_t rows, size_t h, float *gates, float *hidden_gates, size_t gates_stride,
                          const float *bias, const float *bias_in, const float *bias_hn,
-                         const float *h_prev, float *out, float *next, size_t state_stride) {
-    BP_PICK_R(gru_forward)(rows, h, gates, hidden_gates, gates_stride, bias, bias_in, bias_hn, h_prev, out, next,
-                           state_stride);
+                         const float *h_prev, float *next, size_t state_stride, float *out, size_t out_stride) {
+    BP_PICK_R(gru_forward)(rows, h, gates, hidden_gates, gates_stride, bias, bias_in, bias_hn, h_prev, next,
+                           state_stride, out, out_stride);
 }
 
 float bp_gru_backward_step(size_t rows, size_t h, const float *gates, const float *hidden_gates, size_t gates_stride,

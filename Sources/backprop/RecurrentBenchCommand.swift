@@ -21,6 +21,7 @@ struct BenchRecurrent: ParsableCommand {
     @Option(help: "OpenBLAS threads (default: OpenBLAS's choice).") var threads: Int?
     @Option(help: "Batch slices run concurrently by the recurrent layer (RecurrentLayer.threads).") var slices = 1
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Skip timing the matrix products alone (for profiling the training step).") var skipProducts = false
 
     func validate() throws {
         guard ["rnn", "lstm", "gru"].contains(arch) else { throw ValidationError("--arch must be rnn, lstm or gru") }
@@ -70,7 +71,7 @@ struct BenchRecurrent: ParsableCommand {
         let hs = try Tensor(zeros: [rows, hidden]), dw = try Tensor(zeros: [gh, hidden]), dwi = try Tensor(zeros: [gh, features])
         let dxs = try Tensor(zeros: [rows, features]), dh = try Tensor(zeros: [batch, hidden])
         var products: [Double] = []
-        for rep in 0...reps {
+        for rep in 0..<(skipProducts ? 0 : reps + 1) {
             let t0 = now()
             try gemm(Matrix(x.data, rows: rows, columns: features), Matrix(wi), transposeB: true, into: Matrix(gx))
             for s in 0..<steps {
@@ -85,7 +86,7 @@ struct BenchRecurrent: ParsableCommand {
             try gemm(Matrix(gx), Matrix(wi), into: Matrix(dxs))
             if rep > 0 { products.append(Double(now() - t0) / 1e6) }
         }
-        func med(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        func med(_ v: [Double]) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
         let names = ["forward_ms", "loss_ms", "backward_ms", "step_ms", "total_ms"]
         var result: [String: Double] = [:]
         for (i, n) in names.enumerated() { result[n] = med(phases[i]) }

@@ -288,7 +288,7 @@ final class RecurrentTests: XCTestCase {
     /// `threads` = 2 or 3 splits the batch into slices run concurrently: outputs, δ of the input,
     /// of h0 and c0, hidden-gradient norms and parameter gradients (summed over slices) equal the
     /// one-thread results to 1e-6·max(1, |x|) (only the summation order of dW differs), with and
-    /// without truncation. With `needsInputGradient` false, parameter gradients are unchanged
+    /// without truncation; so do h_n and c_n. With `needsInputGradient` false, parameter gradients are unchanged
     /// and δ of the input is an empty tensor.
     func testConcurrentSlicesMatchOneThread() throws {
         func run(_ cell: RecurrentLayer.Cell, _ sequences: Bool, _ truncation: Int?, threads: Int,
@@ -303,7 +303,9 @@ final class RecurrentTests: XCTestCase {
             probe.zeroGrad()
             let y = try probe.forward(try input()).scalars
             let dx = try probe.backward(w).scalars
-            return [y, dx, layer.hiddenGradientNorms] + probe.parameters.map { $0.grad.scalars }
+            // h_n and c_n (gathered from the slices' blocks) too
+            let final = [try XCTUnwrap(layer.finalHidden).scalars, layer.finalCell?.scalars ?? []]
+            return [y, dx, layer.hiddenGradientNorms] + probe.parameters.map { $0.grad.scalars } + final
         }
         for cell in Self.cells {
             for sequences in [true, false] {

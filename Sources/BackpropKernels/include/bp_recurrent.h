@@ -30,10 +30,10 @@ float bp_rnn_backward_step(size_t rows, size_t h, int relu,
 
 /// LSTM: gates [i f g o] (pre-activations without bias, 4h per row) are replaced by their
 /// activations; c = f ⊙ c_prev + i ⊙ g, tanh_c = tanh(c), out = o ⊙ tanh_c (also into `next`
-/// unless NULL). c, tanh_c, out and next share `state_stride`.
+/// unless NULL). c, tanh_c and next share `state_stride`.
 void bp_lstm_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, const float *bias,
                           const float *c_prev, size_t c_prev_stride,
-                          float *c, float *tanh_c, float *out, float *next, size_t state_stride);
+                          float *c, float *tanh_c, float *next, size_t state_stride, float *out, size_t out_stride);
 
 /// LSTM backward: δh = dh + dy, δc = dc + δh ⊙ o ⊙ (1 − tanh_c²); writes δ of the four
 /// pre-activations to dgates and dc ← δc ⊙ f (δ of c_prev). gates holds the activations,
@@ -47,10 +47,11 @@ float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t ga
 /// GRU: gates [r z n] hold X·W_ihᵀ (no bias), hidden_gates h_prev·W_hhᵀ (no bias), both with
 /// `gates_stride`. bias = b_ih + b_hh (3h), bias_in = b_in, bias_hn = b_hn (h each).
 /// r, z, n replace gates' pre-activations; hidden_gates' n block becomes W_hn h + b_hn (kept for
-/// backward); out = (1 − z) ⊙ n + z ⊙ h_prev (also into `next` unless NULL).
+/// backward); out = (1 − z) ⊙ n + z ⊙ h_prev (also into `next` unless NULL; h_prev and next
+/// share `state_stride`).
 void bp_gru_forward_step(size_t rows, size_t h, float *gates, float *hidden_gates, size_t gates_stride,
                          const float *bias, const float *bias_in, const float *bias_hn,
-                         const float *h_prev, float *out, float *next, size_t state_stride);
+                         const float *h_prev, float *next, size_t state_stride, float *out, size_t out_stride);
 
 /// GRU backward: δh = dh + dy (dh: δ from step t + 1, stride h); writes δ of the input-side
 /// pre-activations (dgates) and of the hidden-side ones (dhidden: r, z, r ⊙ δn), and
