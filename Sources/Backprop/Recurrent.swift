@@ -26,10 +26,13 @@ import BackpropKernels
 /// Products (all through `gemm`; the row counts are per slice):
 ///
 ///     forward   Gx = X·W_ihᵀ                   [N·T, G·H]        ONE sgemm for all steps (biases: in the gate kernels)
-///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step (GRU: own buffer)
+///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step
 ///     backward  per step: δh_{t−1} = δG_t·W_hh    [M, H]          one sgemm per step
 ///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over M·T rows
 ///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (t, n) = h_{t−1}
+///     GRU: the n block's hidden side stays apart (n = tanh(… + r ⊙ (W_hn h + b_hn))), so its
+///     per-step and dW_hh products are split in two: the r, z rows of W_hh (added to Gx, δ shared
+///     with the input side) and the n rows (own [M·T, H] buffers).
 ///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
 ///
 /// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
@@ -91,21 +94,21 @@ public class RecurrentLayer: Layer {
         var input: Tensor?                                      // [N, T, F_k] batch-first, cached
         let stepInput = Tensor(uncheckedShape: [0])             // [N·T, F_k] the input in slice-step order
         let gates = Tensor(uncheckedShape: [0])                 // [N·T, G·H] pre-activations, then activations
-        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N·T, 3H] = h_{t−1}·W_hhᵀ + b_hh
+        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N·T, H] = h_{t−1}·W_hnᵀ + b_hn
         let previous = Tensor(uncheckedShape: [0])              // [N·T, H], row (t, n) = h_{t−1}
         let output = Tensor(uncheckedShape: [0])                // [N, T, H] batch-first, row (n, t) = h_t
         let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N·T, H] c_t
         let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N·T, H] tanh(c_t)
         let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
         let gateGradient = Tensor(uncheckedShape: [0])          // [N·T, G·H] δ of the input-side pre-activations
-        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, 3H] δ of the hidden-side ones
+        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, H] δ of W_hn h + b_hn
         let stepInputGradient = Tensor(uncheckedShape: [0])     // [N·T, F_k] δ of the input, slice-step order
         let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
         let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
         /// Weight and bias gradients of batch slices 1, 2, … (slice 0 accumulates into the
         /// parameters' `grad` directly); added to `grad` after the slices finish.
         var sliceGradients: [SliceGradients] = []
-        let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (RNN, LSTM)
+        let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (GRU: + [H] of b_hn)
         let weightIHTransposedScratch = Tensor(uncheckedShape: [0])  // [F, G·H] (dW_ih)ᵀ of slice 0, narrow inputs
 
         init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
@@ -338,7 +341,7 @@ public class RecurrentLayer: Layer {
         s.gates.resize(n * t, gh)
         s.previous.resize(n * t, h)
         s.output.resize(n, t, h)
-        if cell == .gru { s.hiddenGates.resize(n * t, gh) }
+        if cell == .gru { s.hiddenGates.resize(n * t, h) }
         if cell == .lstm {
             s.cells.resize(n * t, h)
             s.cellTanh.resize(n * t, h)
@@ -369,18 +372,23 @@ public class RecurrentLayer: Layer {
 
         // H_prev step 0 = h_0.
         if let h0 { prev.update(from: h0 + n0 * h, count: m * h) } else { prev.update(repeating: 0, count: m * h) }
-        // where h_{t−1}·W_hhᵀ goes: added to Gx, or (GRU) its own buffer
-        let gHidden = cell == .gru ? s.hiddenGates.data + n0 * t * gh : gx
+        // GRU: the n rows of W_hh, whose product goes to its own buffer
+        let gru = cell == .gru, hn = s.hiddenGates.data + n0 * t * h
+        let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
         if cell == .lstm {
             let c = s.initialCell.data + n0 * h
             if let c0 { c.update(from: c0 + n0 * h, count: m * h) } else { c.update(repeating: 0, count: m * h) }
         }
-        let whh = Matrix(s.weightHH.value)
+        // (GRU: the r, z rows)
+        let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
         for step in 0..<t {
-            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]
-            try gemm(Matrix(prev + step * m * h, rows: m, columns: h), whh, transposeB: true,
-                     into: Matrix(gHidden + step * m * gh, rows: m, columns: gh), beta: cell == .gru ? 0 : 1,
-                     caller: summary)
+            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]   (GRU: [M, 2H], then [M, H] into its own buffer)
+            let hPrev = Matrix(prev + step * m * h, rows: m, columns: h)
+            try gemm(hPrev, whh, transposeB: true,
+                     into: Matrix(gx + step * m * gh, rows: m, columns: whh.rows, stride: gh), beta: 1, caller: summary)
+            if gru {
+                try gemm(hPrev, whhN, transposeB: true, into: Matrix(hn + step * m * h, rows: m, columns: h), caller: summary)
+            }
             forwardStep(s, samples, step)
         }
     }
@@ -402,7 +410,7 @@ public class RecurrentLayer: Layer {
             bp_lstm_forward_step(m, h, gates, gh, s.combinedBias.data, cPrev, h,
                                  s.cells.data + row * h, s.cellTanh.data + row * h, next, h, out, t * h)
         case .gru:
-            bp_gru_forward_step(m, h, gates, s.hiddenGates.data + row * gh, gh, s.combinedBias.data,
+            bp_gru_forward_step(m, h, gates, gh, s.hiddenGates.data + row * h, h, s.combinedBias.data,
                                 s.biasIH.value.data + 2 * h, s.biasHH.value.data + 2 * h,
                                 s.previous.data + row * h, next, h, out, t * h)
         }
@@ -430,7 +438,7 @@ public class RecurrentLayer: Layer {
         sliceNorms.fill(0)
         for (k, s) in stages.enumerated() {
             s.gateGradient.resize(n * t, gh)
-            if cell == .gru { s.hiddenGateGradient.resize(n * t, gh) }
+            if cell == .gru { s.hiddenGateGradient.resize(n * t, h) }
             if let x = s.input {
                 if k > 0 || needsInputGradient {
                     s.inputGradient.resize(to: x.shape)
@@ -488,40 +496,48 @@ public class RecurrentLayer: Layer {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count, rows = m * t
         let dgx = s.gateGradient.data + n0 * t * gh
-        // δ of the hidden-side pre-activations (the same as the input side but for GRU)
-        let dgHidden = cell == .gru ? s.hiddenGateGradient.data + n0 * t * gh : dgx
+        // GRU: δ of W_hn h + b_hn (the hidden side's r and z blocks share the input side's δ)
+        let gru = cell == .gru, dhn = s.hiddenGateGradient.data + n0 * t * h
         // Steps outside the truncation window (the block's first rows) contribute nothing.
         if first > 0 {
             dgx.update(repeating: 0, count: first * m * gh)
-            if cell == .gru { dgHidden.update(repeating: 0, count: first * m * gh) }
+            if gru { dhn.update(repeating: 0, count: first * m * h) }
         }
         let dhNext = hiddenNext.data + n0 * h
         dhNext.update(repeating: 0, count: m * h)
         (cellNext.data + n0 * h).update(repeating: 0, count: m * h)
-        // Bias gradients: the step kernels sum δ rows into them. Slice 0 accumulates into the
-        // parameters' gradients, the others into their own (zeroed) buffers; RNN and LSTM sum
-        // once into a scratch row that goes to both biases (δb_ih = δb_hh).
+        // Bias gradients: the step kernels sum δ rows into a zeroed scratch row [G·H] (GRU: and
+        // [H] for b_hn), added to slice 0's parameter gradients or a slice's own buffers after:
+        // δb_ih = δb_hh except for GRU's n block.
         let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
         let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
         let biasSum = scratch?.biasSum ?? s.biasSumScratch
-        if cell != .gru {
-            biasSum.resize(gh)
-            biasSum.fill(0)
-        }
-        let sumIH = cell == .gru ? dbih.data : biasSum.data, sumHH = cell == .gru ? dbhh.data : biasSum.data
-        let whh = Matrix(s.weightHH.value), normRow = sliceNorms.data + slice * t
+        biasSum.resize(gru ? gh + h : gh)
+        biasSum.fill(0)
+        // W_hh's rows that δG multiplies (GRU: r, z; then the n rows with δ of W_hn h + b_hn)
+        let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
+        let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
+        let normRow = sliceNorms.data + slice * t
         for step in stride(from: t - 1, through: first, by: -1) {
-            let normSum = backwardStep(s, samples, step, dy, allSteps, biasIH: sumIH, biasHH: sumHH)
+            let normSum = backwardStep(s, samples, step, dy, allSteps, biasSums: biasSum.data)
             if norms { normRow[step] = normSum }
             // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
             if step > first || first == 0 {
-                try gemm(Matrix(dgHidden + step * m * gh, rows: m, columns: gh), whh,
-                         into: Matrix(dhNext, rows: m, columns: h), beta: cell == .gru ? 1 : 0, caller: summary)
+                try gemm(Matrix(dgx + step * m * gh, rows: m, columns: whh.rows, stride: gh), whh,
+                         into: Matrix(dhNext, rows: m, columns: h), beta: gru ? 1 : 0, caller: summary)
+                if gru {
+                    try gemm(Matrix(dhn + step * m * h, rows: m, columns: h), whhN,
+                             into: Matrix(dhNext, rows: m, columns: h), beta: 1, caller: summary)
+                }
             }
         }
-        if cell != .gru {
-            let sv = biasSum.data, a = dbih.data, b = dbhh.data
-            for j in 0..<gh { a[j] += sv[j]; b[j] += sv[j] }
+        let sv = biasSum.data, a = dbih.data, b = dbhh.data
+        for j in 0..<gh { a[j] += sv[j] }
+        if gru {
+            for j in 0..<(2 * h) { b[j] += sv[j] }
+            for j in 0..<h { b[2 * h + j] += sv[gh + j] }
+        } else {
+            for j in 0..<gh { b[j] += sv[j] }
         }
         // ∂L/∂h_0, ∂L/∂c_0 (cut to zero by truncation).
         let dh0 = initialHiddenGradient.data + (k * n + n0) * h
@@ -534,7 +550,7 @@ public class RecurrentLayer: Layer {
         // Slice 0 accumulates into the parameters' gradients; the others fill their own buffers.
         let dWih = scratch?.weightIH ?? s.weightIH.grad, dWhh = scratch?.weightHH ?? s.weightHH.grad
         let beta: Float = slice == 0 ? 1 : 0
-        let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
+        let dgxM = Matrix(dgx, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
         let xM = Matrix(s.stepInput.data + n0 * t * f, rows: rows, columns: f)
         if f < 64 {
@@ -551,9 +567,14 @@ public class RecurrentLayer: Layer {
         } else {
             try gemm(dgxM, transposeA: true, xM, into: Matrix(dWih), beta: beta, caller: summary)
         }
-        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]
-        try gemm(dghM, transposeA: true, Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h),
-                 into: Matrix(dWhh), beta: beta, caller: summary)
+        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]  (GRU: rows r, z from δGx, n from δ of W_hn h)
+        let hPrev = Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h)
+        try gemm(Matrix(dgx, rows: rows, columns: whh.rows, stride: gh), transposeA: true, hPrev,
+                 into: Matrix(dWhh.data, rows: whh.rows, columns: h), beta: beta, caller: summary)
+        if gru {
+            try gemm(Matrix(dhn, rows: rows, columns: h), transposeA: true, hPrev,
+                     into: Matrix(dWhh.data + 2 * h * h, rows: h, columns: h), beta: beta, caller: summary)
+        }
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
         if k > 0 || needsInputGradient {
             let dxs = s.stepInputGradient.data + n0 * t * f
@@ -567,11 +588,10 @@ public class RecurrentLayer: Layer {
     }
 
     /// One backward step of the gate kernels (C) for the slice's rows: δ of the pre-activations
-    /// into the gradient buffers, bias gradients summed into `biasIH` (and for GRU `biasHH`), the
-    /// recurrent δ updated in `hiddenNext` / `cellNext`. Returns Σ_i ‖δh_t of sample i‖.
+    /// into the gradient buffers, bias gradients summed into `biasSums` ([G·H], GRU: then [H] of
+    /// b_hn), the recurrent δ updated in `hiddenNext` / `cellNext`. Returns Σ_i ‖δh_t of sample i‖.
     private func backwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
-                              _ allSteps: Bool, biasIH: UnsafeMutablePointer<Float>,
-                              biasHH: UnsafeMutablePointer<Float>) -> Float {
+                              _ allSteps: Bool, biasSums: UnsafeMutablePointer<Float>) -> Float {
         let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
         let row = n0 * t + step * m                              // the step's first row
         // δ arriving at h_t from above (batch-first): the output gradient rows, or (last step only) zeros.
@@ -581,15 +601,15 @@ public class RecurrentLayer: Layer {
         switch cell {
         case .rnn(let act):
             return bp_rnn_backward_step(m, h, act == .relu ? 1 : 0, s.output.data + (n0 * t + step) * h, t * h,
-                                        d, dStride, dh, dg, gh, biasIH)
+                                        d, dStride, dh, dg, gh, biasSums)
         case .lstm:
             let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
             return bp_lstm_backward_step(m, h, s.gates.data + row * gh, gh, s.cellTanh.data + row * h, h,
-                                         cPrev, h, d, dStride, dh, cellNext.data + n0 * h, dg, gh, biasIH)
+                                         cPrev, h, d, dStride, dh, cellNext.data + n0 * h, dg, gh, biasSums)
         case .gru:
-            return bp_gru_backward_step(m, h, s.gates.data + row * gh, s.hiddenGates.data + row * gh, gh,
-                                        s.previous.data + row * h, h, d, dStride, dh,
-                                        dg, s.hiddenGateGradient.data + row * gh, gh, biasIH, biasHH)
+            return bp_gru_backward_step(m, h, s.gates.data + row * gh, gh, s.hiddenGates.data + row * h, h,
+                                        s.previous.data + row * h, h, d, dStride, dh, dg, gh,
+                                        s.hiddenGateGradient.data + row * h, h, biasSums, biasSums + gh)
         }
     }
 }

@@ -54,17 +54,18 @@ float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t ga
                                     dy, dy_stride, dh, dc, dgates, dgates_stride, bias_grad);
 }
 
-void bp_gru_forward_step(size_t rows, size_t h, float *gates, float *hidden_gates, size_t gates_stride,
+void bp_gru_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, float *hidden_n, size_t hidden_stride,
                          const float *bias, const float *bias_in, const float *bias_hn,
                          const float *h_prev, float *next, size_t state_stride, float *out, size_t out_stride) {
-    BP_PICK_R(gru_forward)(rows, h, gates, hidden_gates, gates_stride, bias, bias_in, bias_hn, h_prev, next,
+    BP_PICK_R(gru_forward)(rows, h, gates, gates_stride, hidden_n, hidden_stride, bias, bias_in, bias_hn, h_prev, next,
                            state_stride, out, out_stride);
 }
 
-float bp_gru_backward_step(size_t rows, size_t h, const float *gates, const float *hidden_gates, size_t gates_stride,
-                           const float *h_prev, size_t h_prev_stride, const float *dy, size_t dy_stride, float *dh,
-                           float *dgates, float *dhidden, size_t dgates_stride,
-                           float *bias_ih_grad, float *bias_hh_grad) {
-    return BP_PICK_R(gru_backward)(rows, h, gates, hidden_gates, gates_stride, h_prev, h_prev_stride, dy, dy_stride,
-                                   dh, dgates, dhidden, dgates_stride, bias_ih_grad, bias_hh_grad);
+float bp_gru_backward_step(size_t rows, size_t h, const float *gates, size_t gates_stride,
+                           const float *hidden_n, size_t hidden_stride, const float *h_prev, size_t h_prev_stride,
+                           const float *dy, size_t dy_stride, float *dh, float *dgates, size_t dgates_stride,
+                           float *dhidden_n, size_t dhidden_stride, float *bias_grad, float *bias_hn_grad) {
+    return BP_PICK_R(gru_backward)(rows, h, gates, gates_stride, hidden_n, hidden_stride, h_prev, h_prev_stride,
+                                   dy, dy_stride, dh, dgates, dgates_stride, dhidden_n, dhidden_stride,
+                                   bias_grad, bias_hn_grad);
 }

@@ -44,22 +44,24 @@ float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t ga
                             const float *dy, size_t dy_stride, float *dh, float *dc,
                             float *dgates, size_t dgates_stride, float *bias_grad);
 
-/// GRU: gates [r z n] hold X·W_ihᵀ (no bias), hidden_gates h_prev·W_hhᵀ (no bias), both with
-/// `gates_stride`. bias = b_ih + b_hh (3h), bias_in = b_in, bias_hn = b_hn (h each).
-/// r, z, n replace gates' pre-activations; hidden_gates' n block becomes W_hn h + b_hn (kept for
-/// backward); out = (1 − z) ⊙ n + z ⊙ h_prev (also into `next` unless NULL; h_prev and next
-/// share `state_stride`).
-void bp_gru_forward_step(size_t rows, size_t h, float *gates, float *hidden_gates, size_t gates_stride,
+/// GRU: gates [r z n] (3h per row) hold X·W_ihᵀ with h_prev·W_hrᵀ and h_prev·W_hzᵀ already
+/// added to r and z (no biases); hidden_n holds h_prev·W_hnᵀ (h per row). bias = b_ih + b_hh
+/// (3h; its r and z parts are used), bias_in = b_in, bias_hn = b_hn (h each). r, z, n replace the
+/// gates' pre-activations; hidden_n becomes W_hn h + b_hn (kept for backward);
+/// out = (1 − z) ⊙ n + z ⊙ h_prev (also into `next` unless NULL; h_prev and next share
+/// `state_stride`).
+void bp_gru_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, float *hidden_n, size_t hidden_stride,
                          const float *bias, const float *bias_in, const float *bias_hn,
                          const float *h_prev, float *next, size_t state_stride, float *out, size_t out_stride);
 
-/// GRU backward: δh = dh + dy (dh: δ from step t + 1, stride h); writes δ of the input-side
-/// pre-activations (dgates) and of the hidden-side ones (dhidden: r, z, r ⊙ δn), and
-/// dh ← z ⊙ δh (the direct path to h_prev, to which the caller then adds δG_h·W_hh).
-/// bias_ih_grad / bias_hh_grad[j] += Σ_rows of dgates / dhidden. Returns Σ_rows ‖δh row‖₂.
-float bp_gru_backward_step(size_t rows, size_t h, const float *gates, const float *hidden_gates, size_t gates_stride,
-                           const float *h_prev, size_t h_prev_stride, const float *dy, size_t dy_stride, float *dh,
-                           float *dgates, float *dhidden, size_t dgates_stride,
-                           float *bias_ih_grad, float *bias_hh_grad);
+/// GRU backward: δh = dh + dy (dh: δ from step t + 1, stride h); writes δ of the pre-activations
+/// [r z n] to dgates (n: the input side), δ of W_hn h + b_hn (r ⊙ δn) to dhidden_n, and
+/// dh ← z ⊙ δh (the direct path to h_prev, to which the caller then adds the products with
+/// W_hh). The hidden side's δ of r and z equals the input side's. bias_grad[j] += Σ_rows dgates
+/// (3h), bias_hn_grad[j] += Σ_rows dhidden_n (h). Returns Σ_rows ‖δh row‖₂.
+float bp_gru_backward_step(size_t rows, size_t h, const float *gates, size_t gates_stride,
+                           const float *hidden_n, size_t hidden_stride, const float *h_prev, size_t h_prev_stride,
+                           const float *dy, size_t dy_stride, float *dh, float *dgates, size_t dgates_stride,
+                           float *dhidden_n, size_t dhidden_stride, float *bias_grad, float *bias_hn_grad);
 
 #endif
