@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "BackpropKernels"),
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
-        .target(name: "BackpropData", dependencies: ["Backprop", "CZlib"]),
+        .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
         .executableTarget(
             name: "backprop",
             dependencies: [

@@ -1,4 +1,5 @@
 import Backprop
+import BackpropKernels
 
 /// How a batch's pixels are laid out in the input tensor.
 public enum BatchLayout: Sendable, Equatable {
@@ -181,11 +182,11 @@ public struct Batcher {
                     for r in 0..<b {
                         let src = pixels + order[start + r] * f
                         let dst = destination + r * f
-                        // x / 255 written out (not a table lookup) so the loop vectorises; the
-                        // division keeps the values bit-identical to torchvision's ToTensor.
+                        // x / 255 as a true division (bit-identical to torchvision's ToTensor), in
+                        // the C kernel: AVX-512 divides 16 lanes at a time, Swift's SSE build 4.
                         switch normalization {
-                        case .unit: for j in 0..<f { dst[j] = Float(src[j]) / 255 }
-                        case .raw: for j in 0..<f { dst[j] = Float(src[j]) }
+                        case .unit: bp_bytes_to_floats(src, dst, f, 255)
+                        case .raw: bp_bytes_to_floats(src, dst, f, 1)
                         case .standardized: for j in 0..<f { dst[j] = t[Int(src[j])] }
                         }
                     }

@@ -20,6 +20,8 @@
 #define relu_v3 relu_v1
 #define relu_backward_v4 relu_backward_v1
 #define relu_backward_v3 relu_backward_v1
+#define bytes_to_floats_v4 bytes_to_floats_v1
+#define bytes_to_floats_v3 bytes_to_floats_v1
 #endif
 #define BP_V(name) name##_v1
 #include "elementwise.inc"
@@ -34,3 +36,7 @@ const char *bp_kernels_isa(void) {
 void bp_relu(const float *x, float *y, size_t n) { BP_PICK(relu)(x, y, n); }
 
 void bp_relu_backward(const float *y, const float *dy, float *dx, size_t n) { BP_PICK(relu_backward)(y, dy, dx, n); }
+
+void bp_bytes_to_floats(const unsigned char *src, float *dst, size_t n, float divisor) {
+    BP_PICK(bytes_to_floats)(src, dst, n, divisor);
+}

@@ -86,6 +86,7 @@ final class AdamCore {
     var stepCount = 0
     let expAvg: [Tensor], expAvgSq: [Tensor], maxExpAvgSq: [Tensor]
     let buffers: NamedBuffers
+    private let job = AdamJob()
 
     init(name: String, parameters: [Parameter], lr: Float, betas: (Float, Float), eps: Float,
          weightDecay: Float, amsgrad: Bool) throws {
@@ -125,21 +126,14 @@ final class AdamCore {
         let shrink = decoupled && weightDecay != 0
         let ams = amsgrad
         for (i, p) in parameters.enumerated() {
-            let k = AdamKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data,
-                               m: expAvg[i].data, v: expAvgSq[i].data,
-                               vMax: ams ? maxExpAvgSq[i].data : expAvgSq[i].data,
-                               oneMinusBeta1: oneMinusBeta1, beta2: b2, oneMinusBeta2: oneMinusBeta2,
-                               stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
-            // One specialised loop per option set: constant flags let the compiler drop the
-            // branches and vectorise.
-            switch (shrink, l2 != 0, ams) {
-            case (false, false, false): k.run(shrink: false, l2: false, ams: false)
-            case (false, false, true): k.run(shrink: false, l2: false, ams: true)
-            case (false, true, false): k.run(shrink: false, l2: true, ams: false)
-            case (false, true, true): k.run(shrink: false, l2: true, ams: true)
-            case (true, _, false): k.run(shrink: true, l2: false, ams: false)
-            case (true, _, true): k.run(shrink: true, l2: false, ams: true)
-            }
+            job.kernel = AdamKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data,
+                                    m: expAvg[i].data, v: expAvgSq[i].data,
+                                    vMax: ams ? maxExpAvgSq[i].data : expAvgSq[i].data,
+                                    oneMinusBeta1: oneMinusBeta1, beta2: b2, oneMinusBeta2: oneMinusBeta2,
+                                    stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
+            job.shrink = shrink
+            job.ams = ams
+            ParallelChunks.run(elements: p.value.count, job)   // large parameters: split across cores
         }
     }
 
@@ -150,6 +144,27 @@ final class AdamCore {
     }
 }
 
+/// One parameter's update, split into parts by `ParallelChunks` (an object: see `WorkerPool`).
+private final class AdamJob: ParallelJob {
+    var kernel: AdamKernel?
+    var shrink = false, ams = false
+
+    func runPart(_ part: Int, of parts: Int) {
+        guard let kernel else { return }
+        let k = kernel.part(ParallelChunks.range(part: part, of: parts, elements: kernel.n))
+        // One specialised loop per option set: constant flags let the compiler drop the
+        // branches and vectorise.
+        switch (shrink, k.l2 != 0, ams) {
+        case (false, false, false): k.run(shrink: false, l2: false, ams: false)
+        case (false, false, true): k.run(shrink: false, l2: false, ams: true)
+        case (false, true, false): k.run(shrink: false, l2: true, ams: false)
+        case (false, true, true): k.run(shrink: false, l2: true, ams: true)
+        case (true, _, false): k.run(shrink: true, l2: false, ams: false)
+        case (true, _, true): k.run(shrink: true, l2: false, ams: true)
+        }
+    }
+}
+
 /// The fused per-element Adam/AdamW update over one parameter.
 private struct AdamKernel {
     let n: Int
@@ -157,6 +172,14 @@ private struct AdamKernel {
     let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>
     let oneMinusBeta1: Float, beta2: Float, oneMinusBeta2: Float
     let stepSize: Float, bc2Sqrt: Float, eps: Float, decay: Float, l2: Float
+
+    /// The same update over elements `r` only.
+    func part(_ r: Range<Int>) -> AdamKernel {
+        let o = r.lowerBound
+        return AdamKernel(n: r.count, theta: theta + o, grad: grad + o, m: m + o, v: v + o, vMax: vMax + o,
+                          oneMinusBeta1: oneMinusBeta1, beta2: beta2, oneMinusBeta2: oneMinusBeta2,
+                          stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
+    }
 
     @inline(__always)
     func run(shrink: Bool, l2 useL2: Bool, ams: Bool) {

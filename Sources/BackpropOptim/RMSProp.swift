@@ -25,6 +25,7 @@ public final class RMSProp: Optimizer {
 
     private let squareAvg: [Tensor], momentumBuffers: [Tensor], gradAvg: [Tensor]
     private let buffers: NamedBuffers
+    private let job = RMSPropJob()
 
     public init(parameters: [Parameter], lr: Float = 1e-2, alpha: Float = 0.99, eps: Float = 1e-8,
                 weightDecay: Float = 0, momentum: Float = 0, centered: Bool = false) throws {
@@ -59,21 +60,13 @@ public final class RMSProp: Optimizer {
         for (i, p) in parameters.enumerated() {
             let v = squareAvg[i].data
             // Unused buffers alias `v` and are never touched when their option is off.
-            let k = RMSPropKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data, v: v,
-                                  b: useMomentum ? momentumBuffers[i].data : v,
-                                  gAvg: isCentered ? gradAvg[i].data : v,
-                                  lr: lr, wd: wd, alpha: a, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
-            // One specialised loop per option set (constant flags: no branches, vectorisable).
-            switch (wd != 0, isCentered, useMomentum) {
-            case (false, false, false): k.run(decay: false, centered: false, momentum: false)
-            case (false, false, true): k.run(decay: false, centered: false, momentum: true)
-            case (false, true, false): k.run(decay: false, centered: true, momentum: false)
-            case (false, true, true): k.run(decay: false, centered: true, momentum: true)
-            case (true, false, false): k.run(decay: true, centered: false, momentum: false)
-            case (true, false, true): k.run(decay: true, centered: false, momentum: true)
-            case (true, true, false): k.run(decay: true, centered: true, momentum: false)
-            case (true, true, true): k.run(decay: true, centered: true, momentum: true)
-            }
+            job.kernel = RMSPropKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data, v: v,
+                                       b: useMomentum ? momentumBuffers[i].data : v,
+                                       gAvg: isCentered ? gradAvg[i].data : v,
+                                       lr: lr, wd: wd, alpha: a, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
+            job.centered = isCentered
+            job.momentum = useMomentum
+            ParallelChunks.run(elements: p.value.count, job)   // large parameters: split across cores
         }
     }
 
@@ -84,12 +77,41 @@ public final class RMSProp: Optimizer {
     }
 }
 
+/// One parameter's update, split into parts by `ParallelChunks` (an object: see `WorkerPool`).
+private final class RMSPropJob: ParallelJob {
+    var kernel: RMSPropKernel?
+    var centered = false, momentum = false
+
+    func runPart(_ part: Int, of parts: Int) {
+        guard let kernel else { return }
+        let k = kernel.part(ParallelChunks.range(part: part, of: parts, elements: kernel.n))
+        // One specialised loop per option set (constant flags: no branches, vectorisable).
+        switch (k.wd != 0, centered, momentum) {
+        case (false, false, false): k.run(decay: false, centered: false, momentum: false)
+        case (false, false, true): k.run(decay: false, centered: false, momentum: true)
+        case (false, true, false): k.run(decay: false, centered: true, momentum: false)
+        case (false, true, true): k.run(decay: false, centered: true, momentum: true)
+        case (true, false, false): k.run(decay: true, centered: false, momentum: false)
+        case (true, false, true): k.run(decay: true, centered: false, momentum: true)
+        case (true, true, false): k.run(decay: true, centered: true, momentum: false)
+        case (true, true, true): k.run(decay: true, centered: true, momentum: true)
+        }
+    }
+}
+
 /// The fused per-element RMSprop update over one parameter.
 private struct RMSPropKernel {
     let n: Int
     let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
     let v: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, gAvg: UnsafeMutablePointer<Float>
     let lr: Float, wd: Float, alpha: Float, oneMinusAlpha: Float, eps: Float, mu: Float
+
+    /// The same update over elements `r` only.
+    func part(_ r: Range<Int>) -> RMSPropKernel {
+        let o = r.lowerBound
+        return RMSPropKernel(n: r.count, theta: theta + o, grad: grad + o, v: v + o, b: b + o, gAvg: gAvg + o,
+                             lr: lr, wd: wd, alpha: alpha, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
+    }
 
     @inline(__always)
     func run(decay: Bool, centered: Bool, momentum: Bool) {

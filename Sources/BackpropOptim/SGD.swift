@@ -25,6 +25,7 @@ public final class SGD: Optimizer {
 
     private let momentumBuffers: [Tensor]
     private let buffers: NamedBuffers
+    private let job = SGDJob()
 
     public init(parameters: [Parameter], lr: Float, momentum: Float = 0, dampening: Float = 0,
                 weightDecay: Float = 0, nesterov: Bool = false) throws {
@@ -51,23 +52,12 @@ public final class SGD: Optimizer {
         let oneMinusDampening = 1 - dampening
         let first = stepCount == 0
         for (i, p) in parameters.enumerated() {
-            let theta = p.value.data, grad = p.grad.data
-            let k = SGDKernel(n: p.value.count, theta: theta, grad: grad,
-                              b: mu != 0 ? momentumBuffers[i].data : grad,
-                              lr: lr, wd: wd, mu: mu, oneMinusDampening: oneMinusDampening)
-            // One specialised loop per option set (constant flags: no branches, vectorisable).
-            switch (wd != 0, mu != 0, first, nesterov) {
-            case (false, false, _, _): k.run(decay: false, momentum: false, first: false, nesterov: false)
-            case (true, false, _, _): k.run(decay: true, momentum: false, first: false, nesterov: false)
-            case (false, true, false, false): k.run(decay: false, momentum: true, first: false, nesterov: false)
-            case (false, true, false, true): k.run(decay: false, momentum: true, first: false, nesterov: true)
-            case (false, true, true, false): k.run(decay: false, momentum: true, first: true, nesterov: false)
-            case (false, true, true, true): k.run(decay: false, momentum: true, first: true, nesterov: true)
-            case (true, true, false, false): k.run(decay: true, momentum: true, first: false, nesterov: false)
-            case (true, true, false, true): k.run(decay: true, momentum: true, first: false, nesterov: true)
-            case (true, true, true, false): k.run(decay: true, momentum: true, first: true, nesterov: false)
-            case (true, true, true, true): k.run(decay: true, momentum: true, first: true, nesterov: true)
-            }
+            job.kernel = SGDKernel(n: p.value.count, theta: p.value.data, grad: p.grad.data,
+                                   b: mu != 0 ? momentumBuffers[i].data : p.grad.data,
+                                   lr: lr, wd: wd, mu: mu, oneMinusDampening: oneMinusDampening)
+            job.first = first
+            job.nesterov = nesterov
+            ParallelChunks.run(elements: p.value.count, job)   // large parameters: split across cores
         }
         stepCount += 1
     }
@@ -81,11 +71,43 @@ public final class SGD: Optimizer {
     }
 }
 
+/// One parameter's update, split into parts by `ParallelChunks` (an object: see `WorkerPool`).
+private final class SGDJob: ParallelJob {
+    var kernel: SGDKernel?
+    var first = false, nesterov = false
+
+    func runPart(_ part: Int, of parts: Int) {
+        guard let kernel else { return }
+        let k = kernel.part(ParallelChunks.range(part: part, of: parts, elements: kernel.n))
+        let wd = k.wd, mu = k.mu, first = first, nesterov = nesterov
+        // One specialised loop per option set (constant flags: no branches, vectorisable).
+        switch (wd != 0, mu != 0, first, nesterov) {
+        case (false, false, _, _): k.run(decay: false, momentum: false, first: false, nesterov: false)
+        case (true, false, _, _): k.run(decay: true, momentum: false, first: false, nesterov: false)
+        case (false, true, false, false): k.run(decay: false, momentum: true, first: false, nesterov: false)
+        case (false, true, false, true): k.run(decay: false, momentum: true, first: false, nesterov: true)
+        case (false, true, true, false): k.run(decay: false, momentum: true, first: true, nesterov: false)
+        case (false, true, true, true): k.run(decay: false, momentum: true, first: true, nesterov: true)
+        case (true, true, false, false): k.run(decay: true, momentum: true, first: false, nesterov: false)
+        case (true, true, false, true): k.run(decay: true, momentum: true, first: false, nesterov: true)
+        case (true, true, true, false): k.run(decay: true, momentum: true, first: true, nesterov: false)
+        case (true, true, true, true): k.run(decay: true, momentum: true, first: true, nesterov: true)
+        }
+    }
+}
+
 /// The fused per-element SGD update over one parameter.
 private struct SGDKernel {
     let n: Int
     let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>
     let lr: Float, wd: Float, mu: Float, oneMinusDampening: Float
+
+    /// The same update over elements `r` only.
+    func part(_ r: Range<Int>) -> SGDKernel {
+        let o = r.lowerBound
+        return SGDKernel(n: r.count, theta: theta + o, grad: grad + o, b: b + o,
+                         lr: lr, wd: wd, mu: mu, oneMinusDampening: oneMinusDampening)
+    }
 
     @inline(__always)
     func run(decay: Bool, momentum: Bool, first: Bool, nesterov: Bool) {

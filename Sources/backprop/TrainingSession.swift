@@ -154,6 +154,7 @@ final class TrainingSession {
         // Convolutional and recurrent layers run each batch as concurrent slices, one per thread
         // (their per-image and per-step products are too small for BLAS's own threads).
         model.useThreads(options.threads ?? BLAS.processorCount)
+        ParallelChunks.maximumThreads = options.threads ?? BLAS.processorCount  // optimizer steps
         let clipNorm = self.clipNorm
         var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: seed,
                                   layout: architecture.batchLayout)

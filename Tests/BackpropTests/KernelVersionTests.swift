@@ -1,5 +1,6 @@
 import XCTest
 @testable import Backprop
+import BackpropKernels
 
 /// The C kernels exist in three versions (AVX-512, AVX2, baseline). Each test here runs a layer
 /// under every version this CPU has and requires the same results: a version that the dispatcher
@@ -40,6 +41,22 @@ final class KernelVersionTests: XCTestCase {
         }
         for r in results.dropFirst() {
             XCTAssertTrue(zip(r, results[0]).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) })
+        }
+    }
+
+    func testBytesToFloatsIsTrueDivisionUnderEveryVersion() {
+        let bytes: [UInt8] = (0..<300).map { UInt8(($0 * 37) % 256) }   // every value, odd length
+        var out = [Float](repeating: -1, count: bytes.count)
+        for level in Self.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            for divisor: Float in [255, 1] {
+                bp_bytes_to_floats(bytes, &out, bytes.count, divisor)
+                for i in bytes.indices {
+                    // Bit equality with Swift's own division (x · (1/255) differs in the last bit
+                    // for some bytes, which torchvision-compatible data must not).
+                    XCTAssertEqual(out[i].bitPattern, (Float(bytes[i]) / divisor).bitPattern, "level \(level), byte \(bytes[i])")
+                }
+            }
         }
     }
 }

@@ -19,5 +19,8 @@ void bp_relu(const float *x, float *y, size_t n);
 /// dx[i] = dy[i] where y[i] > 0, else 0 (y: ReLU's output).
 void bp_relu_backward(const float *y, const float *dy, float *dx, size_t n);
 
+/// dst[i] = (float)src[i] / divisor: pixels to floats (divisor 255 gives torchvision's ToTensor
+/// values bit for bit: a true division, not a multiplication by 1/255).
+void bp_bytes_to_floats(const unsigned char *src, float *dst, size_t n, float divisor);
 
 #endif
