@@ -339,6 +339,27 @@ final class RecurrentTests: XCTestCase {
         XCTAssertLessThan(report.maxError, 3e-4, "\(report)")
     }
 
+    /// The buffers' row order depends on the number of batch slices of `forward`: changing
+    /// `threads` between forward and backward must not change the gradients.
+    func testBackwardUsesTheSlicesOfForward() throws {
+        for cell in Self.cells {
+            func run(changeThreads: Bool) throws -> [[Float]] {
+                let layer = try make(cell)
+                layer.threads = 3
+                var rng = SeededGenerator(seed: 21)
+                let w = Tensor(uncheckedShape: [n, t, h])
+                w.fillUniform(-1, 1, using: &rng)
+                layer.zeroGrad()
+                let y = try layer.forward(try input()).scalars
+                if changeThreads { layer.threads = 1 }
+                let dx = try layer.backward(w).scalars
+                let cells = layer.finalCell?.scalars ?? []
+                return [y, dx, cells] + layer.parameters.map { $0.grad.scalars }
+            }
+            XCTAssertEqual(try run(changeThreads: true), try run(changeThreads: false), "\(cell)")
+        }
+    }
+
     func testGradientsAccumulateLikePyTorch() throws {
         let layer = try make(.gru)
         let x = try input()
