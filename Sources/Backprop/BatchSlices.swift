@@ -21,6 +21,9 @@ final class BatchSlices {
     /// The number of slices for `items` items with `threads` wanted: at least 1, at most `items`.
     static func count(threads: Int, items: Int) -> Int { max(1, min(threads, items)) }
 
+    /// Slice `k` of `count` over `0..<items`: the range `run` hands to slice `k`.
+    static func range(_ k: Int, of count: Int, items n: Int) -> Range<Int> { (k * n / count)..<((k + 1) * n / count) }
+
     /// Splits `0..<items` into `count` ranges whose sizes differ by at most one and runs `body`
     /// on each, concurrently when `count > 1`. The first error thrown by a slice is rethrown.
     func run(count: Int, items n: Int, _ body: (_ slice: Int, _ range: Range<Int>) throws -> Void) throws {
@@ -37,7 +40,7 @@ final class BatchSlices {
         withoutActuallyEscaping(body) { body in
             let work = UncheckedSendable(body), shared = UncheckedSendable(slots)
             DispatchQueue.concurrentPerform(iterations: count) { k in
-                do { try work.value(k, (k * n / count)..<((k + 1) * n / count)) } catch { shared.value[k] = error }
+                do { try work.value(k, BatchSlices.range(k, of: count, items: n)) } catch { shared.value[k] = error }
             }
         }
         var first: Error?

@@ -1,3 +1,5 @@
+import BackpropKernels
+
 /// Recurrent layers: PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU` with `batch_first=True`.
 ///
 /// Input `[N, T, F]`; output `[N, T, H]` (every step, PyTorch's `output`) or `[N, H]` (the last
@@ -13,19 +15,29 @@
 ///     GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
 ///           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
 ///
-/// Products (all through `gemm`; rows of an `[N, T, ·]` buffer are (n, t) pairs, n-major, so
-/// step t of the batch is the strided matrix starting at row t with row stride T):
+/// Layout: the batch is split into contiguous slices of samples run concurrently (`threads`).
+/// The layer's own buffers hold each slice's rows as one block, step-major inside it: the rows of
+/// slice [n0, n0 + m) start at row n0·T, and step t of that slice is the m consecutive rows from
+/// n0·T + t·m. So every per-step product and gate kernel works on contiguous memory (batch-major
+/// rows, T apart, made the hardware prefetchers miss and aliased in the caches). The input is
+/// copied into this order per slice; `output` (what callers see) and δ of the input stay
+/// batch-first [N, T, ·].
+///
+/// Products (all through `gemm`; the row counts are per slice):
 ///
 ///     forward   Gx = X·W_ihᵀ                   [N·T, G·H]        ONE sgemm for all steps (biases: in the gate kernels)
-///               per step: Gx_t += h_{t−1}·W_hhᵀ   [N, G·H]       one sgemm per step (GRU: own buffer)
-///     backward  per step: δh_{t−1} = δG_t·W_hh    [N, H]          one sgemm per step
-///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over N·T rows
-///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (n, t) = h_{t−1}
+///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step
+///     backward  per step: δh_{t−1} = δG_t·W_hh    [M, H]          one sgemm per step
+///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over M·T rows
+///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (t, n) = h_{t−1}
+///     GRU: the n block's hidden side stays apart (n = tanh(… + r ⊙ (W_hn h + b_hn))), so its
+///     per-step and dW_hh products are split in two: the r, z rows of W_hh (added to Gx, δ shared
+///     with the input side) and the n rows (own [M·T, H] buffers).
 ///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
 ///
-/// Gate arithmetic runs per step in short pointer loops over each row that LLVM vectorises
-/// (RecurrentMath.swift). Every buffer is a `Tensor` resized per batch shape and reused; the
-/// step loops allocate nothing.
+/// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
+/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch
+/// shape and reused; the step loops allocate nothing.
 ///
 /// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
 /// `initialCell` (c_0) before `forward`, or pass them to `forward(_:initialHidden:initialCell:)`;
@@ -78,22 +90,25 @@ public class RecurrentLayer: Layer {
     final class Stage {
         let inputSize: Int
         let weightIH, weightHH, biasIH, biasHH: Parameter
-        var input: Tensor?                                      // [N, T, F_k], cached
-        let gates = Tensor(uncheckedShape: [0])                 // [N, T, G·H] pre-activations, then activations
-        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N, T, 3H] = h_{t−1}·W_hhᵀ + b_hh
-        let previous = Tensor(uncheckedShape: [0])              // [N, T, H], row (n, t) = h_{t−1}
-        let output = Tensor(uncheckedShape: [0])                // [N, T, H], row (n, t) = h_t
-        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N, T, H] c_t
-        let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N, T, H] tanh(c_t)
+        // Rows in slice-step order (see the layout above) unless marked batch-first.
+        var input: Tensor?                                      // [N, T, F_k] batch-first, cached
+        let stepInput = Tensor(uncheckedShape: [0])             // [N·T, F_k] the input in slice-step order
+        let gates = Tensor(uncheckedShape: [0])                 // [N·T, G·H] pre-activations, then activations
+        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N·T, H] = h_{t−1}·W_hnᵀ + b_hn
+        let previous = Tensor(uncheckedShape: [0])              // [N·T, H], row (t, n) = h_{t−1}
+        let output = Tensor(uncheckedShape: [0])                // [N, T, H] batch-first, row (n, t) = h_t
+        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N·T, H] c_t
+        let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N·T, H] tanh(c_t)
         let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
-        let gateGradient = Tensor(uncheckedShape: [0])          // [N, T, G·H] δ of the input-side pre-activations
-        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N, T, 3H] δ of the hidden-side ones
-        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k]
+        let gateGradient = Tensor(uncheckedShape: [0])          // [N·T, G·H] δ of the input-side pre-activations
+        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, H] δ of W_hn h + b_hn
+        let stepInputGradient = Tensor(uncheckedShape: [0])     // [N·T, F_k] δ of the input, slice-step order
+        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
         let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
         /// Weight and bias gradients of batch slices 1, 2, … (slice 0 accumulates into the
         /// parameters' `grad` directly); added to `grad` after the slices finish.
         var sliceGradients: [SliceGradients] = []
-        let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (RNN, LSTM)
+        let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (GRU: + [H] of b_hn)
         let weightIHTransposedScratch = Tensor(uncheckedShape: [0])  // [F, G·H] (dW_ih)ᵀ of slice 0, narrow inputs
 
         init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
@@ -153,6 +168,9 @@ public class RecurrentLayer: Layer {
 
     let stages: [Stage]
     private var batch = 0, steps = 0
+    /// The number of batch slices of the last forward pass: it fixes the buffers' row order, so
+    /// backward runs the same slices.
+    private var slices = 1
     private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
     private let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
     private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
@@ -220,21 +238,27 @@ public class RecurrentLayer: Layer {
     /// h_n: every layer's hidden state after the last step, `[numLayers, N, H]` (a new tensor).
     public var finalHidden: Tensor? {
         guard steps > 0 else { return nil }
-        return gatherLastStep { $0.output.data }
+        return gatherLastStep(batchFirst: true) { $0.output.data }
     }
 
     /// c_n (LSTM): every layer's cell state after the last step, `[numLayers, N, H]` (a new tensor).
     public var finalCell: Tensor? {
         guard steps > 0, cell == .lstm else { return nil }
-        return gatherLastStep { $0.cells.data }
+        return gatherLastStep(batchFirst: false) { $0.cells.data }
     }
 
-    private func gatherLastStep(_ buffer: (Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
+    private func gatherLastStep(batchFirst: Bool, _ buffer: (Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
         let h = hiddenSize, n = batch, t = steps
         let out = Tensor(uncheckedShape: [numLayers, n, h])
         for (k, s) in stages.enumerated() {
             let src = buffer(s)
-            for i in 0..<n { (out.data + (k * n + i) * h).update(from: src + (i * t + t - 1) * h, count: h) }
+            for slice in 0..<slices {
+                let samples = BatchSlices.range(slice, of: slices, items: n)
+                for i in samples {
+                    let row = batchFirst ? i * t + t - 1 : samples.lowerBound * t + (t - 1) * samples.count + i - samples.lowerBound
+                    (out.data + (k * n + i) * h).update(from: src + row * h, count: h)
+                }
+            }
         }
         return out
     }
@@ -284,6 +308,7 @@ public class RecurrentLayer: Layer {
         }
         batch = n
         steps = t
+        slices = BatchSlices.count(threads: threads, items: n)
         var input = x
         for s in stages {
             prepareForward(s, input: input)
@@ -302,22 +327,24 @@ public class RecurrentLayer: Layer {
         return lastOutput
     }
 
-    /// Runs `body` on contiguous slices of the batch's samples, one per thread (`BatchSlices`).
+    /// Runs `body` on the forward pass's contiguous slices of the batch's samples, one per thread
+    /// (`BatchSlices`).
     private func forEachSlice(_ body: (_ slice: Int, _ samples: Range<Int>) throws -> Void) throws {
-        try batchSlices.run(count: BatchSlices.count(threads: threads, items: batch), items: batch, body)
+        try batchSlices.run(count: slices, items: batch, body)
     }
 
     /// Sizes a stage's buffers for the batch (before the slices run: they only write rows).
     private func prepareForward(_ s: Stage, input x: Tensor) {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         s.input = x
-        s.gates.resize(n, t, gh)
-        s.previous.resize(n, t, h)
+        s.stepInput.resize(n * t, s.inputSize)
+        s.gates.resize(n * t, gh)
+        s.previous.resize(n * t, h)
         s.output.resize(n, t, h)
-        if cell == .gru { s.hiddenGates.resize(n, t, gh) }
+        if cell == .gru { s.hiddenGates.resize(n * t, h) }
         if cell == .lstm {
-            s.cells.resize(n, t, h)
-            s.cellTanh.resize(n, t, h)
+            s.cells.resize(n * t, h)
+            s.cellTanh.resize(n * t, h)
             s.initialCell.resize(n, h)
         }
         s.combinedBias.resize(gh)
@@ -325,145 +352,67 @@ public class RecurrentLayer: Layer {
         for j in 0..<gh { b[j] = bih[j] + bhh[j] }
     }
 
-    /// One stage's forward pass for the samples `samples` (rows i·T … i·T + T − 1 of each buffer).
+    /// One stage's forward pass for the samples `samples` (the block of rows n0·T ..< (n0 + m)·T).
     private func forwardSlice(_ s: Stage, _ samples: Range<Int>, h0: UnsafeMutablePointer<Float>?,
                               c0: UnsafeMutablePointer<Float>?) throws {
         guard let x = s.input else { return }
         let t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count, rows = m * t
         let gx = s.gates.data + n0 * t * gh, prev = s.previous.data + n0 * t * h
+        // The slice's input rows in step order: row (step, i) = x[n0 + i, step].
+        let xs = s.stepInput.data + n0 * t * f
+        for i in 0..<m {
+            for step in 0..<t { (xs + (step * m + i) * f).update(from: x.data + ((n0 + i) * t + step) * f, count: f) }
+        }
 
         // Gx = X·W_ihᵀ, all the slice's rows in one product. The biases are added by the gate
         // kernels while the step's rows are in cache.
-        try gemm(Matrix(x.data + n0 * t * f, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
+        try gemm(Matrix(xs, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
                  into: Matrix(gx, rows: rows, columns: gh), caller: summary)
 
-        // H_prev[:, 0] = h_0.
-        for i in samples {
-            let row = prev + (i - n0) * t * h
-            if let h0 { row.update(from: h0 + i * h, count: h) } else { row.update(repeating: 0, count: h) }
-        }
-        // where h_{t−1}·W_hhᵀ goes: added to Gx, or (GRU) its own buffer
-        let gHidden = cell == .gru ? s.hiddenGates.data + n0 * t * gh : gx
+        // H_prev step 0 = h_0.
+        if let h0 { prev.update(from: h0 + n0 * h, count: m * h) } else { prev.update(repeating: 0, count: m * h) }
+        // GRU: the n rows of W_hh, whose product goes to its own buffer
+        let gru = cell == .gru, hn = s.hiddenGates.data + n0 * t * h
+        let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
         if cell == .lstm {
             let c = s.initialCell.data + n0 * h
             if let c0 { c.update(from: c0 + n0 * h, count: m * h) } else { c.update(repeating: 0, count: m * h) }
         }
-        let whh = Matrix(s.weightHH.value)
+        // (GRU: the r, z rows)
+        let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
         for step in 0..<t {
-            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H], rows strided by T.
-            try gemm(Matrix(prev + step * h, rows: m, columns: h, stride: t * h), whh, transposeB: true,
-                     into: Matrix(gHidden + step * gh, rows: m, columns: gh, stride: t * gh), beta: cell == .gru ? 0 : 1,
-                     caller: summary)
-            switch cell {
-            case .rnn(let act): rnnForwardStep(s, samples, step, relu: act == .relu)
-            case .lstm: lstmForwardStep(s, samples, step)
-            case .gru: gruForwardStep(s, samples, step)
+            // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]   (GRU: [M, 2H], then [M, H] into its own buffer)
+            let hPrev = Matrix(prev + step * m * h, rows: m, columns: h)
+            try gemm(hPrev, whh, transposeB: true,
+                     into: Matrix(gx + step * m * gh, rows: m, columns: whh.rows, stride: gh), beta: 1, caller: summary)
+            if gru {
+                try gemm(hPrev, whhN, transposeB: true, into: Matrix(hn + step * m * h, rows: m, columns: h), caller: summary)
             }
+            forwardStep(s, samples, step)
         }
     }
 
-    // Gate kernels: one call per step; per batch row (length H) one pass in 8-lane vectors
-    // (RecurrentMath.swift) and a scalar tail for H mod 8, doing the same arithmetic. Rows are
-    // (n, step) of [N, T, ·]. Each kernel also writes h_t into H_prev's row (n, step + 1), the
-    // next step's product input.
+    // Gate kernels (C, BackpropKernels/recurrent.inc): one call per step for the slice's m
+    // consecutive rows of that step. Each writes h_t into `output` (batch-first, rows T apart)
+    // and into H_prev's rows of step + 1, the next step's product input.
 
-    private func rnnForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, relu: Bool) {
-        let t = steps, h = hiddenSize, bias = UnsafePointer(s.combinedBias.data), last = step + 1 == t
-        let h8 = h & ~7
-        for i in samples {
-            let row = i * t + step
-            let a = s.gates.data + row * h, out = s.output.data + row * h
-            let next = s.previous.data + (row + 1) * h          // valid unless `last`
-            var j = 0
-            while j < h8 {
-                let pre = a.vector(at: j) + bias.vector(at: j)
-                let y = relu ? pre.replacing(with: 0, where: pre .< 0) : fastTanh(pre)
-                out.store(y, at: j)
-                if !last { next.store(y, at: j) }
-                j += 8
-            }
-            while j < h {
-                let pre = a[j] + bias[j]
-                let y = relu ? (pre > 0 ? pre : 0) : fastTanh(pre)
-                out[j] = y
-                if !last { next[j] = y }
-                j += 1
-            }
-        }
-    }
-
-    private func lstmForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
-        let t = steps, h = hiddenSize, gh = 4 * h, bias = UnsafePointer(s.combinedBias.data), last = step + 1 == t
-        let h8 = h & ~7
-        for i in samples {
-            let row = i * t + step
-            let a = s.gates.data + row * gh                      // [i | f | g | o], activated in place
-            let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
-            let cPrev = step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h
-            let c = s.cells.data + row * h, tc = s.cellTanh.data + row * h, out = s.output.data + row * h
-            let next = s.previous.data + (row + 1) * h
-            var j = 0
-            while j < h8 {
-                let iv = fastSigmoid(ig.vector(at: j) + bias.vector(at: j))
-                let fv = fastSigmoid(fg.vector(at: j) + bias.vector(at: h + j))
-                let gv = fastTanh(gg.vector(at: j) + bias.vector(at: 2 * h + j))
-                let ov = fastSigmoid(og.vector(at: j) + bias.vector(at: 3 * h + j))
-                let cv = fv * cPrev.vector(at: j) + iv * gv                       // c' = f⊙c + i⊙g
-                let tv = fastTanh(cv)
-                let y = ov * tv                                                   // h' = o⊙tanh(c')
-                ig.store(iv, at: j); fg.store(fv, at: j); gg.store(gv, at: j); og.store(ov, at: j)
-                c.store(cv, at: j); tc.store(tv, at: j); out.store(y, at: j)
-                if !last { next.store(y, at: j) }
-                j += 8
-            }
-            while j < h {
-                let iv = fastSigmoid(ig[j] + bias[j]), fv = fastSigmoid(fg[j] + bias[h + j])
-                let gv = fastTanh(gg[j] + bias[2 * h + j]), ov = fastSigmoid(og[j] + bias[3 * h + j])
-                let cv = fv * cPrev[j] + iv * gv, tv = fastTanh(cv), y = ov * tv
-                ig[j] = iv; fg[j] = fv; gg[j] = gv; og[j] = ov
-                c[j] = cv; tc[j] = tv; out[j] = y
-                if !last { next[j] = y }
-                j += 1
-            }
-        }
-    }
-
-    private func gruForwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
-        let t = steps, h = hiddenSize, gh = 3 * h, last = step + 1 == t
-        let bias = UnsafePointer(s.combinedBias.data), bin = UnsafePointer(s.biasIH.value.data + 2 * h)
-        let bhn = UnsafePointer(s.biasHH.value.data + 2 * h)
-        let h8 = h & ~7
-        for i in samples {
-            let row = i * t + step
-            let a = s.gates.data + row * gh                      // input side [r | z | n]: X·W_ihᵀ
-            let b = s.hiddenGates.data + row * gh                // hidden side: h·W_hhᵀ
-            let r = a, z = a + h, nv = a + 2 * h, bn = b + 2 * h
-            let hp = s.previous.data + row * h, out = s.output.data + row * h
-            let next = s.previous.data + (row + 1) * h
-            var j = 0
-            while j < h8 {
-                let rv = fastSigmoid(r.vector(at: j) + b.vector(at: j) + bias.vector(at: j))      // all four biases
-                let zv = fastSigmoid(z.vector(at: j) + b.vector(at: h + j) + bias.vector(at: h + j))
-                let bnv = bn.vector(at: j) + bhn.vector(at: j)                                   // W_hn h + b_hn, kept
-                let nvv = fastTanh(nv.vector(at: j) + bin.vector(at: j) + rv * bnv)
-                let hv = hp.vector(at: j)
-                let y = nvv + zv * (hv - nvv)                                                    // (1 − z)⊙n + z⊙h
-                r.store(rv, at: j); z.store(zv, at: j); bn.store(bnv, at: j); nv.store(nvv, at: j)
-                out.store(y, at: j)
-                if !last { next.store(y, at: j) }
-                j += 8
-            }
-            while j < h {
-                let rv = fastSigmoid(r[j] + b[j] + bias[j]), zv = fastSigmoid(z[j] + b[h + j] + bias[h + j])
-                let bnv = bn[j] + bhn[j]
-                let nvv = fastTanh(nv[j] + bin[j] + rv * bnv)
-                let y = nvv + zv * (hp[j] - nvv)
-                r[j] = rv; z[j] = zv; bn[j] = bnv; nv[j] = nvv
-                out[j] = y
-                if !last { next[j] = y }
-                j += 1
-            }
+    private func forwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
+        let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
+        let row = n0 * t + step * m                              // the step's first row
+        let gates = s.gates.data + row * gh, out = s.output.data + (n0 * t + step) * h
+        let next = step + 1 == t ? nil : s.previous.data + (row + m) * h
+        switch cell {
+        case .rnn(let act):
+            bp_rnn_forward_step(m, h, act == .relu ? 1 : 0, gates, gh, s.combinedBias.data, out, t * h, next, h)
+        case .lstm:
+            let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
+            bp_lstm_forward_step(m, h, gates, gh, s.combinedBias.data, cPrev, h,
+                                 s.cells.data + row * h, s.cellTanh.data + row * h, next, h, out, t * h)
+        case .gru:
+            bp_gru_forward_step(m, h, gates, gh, s.hiddenGates.data + row * h, h, s.combinedBias.data,
+                                s.biasIH.value.data + 2 * h, s.biasHH.value.data + 2 * h,
+                                s.previous.data + row * h, next, h, out, t * h)
         }
     }
 
@@ -485,14 +434,18 @@ public class RecurrentLayer: Layer {
         cellNext.resize(n, h)
         zeroRow.resize(h)
         zeroRow.fill(0)
-        let slices = max(1, min(threads, n))
         sliceNorms.resize(slices, t)
         sliceNorms.fill(0)
         for (k, s) in stages.enumerated() {
-            s.gateGradient.resize(n, t, gh)
-            if cell == .gru { s.hiddenGateGradient.resize(n, t, gh) }
+            s.gateGradient.resize(n * t, gh)
+            if cell == .gru { s.hiddenGateGradient.resize(n * t, h) }
             if let x = s.input {
-                if k > 0 || needsInputGradient { s.inputGradient.resize(to: x.shape) } else { s.inputGradient.resize(0) }
+                if k > 0 || needsInputGradient {
+                    s.inputGradient.resize(to: x.shape)
+                    s.stepInputGradient.resize(n * t, s.inputSize)
+                } else {
+                    s.inputGradient.resize(0)
+                }
             }
             while s.sliceGradients.count < slices - 1 { s.sliceGradients.append(SliceGradients()) }
             for g in s.sliceGradients.prefix(slices - 1) {
@@ -543,32 +496,48 @@ public class RecurrentLayer: Layer {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count, rows = m * t
         let dgx = s.gateGradient.data + n0 * t * gh
-        // δ of the hidden-side pre-activations (the same as the input side but for GRU)
-        let dgHidden = cell == .gru ? s.hiddenGateGradient.data + n0 * t * gh : dgx
-        // Steps outside the truncation window contribute nothing.
+        // GRU: δ of W_hn h + b_hn (the hidden side's r and z blocks share the input side's δ)
+        let gru = cell == .gru, dhn = s.hiddenGateGradient.data + n0 * t * h
+        // Steps outside the truncation window (the block's first rows) contribute nothing.
         if first > 0 {
-            for i in 0..<m {
-                (dgx + i * t * gh).update(repeating: 0, count: first * gh)
-                if cell == .gru { (dgHidden + i * t * gh).update(repeating: 0, count: first * gh) }
-            }
+            dgx.update(repeating: 0, count: first * m * gh)
+            if gru { dhn.update(repeating: 0, count: first * m * h) }
         }
         let dhNext = hiddenNext.data + n0 * h
         dhNext.update(repeating: 0, count: m * h)
         (cellNext.data + n0 * h).update(repeating: 0, count: m * h)
-        let whh = Matrix(s.weightHH.value), normRow = sliceNorms.data + slice * t
+        // Bias gradients: the step kernels sum δ rows into a zeroed scratch row [G·H] (GRU: and
+        // [H] for b_hn), added to slice 0's parameter gradients or a slice's own buffers after:
+        // δb_ih = δb_hh except for GRU's n block.
+        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
+        let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
+        let biasSum = scratch?.biasSum ?? s.biasSumScratch
+        biasSum.resize(gru ? gh + h : gh)
+        biasSum.fill(0)
+        // W_hh's rows that δG multiplies (GRU: r, z; then the n rows with δ of W_hn h + b_hn)
+        let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
+        let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
+        let normRow = sliceNorms.data + slice * t
         for step in stride(from: t - 1, through: first, by: -1) {
-            var normSum: Float = 0
-            switch cell {
-            case .rnn(let act): normSum = rnnBackwardStep(s, samples, step, dy, allSteps, relu: act == .relu)
-            case .lstm: normSum = lstmBackwardStep(s, samples, step, dy, allSteps)
-            case .gru: normSum = gruBackwardStep(s, samples, step, dy, allSteps)
-            }
+            let normSum = backwardStep(s, samples, step, dy, allSteps, biasSums: biasSum.data)
             if norms { normRow[step] = normSum }
             // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
             if step > first || first == 0 {
-                try gemm(Matrix(dgHidden + step * gh, rows: m, columns: gh, stride: t * gh), whh,
-                         into: Matrix(dhNext, rows: m, columns: h), beta: cell == .gru ? 1 : 0, caller: summary)
+                try gemm(Matrix(dgx + step * m * gh, rows: m, columns: whh.rows, stride: gh), whh,
+                         into: Matrix(dhNext, rows: m, columns: h), beta: gru ? 1 : 0, caller: summary)
+                if gru {
+                    try gemm(Matrix(dhn + step * m * h, rows: m, columns: h), whhN,
+                             into: Matrix(dhNext, rows: m, columns: h), beta: 1, caller: summary)
+                }
             }
+        }
+        let sv = biasSum.data, a = dbih.data, b = dbhh.data
+        for j in 0..<gh { a[j] += sv[j] }
+        if gru {
+            for j in 0..<(2 * h) { b[j] += sv[j] }
+            for j in 0..<h { b[2 * h + j] += sv[gh + j] }
+        } else {
+            for j in 0..<gh { b[j] += sv[j] }
         }
         // ∂L/∂h_0, ∂L/∂c_0 (cut to zero by truncation).
         let dh0 = initialHiddenGradient.data + (k * n + n0) * h
@@ -579,13 +548,11 @@ public class RecurrentLayer: Layer {
         }
 
         // Slice 0 accumulates into the parameters' gradients; the others fill their own buffers.
-        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
         let dWih = scratch?.weightIH ?? s.weightIH.grad, dWhh = scratch?.weightHH ?? s.weightHH.grad
-        let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
         let beta: Float = slice == 0 ? 1 : 0
-        let dgxM = Matrix(dgx, rows: rows, columns: gh), dghM = Matrix(dgHidden, rows: rows, columns: gh)
+        let dgxM = Matrix(dgx, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
-        let xM = Matrix(x.data + n0 * t * f, rows: rows, columns: f)
+        let xM = Matrix(s.stepInput.data + n0 * t * f, rows: rows, columns: f)
         if f < 64 {
             // A narrow product (MNIST rows: F = 28) runs ~1.4× faster in sgemm as its transpose
             // (dW_ih)ᵀ = Xᵀ·δGx [F, G·H]; the [G·H, F] result is then added in place.
@@ -600,165 +567,50 @@ public class RecurrentLayer: Layer {
         } else {
             try gemm(dgxM, transposeA: true, xM, into: Matrix(dWih), beta: beta, caller: summary)
         }
-        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]
-        try gemm(dghM, transposeA: true, Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h),
-                 into: Matrix(dWhh), beta: beta, caller: summary)
-        // db_ih += Σ_rows δGx,  db_hh += Σ_rows δGh (the same sum for RNN and LSTM)
-        if cell == .gru {
-            columnSums(dgx, rows: rows, columns: gh, into: dbih.data)
-            columnSums(dgHidden, rows: rows, columns: gh, into: dbhh.data)
-        } else {
-            let sum = scratch?.biasSum ?? s.biasSumScratch
-            sum.resize(gh)
-            sum.fill(0)
-            columnSums(dgx, rows: rows, columns: gh, into: sum.data)
-            let sv = sum.data, a = dbih.data, b = dbhh.data
-            for j in 0..<gh { a[j] += sv[j]; b[j] += sv[j] }
+        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]  (GRU: rows r, z from δGx, n from δ of W_hn h)
+        let hPrev = Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h)
+        try gemm(Matrix(dgx, rows: rows, columns: whh.rows, stride: gh), transposeA: true, hPrev,
+                 into: Matrix(dWhh.data, rows: whh.rows, columns: h), beta: beta, caller: summary)
+        if gru {
+            try gemm(Matrix(dhn, rows: rows, columns: h), transposeA: true, hPrev,
+                     into: Matrix(dWhh.data + 2 * h * h, rows: h, columns: h), beta: beta, caller: summary)
         }
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
         if k > 0 || needsInputGradient {
-            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.inputGradient.data + n0 * t * f, rows: rows, columns: f),
-                     caller: summary)
+            let dxs = s.stepInputGradient.data + n0 * t * f
+            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(dxs, rows: rows, columns: f), caller: summary)
+            for i in 0..<m {   // back to batch-first rows
+                for step in 0..<t {
+                    (s.inputGradient.data + ((n0 + i) * t + step) * f).update(from: dxs + (step * m + i) * f, count: f)
+                }
+            }
         }
     }
 
-    /// acc[j] += Σ_r m[r, j]
-    private func columnSums(_ m: UnsafeMutablePointer<Float>, rows: Int, columns: Int,
-                            into acc: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let row = m + r * columns
-            for j in 0..<columns { acc[j] += row[j] }
+    /// One backward step of the gate kernels (C) for the slice's rows: δ of the pre-activations
+    /// into the gradient buffers, bias gradients summed into `biasSums` ([G·H], GRU: then [H] of
+    /// b_hn), the recurrent δ updated in `hiddenNext` / `cellNext`. Returns Σ_i ‖δh_t of sample i‖.
+    private func backwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+                              _ allSteps: Bool, biasSums: UnsafeMutablePointer<Float>) -> Float {
+        let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
+        let row = n0 * t + step * m                              // the step's first row
+        // δ arriving at h_t from above (batch-first): the output gradient rows, or (last step only) zeros.
+        let (d, dStride): (UnsafeMutablePointer<Float>, Int) =
+            allSteps ? (dy + (n0 * t + step) * h, t * h) : (step == t - 1 ? (dy + n0 * h, h) : (zeroRow.data, 0))
+        let dh = hiddenNext.data + n0 * h, dg = s.gateGradient.data + row * gh
+        switch cell {
+        case .rnn(let act):
+            return bp_rnn_backward_step(m, h, act == .relu ? 1 : 0, s.output.data + (n0 * t + step) * h, t * h,
+                                        d, dStride, dh, dg, gh, biasSums)
+        case .lstm:
+            let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
+            return bp_lstm_backward_step(m, h, s.gates.data + row * gh, gh, s.cellTanh.data + row * h, h,
+                                         cPrev, h, d, dStride, dh, cellNext.data + n0 * h, dg, gh, biasSums)
+        case .gru:
+            return bp_gru_backward_step(m, h, s.gates.data + row * gh, gh, s.hiddenGates.data + row * h, h,
+                                        s.previous.data + row * h, h, d, dStride, dh, dg, gh,
+                                        s.hiddenGateGradient.data + row * h, h, biasSums, biasSums + gh)
         }
-    }
-
-    /// δ arriving at h_t from above for sample i: the output gradient row, or zeros.
-    @inline(__always)
-    private func outputDelta(_ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool, _ i: Int, _ step: Int)
-        -> UnsafeMutablePointer<Float> {
-        if allSteps { return dy + (i * steps + step) * hiddenSize }
-        return step == steps - 1 ? dy + i * hiddenSize : zeroRow.data
-    }
-
-    // Backward gate kernels: per batch row, δh_t = δ from above + δ from step t + 1 (`hiddenNext`
-    // row i, which the next product overwrites or, for GRU, adds to), then δ of the
-    // pre-activations, in 8-lane vectors with a scalar tail. Each returns Σ_i ‖δh_t of sample i‖.
-
-    private func rnnBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>, _ allSteps: Bool,
-                                 relu: Bool) -> Float {
-        let t = steps, h = hiddenSize, h8 = h & ~7
-        var normSum: Float = 0
-        for i in samples {
-            let row = i * t + step
-            let out = s.output.data + row * h, dg = s.gateGradient.data + row * h
-            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-            var squares = FloatVector(), tailSquares: Float = 0
-            var j = 0
-            while j < h8 {
-                let dhv = dh.vector(at: j) + d.vector(at: j), y = out.vector(at: j)
-                squares += dhv * dhv
-                dg.store(relu ? dhv.replacing(with: 0, where: y .<= 0) : dhv * (1 - y * y), at: j)
-                j += 8
-            }
-            while j < h {
-                let dhv = dh[j] + d[j], y = out[j]
-                tailSquares += dhv * dhv
-                dg[j] = relu ? (y > 0 ? dhv : 0) : dhv * (1 - y * y)
-                j += 1
-            }
-            normSum += (squares.sum() + tailSquares).squareRoot()
-        }
-        return normSum
-    }
-
-    private func lstmBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
-                                  _ allSteps: Bool) -> Float {
-        let t = steps, h = hiddenSize, gh = 4 * h, h8 = h & ~7
-        var normSum: Float = 0
-        for i in samples {
-            let row = i * t + step
-            let a = UnsafePointer(s.gates.data + row * gh)
-            let ig = a, fg = a + h, gg = a + 2 * h, og = a + 3 * h
-            let dg = s.gateGradient.data + row * gh
-            let di = dg, df = dg + h, dgg = dg + 2 * h, dout = dg + 3 * h
-            let cPrev = UnsafePointer(step == 0 ? s.initialCell.data + i * h : s.cells.data + (row - 1) * h)
-            let tc = UnsafePointer(s.cellTanh.data + row * h)
-            let dc = cellNext.data + i * h                       // δc_t in, δc_{t−1} out
-            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-            var squares = FloatVector(), tailSquares: Float = 0
-            var j = 0
-            while j < h8 {
-                let dhv = dh.vector(at: j) + d.vector(at: j)
-                squares += dhv * dhv
-                let iv = ig.vector(at: j), fv = fg.vector(at: j), gv = gg.vector(at: j), ov = og.vector(at: j)
-                let tv = tc.vector(at: j)
-                dout.store(dhv * tv * ov * (1 - ov), at: j)                          // δ pre-o
-                let dcv = dc.vector(at: j) + dhv * ov * (1 - tv * tv)                // δc_t total
-                di.store(dcv * gv * iv * (1 - iv), at: j)                            // δ pre-i
-                df.store(dcv * cPrev.vector(at: j) * fv * (1 - fv), at: j)           // δ pre-f
-                dgg.store(dcv * iv * (1 - gv * gv), at: j)                           // δ pre-g
-                dc.store(dcv * fv, at: j)                                            // δc_{t−1}
-                j += 8
-            }
-            while j < h {
-                let dhv = dh[j] + d[j]
-                tailSquares += dhv * dhv
-                let iv = ig[j], fv = fg[j], gv = gg[j], ov = og[j], tv = tc[j]
-                dout[j] = dhv * tv * ov * (1 - ov)
-                let dcv = dc[j] + dhv * ov * (1 - tv * tv)
-                di[j] = dcv * gv * iv * (1 - iv)
-                df[j] = dcv * cPrev[j] * fv * (1 - fv)
-                dgg[j] = dcv * iv * (1 - gv * gv)
-                dc[j] = dcv * fv
-                j += 1
-            }
-            normSum += (squares.sum() + tailSquares).squareRoot()
-        }
-        return normSum
-    }
-
-    private func gruBackwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
-                                 _ allSteps: Bool) -> Float {
-        let t = steps, h = hiddenSize, gh = 3 * h, h8 = h & ~7
-        var normSum: Float = 0
-        for i in samples {
-            let row = i * t + step
-            let a = UnsafePointer(s.gates.data + row * gh)
-            let r = a, z = a + h, nv = a + 2 * h
-            let bn = UnsafePointer(s.hiddenGates.data + row * gh + 2 * h)   // W_hn h + b_hn
-            let dgx = s.gateGradient.data + row * gh, dgh = s.hiddenGateGradient.data + row * gh
-            let dr = dgx, dz = dgx + h, dnx = dgx + 2 * h
-            let hp = UnsafePointer(s.previous.data + row * h)
-            let d = outputDelta(dy, allSteps, i, step), dh = hiddenNext.data + i * h
-            var squares = FloatVector(), tailSquares: Float = 0
-            var j = 0
-            while j < h8 {
-                let dhv = dh.vector(at: j) + d.vector(at: j)
-                squares += dhv * dhv
-                let rv = r.vector(at: j), zv = z.vector(at: j), nvv = nv.vector(at: j)
-                let dn = dhv * (1 - zv) * (1 - nvv * nvv)                            // δ pre-n
-                let drv = dn * bn.vector(at: j) * rv * (1 - rv)                      // δ pre-r
-                let dzv = dhv * (hp.vector(at: j) - nvv) * zv * (1 - zv)             // δ pre-z
-                dr.store(drv, at: j); dz.store(dzv, at: j); dnx.store(dn, at: j)
-                dgh.store(drv, at: j); dgh.store(dzv, at: h + j)                     // hidden side: r, z
-                dgh.store(dn * rv, at: 2 * h + j)                                    // and r ⊙ δ pre-n
-                dh.store(dhv * zv, at: j)                                            // direct path z⊙δh
-                j += 8
-            }
-            while j < h {
-                let dhv = dh[j] + d[j]
-                tailSquares += dhv * dhv
-                let rv = r[j], zv = z[j], nvv = nv[j]
-                let dn = dhv * (1 - zv) * (1 - nvv * nvv)
-                let drv = dn * bn[j] * rv * (1 - rv)
-                let dzv = dhv * (hp[j] - nvv) * zv * (1 - zv)
-                dr[j] = drv; dz[j] = dzv; dnx[j] = dn
-                dgh[j] = drv; dgh[h + j] = dzv; dgh[2 * h + j] = dn * rv
-                dh[j] = dhv * zv
-                j += 1
-            }
-            normSum += (squares.sum() + tailSquares).squareRoot()
-        }
-        return normSum
     }
 }
 

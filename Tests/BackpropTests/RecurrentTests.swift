@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Backprop
+import BackpropKernels
 
 /// Wraps a recurrent layer and exposes its initial state as parameters `h0` (and `c0`), so
 /// `GradientCheck` perturbs the initial state too and compares with `initialHiddenGradient`.
@@ -87,40 +88,74 @@ final class RecurrentTests: XCTestCase {
 
     // MARK: - Vector math
 
-    func testVectorSigmoidAndTanhMatchLibm() {
-        var worstS: Double = 0, worstT: Double = 0, worstTRel: Double = 0
+    /// The C kernels' sigmoid and tanh (every instruction-set version) against libm in Double.
+    func testFastSigmoidAndTanhMatchLibm() {
+        var xs: [Float] = []
         var x: Float = -30
-        while x <= 30 {
-            let s = Double(fastSigmoid(x)), th = Double(fastTanh(x))
-            worstS = max(worstS, abs(s - 1 / (1 + Foundation.exp(-Double(x)))))
-            worstT = max(worstT, abs(th - Foundation.tanh(Double(x))))
-            if abs(x) < 1 && x != 0 { worstTRel = max(worstTRel, abs(th / Foundation.tanh(Double(x)) - 1)) }
-            x += 0.001953125
-        }
-        XCTAssertLessThan(worstS, 2e-7)
-        XCTAssertLessThan(worstT, 3e-7)
-        XCTAssertLessThan(worstTRel, 5e-7, "tanh keeps relative accuracy near 0")
-        XCTAssertEqual(fastSigmoid(-200), 0, accuracy: 1e-30)
-        XCTAssertEqual(fastSigmoid(200), 1)
-        XCTAssertEqual(fastTanh(200), 1)
-        XCTAssertEqual(fastTanh(-200), -1)
-        // The 8-lane versions the kernels use give the scalar functions' results, lane by lane.
-        var lanes = FloatVector()
-        var v: Float = -100
-        var compared = 0
-        while v <= 100 {
-            for k in 0..<8 { lanes[k] = v * Float(k + 1) / 8 }
-            let e = fastExp(lanes), s = fastSigmoid(lanes), th = fastTanh(lanes)
-            for k in 0..<8 {
-                XCTAssertEqual(e[k], fastExp(lanes[k]), "exp(\(lanes[k]))")
-                XCTAssertEqual(s[k], fastSigmoid(lanes[k]), "σ(\(lanes[k]))")
-                XCTAssertEqual(th[k], fastTanh(lanes[k]), "tanh(\(lanes[k]))")
-                compared += 1
+        while x <= 30 { xs.append(x); x += 0.001953125 }
+        xs += [-200, 200, -100, 100, 88.5, -88.5, 1e-8, -1e-8, 0]
+        defer { Kernels.limitInstructionSet(to: 4) }
+        var results: [[Float]] = []
+        for level in KernelVersionTests.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            var s = [Float](repeating: 0, count: xs.count), th = s
+            bp_fast_sigmoid(xs, &s, xs.count)
+            bp_fast_tanh(xs, &th, xs.count)
+            var worstS: Double = 0, worstT: Double = 0, worstTRel: Double = 0
+            for (i, v) in xs.enumerated() {
+                worstS = max(worstS, abs(Double(s[i]) - 1 / (1 + Foundation.exp(-Double(v)))))
+                worstT = max(worstT, abs(Double(th[i]) - Foundation.tanh(Double(v))))
+                if abs(v) < 1 && v != 0 { worstTRel = max(worstTRel, abs(Double(th[i]) / Foundation.tanh(Double(v)) - 1)) }
             }
-            v += 0.37
+            XCTAssertLessThan(worstS, 2e-7, "level \(level)")
+            XCTAssertLessThan(worstT, 3e-7, "level \(level)")
+            XCTAssertLessThan(worstTRel, 5e-7, "level \(level): tanh keeps relative accuracy near 0")
+            let at = { (v: Float) in xs.firstIndex(of: v)! }
+            XCTAssertEqual(s[at(-200)], 0, accuracy: 1e-30)
+            XCTAssertEqual(s[at(200)], 1)
+            XCTAssertEqual(th[at(200)], 1)
+            XCTAssertEqual(th[at(-200)], -1)
+            XCTAssertEqual(th[at(0)], 0)
+            var out: [Float] = [0]
+            bp_fast_tanh([Float.nan], &out, 1); XCTAssertTrue(out[0].isNaN, "level \(level)")
+            bp_fast_sigmoid([Float.nan], &out, 1); XCTAssertTrue(out[0].isNaN, "level \(level)")
+            results.append(s + th)
         }
-        XCTAssertGreaterThan(compared, 4000)
-        XCTAssertTrue(fastTanh(FloatVector(repeating: .nan))[0].isNaN)
+        // The versions differ at most by FMA rounding.
+        for r in results.dropFirst() {
+            for (a, b) in zip(r, results[0]) { XCTAssertEqual(a, b, accuracy: 3e-7) }
+        }
+    }
+
+    /// Every cell under every C kernel version (AVX-512, AVX2, baseline): outputs, δ of the
+    /// input, h0 and c0, hidden-gradient norms and parameter gradients agree with the baseline
+    /// version to 1e-5·max(1, |x|) (they differ only by FMA rounding). H = 11 runs each
+    /// version's vector loop and its scalar tail; 2 slices run the strided-row paths.
+    func testGateKernelsAgreeUnderEveryInstructionSet() throws {
+        defer { Kernels.limitInstructionSet(to: 4) }
+        for cell in Self.cells {
+            var results: [[[Float]]] = []
+            for level in KernelVersionTests.availableLevels {
+                Kernels.limitInstructionSet(to: level)
+                let layer = try make(cell, truncation: nil)
+                layer.threads = 2
+                let probe = try InitialStateProbe(layer, batch: n, seed: 5)
+                var rng = SeededGenerator(seed: 21)
+                let w = Tensor(uncheckedShape: [n, t, h])
+                w.fillUniform(-1, 1, using: &rng)
+                probe.zeroGrad()
+                let y = try probe.forward(try input()).scalars
+                let dx = try probe.backward(w).scalars
+                results.append([y, dx, layer.hiddenGradientNorms] + probe.parameters.map { $0.grad.scalars })
+            }
+            XCTAssertEqual(results.count, KernelVersionTests.availableLevels.count)
+            for r in results.dropFirst() {
+                for (a, b) in zip(r, results[0]) {
+                    XCTAssertEqual(a.count, b.count)
+                    for (u, v) in zip(a, b) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(v)), "\(cell)") }
+                }
+            }
+        }
     }
 
     // MARK: - Forward values against an independent scalar implementation (Double)
@@ -253,7 +288,7 @@ final class RecurrentTests: XCTestCase {
     /// `threads` = 2 or 3 splits the batch into slices run concurrently: outputs, δ of the input,
     /// of h0 and c0, hidden-gradient norms and parameter gradients (summed over slices) equal the
     /// one-thread results to 1e-6·max(1, |x|) (only the summation order of dW differs), with and
-    /// without truncation. With `needsInputGradient` false, parameter gradients are unchanged
+    /// without truncation; so do h_n and c_n. With `needsInputGradient` false, parameter gradients are unchanged
     /// and δ of the input is an empty tensor.
     func testConcurrentSlicesMatchOneThread() throws {
         func run(_ cell: RecurrentLayer.Cell, _ sequences: Bool, _ truncation: Int?, threads: Int,
@@ -268,7 +303,9 @@ final class RecurrentTests: XCTestCase {
             probe.zeroGrad()
             let y = try probe.forward(try input()).scalars
             let dx = try probe.backward(w).scalars
-            return [y, dx, layer.hiddenGradientNorms] + probe.parameters.map { $0.grad.scalars }
+            // h_n and c_n (gathered from the slices' blocks) too
+            let final = [try XCTUnwrap(layer.finalHidden).scalars, layer.finalCell?.scalars ?? []]
+            return [y, dx, layer.hiddenGradientNorms] + probe.parameters.map { $0.grad.scalars } + final
         }
         for cell in Self.cells {
             for sequences in [true, false] {
@@ -300,6 +337,27 @@ final class RecurrentTests: XCTestCase {
         let report = try GradientCheck.check(try InitialStateProbe(layer, batch: n, seed: 5), input: try input(),
                                              maxElements: 48)
         XCTAssertLessThan(report.maxError, 3e-4, "\(report)")
+    }
+
+    /// The buffers' row order depends on the number of batch slices of `forward`: changing
+    /// `threads` between forward and backward must not change the gradients.
+    func testBackwardUsesTheSlicesOfForward() throws {
+        for cell in Self.cells {
+            func run(changeThreads: Bool) throws -> [[Float]] {
+                let layer = try make(cell)
+                layer.threads = 3
+                var rng = SeededGenerator(seed: 21)
+                let w = Tensor(uncheckedShape: [n, t, h])
+                w.fillUniform(-1, 1, using: &rng)
+                layer.zeroGrad()
+                let y = try layer.forward(try input()).scalars
+                if changeThreads { layer.threads = 1 }
+                let dx = try layer.backward(w).scalars
+                let cells = layer.finalCell?.scalars ?? []
+                return [y, dx, cells] + layer.parameters.map { $0.grad.scalars }
+            }
+            XCTAssertEqual(try run(changeThreads: true), try run(changeThreads: false), "\(cell)")
+        }
     }
 
     func testGradientsAccumulateLikePyTorch() throws {
