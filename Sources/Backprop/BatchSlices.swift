@@ -1,7 +1,4 @@
-import Dispatch
-
-/// Hands a value to `DispatchQueue.concurrentPerform`'s workers; the caller guarantees that
-/// they touch disjoint memory.
+/// Hands a value to other threads; the caller guarantees that they touch disjoint memory.
 struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
@@ -12,9 +9,14 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 /// recurrent layers are too small for BLAS's own threads. Slices must write disjoint memory;
 /// reductions over slices are the caller's (in slice order, so results repeat).
 ///
-/// The error slots are kept between calls, so running slices allocates nothing once sized.
+/// The slices run on `WorkerPool.shared` (concurrentPerform mallocs about five times per call
+/// and, on a loaded machine, often ran every slice on the calling thread). The error slots are
+/// kept between calls; the one allocation left per call is the box `withoutActuallyEscaping`
+/// makes for the closure (layers on the hot path of a whole network run as `Sequential`
+/// stretches instead, which allocate nothing).
 final class BatchSlices {
     private var errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
+    private let job = SliceJob()
 
     deinit { errors.deinitialize().deallocate() }
 
@@ -38,10 +40,11 @@ final class BatchSlices {
         defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
         let slots = errors
         withoutActuallyEscaping(body) { body in
-            let work = UncheckedSendable(body), shared = UncheckedSendable(slots)
-            DispatchQueue.concurrentPerform(iterations: count) { k in
-                do { try work.value(k, BatchSlices.range(k, of: count, items: n)) } catch { shared.value[k] = error }
-            }
+            job.body = body
+            job.items = n
+            job.errors = slots
+            WorkerPool.shared.run(parts: count, job)
+            job.body = nil
         }
         var first: Error?
         for k in 0..<count {
@@ -49,5 +52,17 @@ final class BatchSlices {
             slots[k] = nil
         }
         if let first { throw first }
+    }
+}
+
+/// One `BatchSlices.run` call as a `WorkerPool` job.
+private final class SliceJob: ParallelJob {
+    var body: ((_ slice: Int, _ range: Range<Int>) throws -> Void)?
+    var items = 0
+    var errors = UnsafeMutableBufferPointer<Error?>(start: nil, count: 0)
+
+    func runPart(_ part: Int, of parts: Int) {
+        guard let body else { return }
+        do { try body(part, BatchSlices.range(part, of: parts, items: items)) } catch { errors[part] = error }
     }
 }
