@@ -152,7 +152,40 @@ public enum BLAS {
         if let target {
             do { try switchCore(to: target) } catch { reason = "\(error)" }
         }
+        limitWorkerSpin()
         return CoreSelection(detected: detected, active: currentCoreName(), cpuBest: best.name, reason: reason)
+    }
+
+    // MARK: - Worker spin
+
+    /// The OPENBLAS_THREAD_TIMEOUT the engine sets when the user has not: 2^20 cycles (≈ 0.3 ms)
+    /// of spinning before an idle OpenBLAS worker sleeps, instead of OpenBLAS's 2^28 (≈ 0.1 s).
+    ///
+    /// Why: between two sgemm calls the engine does its own work (bias, activation, loss, the
+    /// optimizer) on the calling thread while OpenBLAS's worker spins in sched_yield on the other
+    /// core. When the host shares our two cores with another tenant, that spinning competes with
+    /// the work itself: measured with sgemm-floor on this machine, the MLP step went from
+    /// 1.4–1.8× the sgemm floor to 1.1× in those periods, and stayed at 1.1–1.25× when the
+    /// machine was quiet (README, "Performance").
+    public static let workerSpinExponent = 20
+
+    /// The worker-spin setting in effect: the user's OPENBLAS_THREAD_TIMEOUT (or GOTO_...) if set,
+    /// else `workerSpinExponent`.
+    public static var workerSpin: String {
+        ensureReady()
+        let env = ProcessInfo.processInfo.environment
+        if let user = env["OPENBLAS_THREAD_TIMEOUT"] ?? env["GOTO_THREAD_TIMEOUT"] { return "2^\(user) cycles" }
+        return "2^\(workerSpinExponent) cycles"
+    }
+
+    private static func limitWorkerSpin() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OPENBLAS_THREAD_TIMEOUT"] == nil, env["GOTO_THREAD_TIMEOUT"] == nil else { return }
+        setenv("OPENBLAS_THREAD_TIMEOUT", String(workerSpinExponent), 0)
+        openblas_read_env()
+        // The workers read the timeout when they start: restart them (no BLAS call has run yet).
+        _ = blas_thread_shutdown_()
+        _ = blas_thread_init()
     }
 
     /// One 13×17·17×11 product through sgemm against a plain loop.

@@ -10,4 +10,10 @@
 // before its first BLAS call, to replace a wrongly detected core (see BLASRuntime.swift).
 void gotoblas_dynamic_init(void);
 void gotoblas_dynamic_quit(void);
+
+// Also exported by the pthread build: re-read OPENBLAS_* environment variables, and stop and
+// restart the worker threads (which read OPENBLAS_THREAD_TIMEOUT when they start).
+void openblas_read_env(void);
+int blas_thread_shutdown_(void);
+int blas_thread_init(void);
 #endif

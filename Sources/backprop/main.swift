@@ -20,7 +20,7 @@ struct Info: ParsableCommand {
         if json {
             let object: [String: Any] = ["core": s.active, "detected_core": s.detected, "cpu_best_core": s.cpuBest,
                                          "reason": s.reason, "threads": BLAS.threadCount,
-                                         "kernels_isa": Kernels.instructionSet]
+                                         "kernels_isa": Kernels.instructionSet, "worker_spin": BLAS.workerSpin]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
@@ -28,6 +28,7 @@ struct Info: ParsableCommand {
             print("CPU supports:  \(s.cpuBest)")
             print("threads:       \(BLAS.threadCount) of \(BLAS.processorCount) processors")
             print("own kernels:   \(Kernels.instructionSet)")
+            print("worker spin:   \(BLAS.workerSpin) (OPENBLAS_THREAD_TIMEOUT)")
         }
     }
 }

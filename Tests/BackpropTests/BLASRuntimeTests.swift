@@ -62,4 +62,36 @@ final class BLASRuntimeTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("3×4"), "\(error)")
         }
     }
+
+    /// After a two-thread sgemm, OpenBLAS's worker spins before it sleeps. The engine shortens
+    /// that spin to 2^20 cycles (≈ 0.3 ms) unless the user set OPENBLAS_THREAD_TIMEOUT; with
+    /// OpenBLAS's own 2^28 the worker burns ≈ 0.1 s of CPU after every call. Measured as the
+    /// process's CPU time while the caller sleeps 300 ms after a product.
+    func testIdleWorkerSleepsSoon() throws {
+        let env = ProcessInfo.processInfo.environment
+        try XCTSkipIf(env["OPENBLAS_THREAD_TIMEOUT"] != nil || env["GOTO_THREAD_TIMEOUT"] != nil,
+                      "the user's OPENBLAS_THREAD_TIMEOUT is in effect")
+        try XCTSkipIf(BLAS.processorCount < 2, "one processor: no OpenBLAS worker")
+        XCTAssertEqual(BLAS.workerSpin, "2^20 cycles")
+        let saved = BLAS.threadCount
+        BLAS.threadCount = 2
+        defer { BLAS.threadCount = saved }
+        let n = 512
+        let a = try Tensor(zeros: [n, n]), b = try Tensor(zeros: [n, n]), c = try Tensor(zeros: [n, n])
+        func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        }
+        var idleCPU: [Double] = []
+        for _ in 0..<3 {
+            try gemm(Matrix(a), transposeA: false, Matrix(b), transposeB: false, into: Matrix(c), caller: "test")
+            let before = cpuSeconds()
+            usleep(300_000)
+            idleCPU.append(cpuSeconds() - before)
+        }
+        // 2^28 cycles of spinning is ≥ 50 ms at any clock below 5 GHz; 2^20 is well under 5 ms.
+        XCTAssertLessThan(idleCPU.min() ?? 1, 0.03, "CPU time while idle after a product: \(idleCPU) s")
+    }
 }

@@ -49,11 +49,18 @@ do {
     // Warm-up: size every buffer (both batch sizes) and let OpenBLAS start its threads.
     for n in [128, 96, 128] { try floor.step(batch: n); try engine.step(batch: n) }
 
-    var floorTimes: [Double] = [], stepTimes: [Double] = []
+    // A third series runs the engine step with the optimizer update on one thread (the default
+    // splits large parameters across cores: ParallelChunks), to show what that choice buys.
+    var floorTimes: [Double] = [], stepTimes: [Double] = [], serialOptimizerTimes: [Double] = []
+    let optimizerThreads = ParallelChunks.maximumThreads
     for _ in 0..<options.repeats {
         floorTimes.append(try epochSeconds { try floor.step(batch: $0) })
         stepTimes.append(try epochSeconds { try engine.step(batch: $0) })
+        ParallelChunks.maximumThreads = 1
+        serialOptimizerTimes.append(try epochSeconds { try engine.step(batch: $0) })
+        ParallelChunks.maximumThreads = optimizerThreads
     }
+    let serial = median(serialOptimizerTimes)
     let flops = MNISTJob.epochBatches.reduce(0.0) { $0 + floor.flops(batch: $1) }
     let f = median(floorTimes), s = median(stepTimes)
     if options.json {
@@ -64,6 +71,7 @@ do {
             "floor_gflops": flops / f / 1e9,
             "step_seconds_per_epoch": s, "step_seconds_all": stepTimes,
             "step_over_floor": s / f, "final_loss": Double(engine.lastLoss),
+            "step_serial_optimizer_seconds_per_epoch": serial, "step_serial_optimizer_all": serialOptimizerTimes,
         ]
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
@@ -73,6 +81,7 @@ do {
         print(String(format: "sgemm floor (8 sgemm calls/step): %.3f s/epoch  (%.1f GFLOP/s; runs: %@)", f, flops / f / 1e9, list(floorTimes)))
         print(String(format: "engine training step            : %.3f s/epoch  (runs: %@)", s, list(stepTimes)))
         print(String(format: "ratio step / floor              : %.2f", s / f))
+        print(String(format: "step, optimizer on 1 thread     : %.3f s/epoch  (%.2f× the floor; runs: %@)", serial, serial / f, list(serialOptimizerTimes)))
     }
 } catch {
     FileHandle.standardError.write(Data("sgemm-floor: \(error)\n".utf8))
