@@ -61,8 +61,7 @@ public final class ReLU: BatchSliceable {
             throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward")
         }
         let first = images.lowerBound * perImage
-        if x === y { return bp_relu_inplace(x.data + first, images.count * perImage) }
-        bp_relu(x.data + first, y.data + first, images.count * perImage)
+        bp_relu(x.data + first, y.data + first, images.count * perImage)   // in place when x === y
     }
 
     public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
@@ -87,8 +86,7 @@ public final class ReLU: BatchSliceable {
         if slicesMaskedByNext { return }   // the pooling after this layer applied the mask
         let first = images.lowerBound * perImage
         // y > 0 exactly where x > 0 (also when y overwrote x), so the result serves as the mask.
-        if dx === dy { return bp_relu_backward_inplace(y.data + first, dx.data + first, images.count * perImage) }
-        bp_relu_backward(y.data + first, dy.data + first, dx.data + first, images.count * perImage)
+        bp_relu_backward(y.data + first, dy.data + first, dx.data + first, images.count * perImage)   // in place when dx === dy
     }
 
     public func endBackward(slices: Int) { outputGradient = nil; input = nil; resultGradient = nil }

@@ -492,7 +492,7 @@ public class RecurrentLayer: Layer {
     /// parameters (slice 0) or the slice's own buffers.
     private func backwardSlice(_ s: Stage, _ samples: Range<Int>, slice: Int, layer k: Int,
                                delta dy: UnsafeMutablePointer<Float>, allSteps: Bool, first: Int, norms: Bool) throws {
-        guard let x = s.input else { return }
+        guard s.input != nil else { return }
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count, rows = m * t
         let dgx = s.gateGradient.data + n0 * t * gh

@@ -59,4 +59,24 @@ final class KernelVersionTests: XCTestCase {
             }
         }
     }
+
+    /// bp_relu(x, x) and bp_relu_backward(y, g, g) take the one-pointer loops (the two-pointer
+    /// loops' overlap check would make them scalar): same results as out of place, every version.
+    func testReLUInPlaceEqualsOutOfPlace() {
+        let x: [Float] = (0..<45).map { Float(($0 * 13) % 11) - 5.5 + ($0 == 7 ? .nan : 0) }
+        let g: [Float] = (0..<45).map { Float($0) * 0.25 - 3 }
+        for level in Self.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            var y = [Float](repeating: 0, count: 45), inPlace = x
+            bp_relu(x, &y, 45)
+            inPlace.withUnsafeMutableBufferPointer { p in bp_relu(p.baseAddress, p.baseAddress, 45) }
+            XCTAssertTrue(zip(y, inPlace).allSatisfy { $0.bitPattern == $1.bitPattern }, "level \(level): forward")
+            XCTAssertTrue(y[7].isNaN, "level \(level): NaN stays NaN in place")
+            var dx = [Float](repeating: 0, count: 45), dInPlace = g
+            bp_relu_backward(y, g, &dx, 45)
+            dInPlace.withUnsafeMutableBufferPointer { p in bp_relu_backward(y, p.baseAddress, p.baseAddress, 45) }
+            XCTAssertEqual(dx, dInPlace, "level \(level): backward")
+            XCTAssertEqual(dx, (0..<45).map { y[$0] > 0 ? g[$0] : 0 }, "level \(level): backward values")
+        }
+    }
 }

@@ -35,11 +35,4 @@ void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *p
 void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, float *dx, long planes, long height,
                             long width, long out_height, long out_width);
 
-/// In-place ReLU for a layer that overwrites its input: x[i] = max(x[i], 0), NaN stays NaN.
-void bp_relu_inplace(float *x, size_t n);
-
-/// In-place ReLU backward: g[i] = y[i] > 0 ? g[i] : 0 (y: the ReLU's output, g: δ of it, becoming
-/// δ of its input). y and g must be different arrays.
-void bp_relu_backward_inplace(const float *y, float *g, size_t n);
-
 #endif

@@ -16,7 +16,8 @@ int bp_set_isa_level(int level);
 /// y[i] = max(x[i], 0) for i < n; NaN stays NaN, as in PyTorch. x and y may be the same array.
 void bp_relu(const float *x, float *y, size_t n);
 
-/// dx[i] = dy[i] where y[i] > 0, else 0 (y: ReLU's output).
+/// dx[i] = dy[i] where y[i] > 0, else 0 (y: ReLU's output). dy and dx may be the same array
+/// (y must not be).
 void bp_relu_backward(const float *y, const float *dy, float *dx, size_t n);
 
 /// dst[i] = (float)src[i] / divisor: pixels to floats (divisor 255 gives torchvision's ToTensor
