@@ -1,9 +1,3 @@
-/// Hands a value to other threads; the caller guarantees that they touch disjoint memory.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
-
 /// Runs a layer's work on contiguous slices of a batch, one per core, with OpenBLAS set to one
 /// thread meanwhile (restored after): the per-image or per-step products of convolutional and
 /// recurrent layers are too small for BLAS's own threads. Slices must write disjoint memory;
@@ -11,12 +5,12 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 ///
 /// The slices run on `WorkerPool.shared` (concurrentPerform mallocs about five times per call
 /// and, on a loaded machine, often ran every slice on the calling thread). The error slots are
-/// kept between calls; the one allocation left per call is the box `withoutActuallyEscaping`
-/// makes for the closure (layers on the hot path of a whole network run as `Sequential`
-/// stretches instead, which allocate nothing).
+/// kept between calls, so running a `SlicedWork` object allocates nothing once sized; the
+/// closure form costs the one box `withoutActuallyEscaping` makes per call.
 final class BatchSlices {
     private var errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
     private let job = SliceJob()
+    private let closureWork = ClosureWork()
 
     deinit { errors.deinitialize().deallocate() }
 
@@ -26,10 +20,11 @@ final class BatchSlices {
     /// Slice `k` of `count` over `0..<items`: the range `run` hands to slice `k`.
     static func range(_ k: Int, of count: Int, items n: Int) -> Range<Int> { (k * n / count)..<((k + 1) * n / count) }
 
-    /// Splits `0..<items` into `count` ranges whose sizes differ by at most one and runs `body`
-    /// on each, concurrently when `count > 1`. The first error thrown by a slice is rethrown.
-    func run(count: Int, items n: Int, _ body: (_ slice: Int, _ range: Range<Int>) throws -> Void) throws {
-        if count <= 1 { return try body(0, 0..<n) }
+    /// Splits `0..<items` into `count` ranges whose sizes differ by at most one and runs
+    /// `work.runSlice` on each, concurrently when `count > 1`. The first error thrown by a slice
+    /// (in slice order) is rethrown.
+    func run(count: Int, items n: Int, _ work: SlicedWork) throws {
+        if count <= 1 { return try work.runSlice(0, items: 0..<n) }
         if errors.count < count {
             errors.deinitialize().deallocate()   // only nils: every run clears what it set
             errors = .allocate(capacity: count)
@@ -38,31 +33,48 @@ final class BatchSlices {
         let blasThreads = BLAS.threadCount
         if blasThreads != 1 { BLAS.threadCount = 1 }
         defer { if blasThreads != 1 { BLAS.threadCount = blasThreads } }
-        let slots = errors
-        withoutActuallyEscaping(body) { body in
-            job.body = body
-            job.items = n
-            job.errors = slots
-            WorkerPool.shared.run(parts: count, job)
-            job.body = nil
-        }
+        job.work = work
+        job.items = n
+        job.errors = errors
+        WorkerPool.shared.run(parts: count, job)
+        job.work = nil
         var first: Error?
         for k in 0..<count {
-            if first == nil { first = slots[k] }
-            slots[k] = nil
+            if first == nil { first = errors[k] }
+            errors[k] = nil
         }
         if let first { throw first }
     }
+
+    /// `run` with a closure for the slice's work.
+    func run(count: Int, items n: Int, _ body: (_ slice: Int, _ range: Range<Int>) throws -> Void) throws {
+        if count <= 1 { return try body(0, 0..<n) }
+        try withoutActuallyEscaping(body) { body in
+            closureWork.body = body
+            defer { closureWork.body = nil }
+            try run(count: count, items: n, closureWork)
+        }
+    }
 }
 
-/// One `BatchSlices.run` call as a `WorkerPool` job.
+/// Work that `BatchSlices` splits by batch rows. Slices must write disjoint memory.
+protocol SlicedWork: AnyObject {
+    func runSlice(_ slice: Int, items: Range<Int>) throws
+}
+
+/// One `BatchSlices.run` call as a `WorkerPool` job: the slice's range, errors kept per slice.
 private final class SliceJob: ParallelJob {
-    var body: ((_ slice: Int, _ range: Range<Int>) throws -> Void)?
+    unowned(unsafe) var work: SlicedWork?
     var items = 0
     var errors = UnsafeMutableBufferPointer<Error?>(start: nil, count: 0)
 
     func runPart(_ part: Int, of parts: Int) {
-        guard let body else { return }
-        do { try body(part, BatchSlices.range(part, of: parts, items: items)) } catch { errors[part] = error }
+        guard let work else { return }
+        do { try work.runSlice(part, items: BatchSlices.range(part, of: parts, items: items)) } catch { errors[part] = error }
     }
+}
+
+private final class ClosureWork: SlicedWork {
+    var body: ((_ slice: Int, _ range: Range<Int>) throws -> Void)?
+    func runSlice(_ slice: Int, items: Range<Int>) throws { try body?(slice, items) }
 }

@@ -159,6 +159,7 @@ public final class Sequential: Layer {
     }
 
     private let job = StretchJob()
+    private let slices = BatchSlices()
 
     /// Runs one stretch forward (input → output) or backward (δ of its output → δ of its input).
     private func run(_ stretch: Stretch, forward: Bool, _ tensor: Tensor) throws -> Tensor {
@@ -170,68 +171,35 @@ public final class Sequential: Layer {
         } else {
             for layer in stretch.layers.reversed() { t = try layer.beginBackward(t, slices: count) }
         }
-        let blasThreads = BLAS.threadCount
-        if blasThreads != 1 && count > 1 { BLAS.threadCount = 1 }
-        defer { if blasThreads != 1 && count > 1 { BLAS.threadCount = blasThreads } }
-        job.prepare(stretch, forward: forward, items: n, parts: count)
-        WorkerPool.shared.run(parts: count, job)
-        if let error = job.finish(parts: count) { throw error }
+        job.stretch = stretch
+        job.forward = forward
+        defer { job.stretch = nil }
+        try slices.run(count: count, items: n, job)
         if !forward { for layer in stretch.layers { layer.endBackward(slices: count) } }
         return t
     }
 
-    /// One stretch's slices as a `WorkerPool` job (no closure: nothing to box per call).
-    private final class StretchJob: ParallelJob {
-        private var stretch: Stretch?
-        private var forward = true
-        private var items = 0
-        private var errors = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 0)
+    /// One stretch's slices as `BatchSlices` work (an object: nothing to box per call).
+    private final class StretchJob: SlicedWork {
+        var stretch: Stretch?
+        var forward = true
 
-        deinit { errors.deinitialize().deallocate() }
-
-        func prepare(_ stretch: Stretch, forward: Bool, items: Int, parts: Int) {
-            if errors.count < parts {
-                errors.deinitialize().deallocate()   // only nils: finish clears what runs set
-                errors = .allocate(capacity: parts)
-                errors.initialize(repeating: nil)
-            }
-            self.stretch = stretch
-            self.forward = forward
-            self.items = items
-        }
-
-        /// The first error a slice threw, in slice order; clears them and the stretch.
-        func finish(parts: Int) -> Error? {
-            var first: Error?
-            for k in 0..<parts {
-                if first == nil { first = errors[k] }
-                errors[k] = nil
-            }
-            stretch = nil
-            return first
-        }
-
-        func runPart(_ part: Int, of parts: Int) {
+        func runSlice(_ part: Int, items images: Range<Int>) throws {
             guard let stretch else { return }
-            let images = (part * items / parts)..<((part + 1) * items / parts)
-            do {
-                if forward {
-                    for segment in stretch.segments {
-                        try StretchJob.inParts(images, segment.step) { range in
-                            for layer in stretch.layers[segment.layers] { try layer.forward(images: range, slice: part) }
-                        }
+            if forward {
+                for segment in stretch.segments {
+                    try StretchJob.inParts(images, segment.step) { range in
+                        for layer in stretch.layers[segment.layers] { try layer.forward(images: range, slice: part) }
                     }
-                } else {
-                    for segment in stretch.segments.reversed() {
-                        try StretchJob.inParts(images, segment.step) { range in
-                            for layer in stretch.layers[segment.layers].reversed() {
-                                try layer.backward(images: range, slice: part)
-                            }
+                }
+            } else {
+                for segment in stretch.segments.reversed() {
+                    try StretchJob.inParts(images, segment.step) { range in
+                        for layer in stretch.layers[segment.layers].reversed() {
+                            try layer.backward(images: range, slice: part)
                         }
                     }
                 }
-            } catch {
-                errors[part] = error
             }
         }
 

@@ -9,6 +9,12 @@ final class ClosureJob: ParallelJob, @unchecked Sendable {
     func runPart(_ part: Int, of parts: Int) { body(part, parts) }
 }
 
+/// Hands a value to other threads; the test guarantees they touch disjoint memory.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 final class WorkerPoolTests: XCTestCase {
     /// Counts calls per part into a shared buffer (parts write disjoint slots).
     private func counts(_ pool: WorkerPool, parts: Int) -> [Int] {
