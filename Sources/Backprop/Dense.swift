@@ -67,51 +67,20 @@ public final class Dense: BatchSliceable {
         return list
     }
 
+    // The whole batch is one slice: forward and backward are the sliced code below with a single
+    // slice covering every row (one product each for Y, dW and dX, BLAS threads unchanged).
+
     public func forward(_ x: Tensor) throws -> Tensor {
-        try requireFeatures(x, inFeatures, layer: summary)
-        let n = x.rows
-        output.resize(n, outFeatures)
-        let y = output.data
-        if let bias {
-            let b = bias.value.data
-            for i in 0..<n { (y + i * outFeatures).update(from: b, count: outFeatures) }
-        }
-        try gemm(Matrix(x.data, rows: n, columns: inFeatures), Matrix(weight.value), transposeB: true,
-                 into: Matrix(output), beta: bias == nil ? 0 : 1, caller: summary)
-        input = x
-        return output
+        let y = try beginForward(x, slices: 1)
+        try forward(images: 0..<x.rows, slice: 0)
+        return y
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        guard let x = input else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
-        }
-        try requireSameShape(dy, output, layer: summary)
-        let n = dy.rows
-        let dyM = Matrix(dy.data, rows: n, columns: outFeatures)
-        let xM = Matrix(x.data, rows: n, columns: inFeatures)
-        // dW += dYᵀ·X  (β = 0 right after zeroGrad: the product overwrites, no memset needed)
-        let (dW, betaW) = weight.gradientForAccumulation()
-        try gemm(dyM, transposeA: true, xM, into: Matrix(dW), beta: betaW, caller: summary)
-        // db += Σ_rows dY
-        if let bias {
-            let (dB, betaB) = bias.gradientForAccumulation()
-            let db = dB.data, g = dy.data
-            if betaB == 0 { db.update(repeating: 0, count: outFeatures) }
-            for i in 0..<n {
-                let row = g + i * outFeatures
-                for j in 0..<outFeatures { db[j] += row[j] }
-            }
-        }
-        // dX = dY·W, shaped like the input (skipped for a first layer: nobody needs it)
-        guard needsInputGradient else {
-            inputGradient.resize(0)
-            return inputGradient
-        }
-        inputGradient.resize(to: x.shape)
-        try gemm(dyM, Matrix(weight.value), into: Matrix(inputGradient.data, rows: n, columns: inFeatures),
-                 caller: summary)
-        return inputGradient
+        let dx = try beginBackward(dy, slices: 1)
+        try backward(images: 0..<dy.rows, slice: 0)
+        endBackward(slices: 1)
+        return dx
     }
 
     // MARK: - Batch slices: rows of the batch, each slice's rows in one product.
