@@ -73,3 +73,17 @@ public func gemm(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB:
     try gemm(Matrix(a), transposeA: transposeA, Matrix(b), transposeB: transposeB,
              into: Matrix(c), alpha: alpha, beta: beta, caller: caller())
 }
+
+/// B = Aᵀ (`b` is `a.columns × a.rows`), through OpenBLAS `cblas_somatcopy`. For layers that keep
+/// a transposed copy of a weight because sgemm runs faster on that layout.
+public func transpose(_ a: Matrix, into b: Matrix, caller: @autoclosure () -> String = "transpose") throws {
+    guard b.rows == a.columns, b.columns == a.rows,
+          a.stride >= max(1, a.columns), b.stride >= max(1, b.columns) else {
+        throw BackpropError.shapeMismatch(
+            where: caller(), detail: "cannot transpose [\(a.rows)×\(a.columns)] into [\(b.rows)×\(b.columns)]")
+    }
+    if a.rows == 0 || a.columns == 0 { return }
+    BLAS.ensureReady()
+    cblas_somatcopy(CblasRowMajor, CblasTrans, Int32(a.rows), Int32(a.columns), 1,
+                    a.base, Int32(a.stride), b.base, Int32(b.stride))
+}

@@ -26,7 +26,7 @@ import BackpropKernels
 /// Products (all through `gemm`; the row counts are per slice):
 ///
 ///     forward   Gx = X·W_ihᵀ                   [N·T, G·H]        ONE sgemm for all steps (biases: in the gate kernels)
-///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step
+///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step (none at step 0 when h_0 = 0)
 ///     backward  per step: δh_{t−1} = δG_t·W_hh    [M, H]          one sgemm per step
 ///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over M·T rows
 ///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (t, n) = h_{t−1}
@@ -42,7 +42,8 @@ import BackpropKernels
 /// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
 /// `initialCell` (c_0) before `forward`, or pass them to `forward(_:initialHidden:initialCell:)`;
 /// nil means zeros. After `backward`, `initialHiddenGradient` / `initialCellGradient` hold
-/// ∂L/∂h_0 and ∂L/∂c_0, and `hiddenGradientNorms[t]` the batch mean of ‖∂L/∂h_{t+1}‖ (total
+/// ∂L/∂h_0 and ∂L/∂c_0 when the forward pass was given an initial state (h_0 or c_0; as in
+/// PyTorch, a state left out is a constant zero with no gradient, and they are empty), and `hiddenGradientNorms[t]` the batch mean of ‖∂L/∂h_{t+1}‖ (total
 /// derivative, through all later steps) of the last stacked layer.
 ///
 /// Truncated BPTT (`truncation = k`): backward runs through the last k steps only, as if the
@@ -105,6 +106,7 @@ public class RecurrentLayer: Layer {
         let stepInputGradient = Tensor(uncheckedShape: [0])     // [N·T, F_k] δ of the input, slice-step order
         let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
         let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
+        let weightHHTransposed = Tensor(uncheckedShape: [0])    // [H, G·H] W_hhᵀ, copied per forward pass
         /// Weight and bias gradients of batch slices 1, 2, … (slice 0 accumulates into the
         /// parameters' `grad` directly); added to `grad` after the slices finish.
         var sliceGradients: [SliceGradients] = []
@@ -157,9 +159,10 @@ public class RecurrentLayer: Layer {
     public var initialHidden: Tensor?
     /// c_0 (LSTM only), `[numLayers, N, H]`; nil means zeros.
     public var initialCell: Tensor?
-    /// ∂L/∂h_0 `[numLayers, N, H]` from the last `backward` (zeros when truncation cut it off).
+    /// ∂L/∂h_0 `[numLayers, N, H]` from the last `backward` (zeros when truncation cut it off);
+    /// empty when the forward pass was given no initial state.
     public let initialHiddenGradient = Tensor(uncheckedShape: [0])
-    /// ∂L/∂c_0 `[numLayers, N, H]` (LSTM) from the last `backward`.
+    /// ∂L/∂c_0 `[numLayers, N, H]` (LSTM) from the last `backward`; empty without an initial state.
     public let initialCellGradient = Tensor(uncheckedShape: [0])
     /// For t = 1…T (index t − 1): mean over the batch of ‖∂L/∂h_t‖ of the last stacked layer,
     /// the total derivative through all later steps, from the last `backward`. Zero for steps
@@ -171,6 +174,10 @@ public class RecurrentLayer: Layer {
     /// The number of batch slices of the last forward pass: it fixes the buffers' row order, so
     /// backward runs the same slices.
     private var slices = 1
+    /// Whether the last forward pass started from a given state (`initialHidden` or `initialCell`),
+    /// and whether h_0 was zero (no `initialHidden`): then step 0's recurrent products are skipped
+    /// (h_0·W_hhᵀ = 0, and its rows add nothing to δW_hh), and so is δh_0 unless a state was given.
+    private var stateGiven = false, zeroInitialHidden = true
     private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
     private let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
     private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
@@ -309,9 +316,11 @@ public class RecurrentLayer: Layer {
         batch = n
         steps = t
         slices = BatchSlices.count(threads: threads, items: n)
+        stateGiven = initialHidden != nil || initialCell != nil
+        zeroInitialHidden = initialHidden == nil
         var input = x
         for s in stages {
-            prepareForward(s, input: input)
+            try prepareForward(s, input: input)
             input = s.output
         }
         let h0 = initialHidden?.data, c0 = initialCell?.data
@@ -334,7 +343,7 @@ public class RecurrentLayer: Layer {
     }
 
     /// Sizes a stage's buffers for the batch (before the slices run: they only write rows).
-    private func prepareForward(_ s: Stage, input x: Tensor) {
+    private func prepareForward(_ s: Stage, input x: Tensor) throws {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         s.input = x
         s.stepInput.resize(n * t, s.inputSize)
@@ -350,6 +359,10 @@ public class RecurrentLayer: Layer {
         s.combinedBias.resize(gh)
         let b = s.combinedBias.data, bih = s.biasIH.value.data, bhh = s.biasHH.value.data
         for j in 0..<gh { b[j] = bih[j] + bhh[j] }
+        // The per-step products read W_hhᵀ [H, G·H] untransposed: OpenBLAS runs [M, H]·[H, G·H] ~5 %
+        // faster than [M, H]·[G·H, H]ᵀ at these shapes (the B operand packs more cheaply).
+        s.weightHHTransposed.resize(h, gh)
+        try transpose(Matrix(s.weightHH.value), into: Matrix(s.weightHHTransposed), caller: summary)
     }
 
     /// One stage's forward pass for the samples `samples` (the block of rows n0·T ..< (n0 + m)·T).
@@ -372,22 +385,25 @@ public class RecurrentLayer: Layer {
 
         // H_prev step 0 = h_0.
         if let h0 { prev.update(from: h0 + n0 * h, count: m * h) } else { prev.update(repeating: 0, count: m * h) }
-        // GRU: the n rows of W_hh, whose product goes to its own buffer
+        // GRU: the n columns of W_hhᵀ, whose product goes to its own buffer
         let gru = cell == .gru, hn = s.hiddenGates.data + n0 * t * h
-        let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
+        let whhT = s.weightHHTransposed.data
+        let whhN = Matrix(whhT + 2 * h, rows: h, columns: h, stride: gh)
         if cell == .lstm {
             let c = s.initialCell.data + n0 * h
             if let c0 { c.update(from: c0 + n0 * h, count: m * h) } else { c.update(repeating: 0, count: m * h) }
         }
-        // (GRU: the r, z rows)
-        let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
+        // (GRU: the r, z columns)
+        let whh = Matrix(whhT, rows: h, columns: gru ? 2 * h : gh, stride: gh)
         for step in 0..<t {
             // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]   (GRU: [M, 2H], then [M, H] into its own buffer)
             let hPrev = Matrix(prev + step * m * h, rows: m, columns: h)
-            try gemm(hPrev, whh, transposeB: true,
-                     into: Matrix(gx + step * m * gh, rows: m, columns: whh.rows, stride: gh), beta: 1, caller: summary)
-            if gru {
-                try gemm(hPrev, whhN, transposeB: true, into: Matrix(hn + step * m * h, rows: m, columns: h), caller: summary)
+            if step > 0 || h0 != nil {
+                try gemm(hPrev, whh, into: Matrix(gx + step * m * gh, rows: m, columns: whh.columns, stride: gh),
+                         beta: 1, caller: summary)
+                if gru { try gemm(hPrev, whhN, into: Matrix(hn + step * m * h, rows: m, columns: h), caller: summary) }
+            } else if gru {
+                hn.update(repeating: 0, count: m * h)   // h_0 = 0: nothing to add
             }
             forwardStep(s, samples, step)
         }
@@ -428,8 +444,8 @@ public class RecurrentLayer: Layer {
         }
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         let first = max(0, t - (truncation ?? t))              // first step backpropagated through
-        initialHiddenGradient.resize(numLayers, n, h)
-        if cell == .lstm { initialCellGradient.resize(numLayers, n, h) } else { initialCellGradient.resize(0) }
+        if stateGiven { initialHiddenGradient.resize(numLayers, n, h) } else { initialHiddenGradient.resize(0) }
+        if stateGiven && cell == .lstm { initialCellGradient.resize(numLayers, n, h) } else { initialCellGradient.resize(0) }
         hiddenNext.resize(n, h)
         cellNext.resize(n, h)
         zeroRow.resize(h)
@@ -521,8 +537,9 @@ public class RecurrentLayer: Layer {
         for step in stride(from: t - 1, through: first, by: -1) {
             let normSum = backwardStep(s, samples, step, dy, allSteps, biasSums: biasSum.data)
             if norms { normRow[step] = normSum }
-            // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term)
-            if step > first || first == 0 {
+            // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term);
+            // δh_0 only for a given state.
+            if step > first || (first == 0 && stateGiven) {
                 try gemm(Matrix(dgx + step * m * gh, rows: m, columns: whh.rows, stride: gh), whh,
                          into: Matrix(dhNext, rows: m, columns: h), beta: gru ? 1 : 0, caller: summary)
                 if gru {
@@ -540,9 +557,11 @@ public class RecurrentLayer: Layer {
             for j in 0..<gh { b[j] += sv[j] }
         }
         // ∂L/∂h_0, ∂L/∂c_0 (cut to zero by truncation).
-        let dh0 = initialHiddenGradient.data + (k * n + n0) * h
-        if first == 0 { dh0.update(from: dhNext, count: m * h) } else { dh0.update(repeating: 0, count: m * h) }
-        if cell == .lstm {
+        if stateGiven {
+            let dh0 = initialHiddenGradient.data + (k * n + n0) * h
+            if first == 0 { dh0.update(from: dhNext, count: m * h) } else { dh0.update(repeating: 0, count: m * h) }
+        }
+        if stateGiven && cell == .lstm {
             let dc0 = initialCellGradient.data + (k * n + n0) * h
             if first == 0 { dc0.update(from: cellNext.data + n0 * h, count: m * h) } else { dc0.update(repeating: 0, count: m * h) }
         }
@@ -567,12 +586,15 @@ public class RecurrentLayer: Layer {
         } else {
             try gemm(dgxM, transposeA: true, xM, into: Matrix(dWih), beta: beta, caller: summary)
         }
-        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]  (GRU: rows r, z from δGx, n from δ of W_hn h)
-        let hPrev = Matrix(s.previous.data + n0 * t * h, rows: rows, columns: h)
-        try gemm(Matrix(dgx, rows: rows, columns: whh.rows, stride: gh), transposeA: true, hPrev,
+        // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, M·T]·[M·T, H]  (GRU: rows r, z from δGx, n from δ of W_hn h),
+        // over the steps whose h_{t−1} can be non-zero and whose δ can be: not step 0 when h_0 = 0,
+        // none before the truncation window.
+        let skipped = max(first, zeroInitialHidden ? 1 : 0) * m, used = rows - skipped
+        let hPrev = Matrix(s.previous.data + (n0 * t * h + skipped * h), rows: used, columns: h)
+        try gemm(Matrix(dgx + skipped * gh, rows: used, columns: whh.rows, stride: gh), transposeA: true, hPrev,
                  into: Matrix(dWhh.data, rows: whh.rows, columns: h), beta: beta, caller: summary)
         if gru {
-            try gemm(Matrix(dhn, rows: rows, columns: h), transposeA: true, hPrev,
+            try gemm(Matrix(dhn + skipped * h, rows: used, columns: h), transposeA: true, hPrev,
                      into: Matrix(dWhh.data + 2 * h * h, rows: h, columns: h), beta: beta, caller: summary)
         }
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
