@@ -425,6 +425,45 @@ final class RecurrentTests: XCTestCase {
 
     /// With truncation k, gradients equal those of an untruncated run over the last k steps that
     /// starts from the (detached) state after step T − k; earlier inputs and h0 get zero δ.
+    func testZeroInitialStateSkipsStepZeroProductsWithoutChangingResults() throws {
+        // Without a given state, step 0's recurrent products are skipped (h_0 = 0) and so is δh_0.
+        // A run given explicit zeros does every product: outputs, parameter and input gradients
+        // must agree, for every cell, with and without truncation, on 1 and 2 slices.
+        for cell in Self.cells {
+            for truncation in [nil, 2] as [Int?] {
+                for threads in [1, 2] {
+                    let x = try input()
+                    var rng = SeededGenerator(seed: 5)
+                    let w = try Tensor(zeros: [n, t, h])
+                    w.fillUniform(-1, 1, using: &rng)
+                    let skipped = try make(cell, truncation: truncation), full = try make(cell, truncation: truncation)
+                    skipped.threads = threads
+                    full.threads = threads
+                    let zeros = try Tensor(zeros: [2, n, h])
+                    let y1 = try skipped.forward(x)
+                    let y2 = try full.forward(x, initialHidden: zeros, initialCell: cell == .lstm ? zeros : nil)
+                    XCTAssertEqual(y1.scalars, y2.scalars, "\(cell) output")
+                    skipped.zeroGrad()
+                    full.zeroGrad()
+                    let dx1 = try skipped.backward(w), dx2 = try full.backward(w)
+                    for ((name, p), (_, q)) in zip(skipped.namedParameters, full.namedParameters) {
+                        for i in 0..<p.grad.count {
+                            XCTAssertEqual(p.grad.data[i], q.grad.data[i], accuracy: 1e-6,
+                                           "\(cell) truncation \(String(describing: truncation)) threads \(threads) \(name)[\(i)]")
+                        }
+                    }
+                    for i in 0..<dx1.count { XCTAssertEqual(dx1.data[i], dx2.data[i], accuracy: 1e-6, "\(cell) dx[\(i)]") }
+                    XCTAssertEqual(skipped.hiddenGradientNorms, full.hiddenGradientNorms, "\(cell) hidden gradient norms")
+                    // No state given: no state gradient (PyTorch: hx.grad is None); given: [L, N, H].
+                    XCTAssertEqual(skipped.initialHiddenGradient.count, 0)
+                    XCTAssertEqual(skipped.initialCellGradient.count, 0)
+                    XCTAssertEqual(full.initialHiddenGradient.shape, [2, n, h])
+                    XCTAssertEqual(full.initialCellGradient.shape, cell == .lstm ? [2, n, h] : [0])
+                }
+            }
+        }
+    }
+
     func testTruncationEqualsDetachedTail() throws {
         let k = 2
         for cell in Self.cells {
