@@ -57,3 +57,18 @@ final class InputGradientSkipTests: XCTestCase {
         XCTAssertEqual(skippedShape, [0])
     }
 }
+
+final class TensorStorageTests: XCTestCase {
+    /// Buffers from 1 MiB up start on a 2 MiB boundary (whole huge pages, asked for with
+    /// madvise), smaller ones on a cache line; both start zeroed and keep their values.
+    func testLargeBuffersAreHugePageAligned() throws {
+        for (elements, alignment) in [(1 << 18, 2 << 20), (3 << 19 + 5, 2 << 20), (1000, 64), ((1 << 18) - 1, 64)] {
+            let t = try Tensor(zeros: [elements])
+            let address = UInt(bitPattern: t.data)
+            XCTAssertEqual(address % UInt(alignment), 0, "\(elements) floats")
+            XCTAssertTrue(t.scalars.allSatisfy { $0 == 0 }, "\(elements) floats start zeroed")
+            for i in stride(from: 0, to: elements, by: 4099) { t.data[i] = Float(i) }
+            for i in stride(from: 0, to: elements, by: 4099) { XCTAssertEqual(t.data[i], Float(i)) }
+        }
+    }
+}
