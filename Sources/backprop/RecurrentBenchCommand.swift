@@ -64,26 +64,15 @@ struct BenchRecurrent: ParsableCommand {
             cpuTimes.append((cpu() - c0) * 1e3)
             for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0].enumerated() { phases[i].append(Double(d) / 1e6) }
         }
-        // The recurrent layer's matrix products alone, same shapes and strides.
-        let g = kind == .lstm ? 4 : kind == .gru ? 3 : 1
-        let rows = batch * steps, gh = g * hidden
-        let gx = try Tensor(zeros: [rows, gh]), w = try Tensor(zeros: [gh, hidden]), wi = try Tensor(zeros: [gh, features])
-        let hs = try Tensor(zeros: [rows, hidden]), dw = try Tensor(zeros: [gh, hidden]), dwi = try Tensor(zeros: [gh, features])
-        let dxs = try Tensor(zeros: [rows, features]), dh = try Tensor(zeros: [batch, hidden])
+        // The floor: the layer's matrix products alone, as the layer issues them (RecurrentLayer:
+        // per batch slice, step-major rows, step 0's recurrent products skipped for h_0 = 0, no δ
+        // of the data), the slices run concurrently with single-threaded BLAS as in the layer.
+        let floor = try ProductFloor(kind: kind, batch: batch, steps: steps, features: features, hidden: hidden,
+                                 slices: Swift.max(1, Swift.min(slices, batch)))
         var products: [Double] = []
         for rep in 0..<(skipProducts ? 0 : reps + 1) {
             let t0 = now()
-            try gemm(Matrix(x.data, rows: rows, columns: features), Matrix(wi), transposeB: true, into: Matrix(gx))
-            for s in 0..<steps {
-                try gemm(Matrix(hs.data + s * hidden, rows: batch, columns: hidden, stride: steps * hidden), Matrix(w),
-                         transposeB: true, into: Matrix(gx.data + s * gh, rows: batch, columns: gh, stride: steps * gh), beta: 1)
-            }
-            for s in 0..<steps {
-                try gemm(Matrix(gx.data + s * gh, rows: batch, columns: gh, stride: steps * gh), Matrix(w), into: Matrix(dh))
-            }
-            try gemm(Matrix(gx), transposeA: true, Matrix(x.data, rows: rows, columns: features), into: Matrix(dwi), beta: 1)
-            try gemm(Matrix(gx), transposeA: true, Matrix(hs), into: Matrix(dw), beta: 1)
-            try gemm(Matrix(gx), Matrix(wi), into: Matrix(dxs))
+            try floor.run()
             if rep > 0 { products.append(Double(now() - t0) / 1e6) }
         }
         func med(_ v: [Double]) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
@@ -102,11 +91,94 @@ struct BenchRecurrent: ParsableCommand {
             return
         }
         print("\(arch) H=\(hidden) batch \(batch) × \(steps) steps × \(features), OpenBLAS \(BLAS.coreName), \(BLAS.threadCount) threads, \(slices) slices; medians of \(reps)")
-        print(String(format: "forward %.2f ms  loss %.3f ms  backward %.2f ms  step %.3f ms  total %.2f ms   gemms alone %.2f ms",
+        print(String(format: "forward %.2f ms  loss %.3f ms  backward %.2f ms  step %.3f ms  total %.2f ms   gemms alone %.2f ms (step %.2f× that floor)",
                      result["forward_ms"]!, result["loss_ms"]!, result["backward_ms"]!, result["step_ms"]!,
-                     result["total_ms"]!, result["gemm_only_ms"] ?? .nan))
+                     result["total_ms"]!, result["gemm_only_ms"] ?? .nan, result["total_ms"]! / (result["gemm_only_ms"] ?? .nan)))
         print(String(format: "CPU time per step %.2f ms (all threads)", result["cpu_ms"]!))
         print(String(format: "%.0f images/s  →  %.1f s per 60000-image epoch", result["images_per_second"]!,
                      result["epoch_seconds_60000"]!))
+    }
+}
+
+/// A recurrent layer's matrix products without anything else, for `bench-rnn`'s floor: the same
+/// calls `RecurrentLayer` makes for a first stacked layer in training, on buffers of the same
+/// shapes, each slice's on its own core (WorkerPool) with OpenBLAS on one thread, as in the layer.
+final class ProductFloor: ParallelJob {
+    let kind: RecurrentKind
+    let batch, steps, features, hidden, slices: Int
+    let wih, whh, whhT: Tensor
+    let xs, gates, hn, hprev, dgates, dhn, dh, dwihT, dwhh: [Tensor]
+    var failure: Error?
+
+    init(kind: RecurrentKind, batch: Int, steps: Int, features: Int, hidden: Int, slices: Int) throws {
+        self.kind = kind; self.batch = batch; self.steps = steps; self.features = features; self.hidden = hidden
+        self.slices = slices
+        let g = kind == .lstm ? 4 : kind == .gru ? 3 : 1, gh = g * hidden
+        func zeros(_ shape: Int...) throws -> Tensor { try Tensor(zeros: shape) }
+        func perSlice(_ columns: Int, rowsPerSample: Int) throws -> [Tensor] {
+            try (0..<slices).map { k in try zeros((batch * (k + 1) / slices - batch * k / slices) * rowsPerSample, columns) }
+        }
+        wih = try zeros(gh, features); whh = try zeros(gh, hidden); whhT = try zeros(hidden, gh)
+        var rng = SeededGenerator(seed: 7)
+        for t in [wih, whh, whhT] { t.fillUniform(-0.1, 0.1, using: &rng) }
+        xs = try perSlice(features, rowsPerSample: steps); gates = try perSlice(gh, rowsPerSample: steps)
+        hn = try perSlice(hidden, rowsPerSample: steps); hprev = try perSlice(hidden, rowsPerSample: steps)
+        dgates = try perSlice(gh, rowsPerSample: steps); dhn = try perSlice(hidden, rowsPerSample: steps)
+        dh = try perSlice(hidden, rowsPerSample: 1)
+        // (δW_ih)ᵀ [F, G·H] for narrow inputs, δW_ih [G·H, F] otherwise, as the layer does
+        dwihT = try (0..<slices).map { _ in features < 64 ? try zeros(features, gh) : try zeros(gh, features) }
+        dwhh = try (0..<slices).map { _ in try zeros(gh, hidden) }
+        for list in [xs, hprev, dgates, dhn] { for t in list { t.fillUniform(-1, 1, using: &rng) } }
+    }
+
+    func run() throws {
+        failure = nil
+        let saved = BLAS.threadCount
+        if slices > 1 { BLAS.threadCount = 1 }
+        WorkerPool.shared.run(parts: slices, self)
+        if slices > 1 { BLAS.threadCount = saved }
+        if let failure { throw failure }
+    }
+
+    func runPart(_ k: Int, of parts: Int) {
+        do { try products(k) } catch { failure = error }
+    }
+
+    private func products(_ k: Int) throws {
+        let m = batch * (k + 1) / slices - batch * k / slices, t = steps, h = hidden, f = features
+        let gru = kind == .gru, gh = whh.shape[0], hw = gru ? 2 * h : gh
+        let gx = gates[k].data, dg = dgates[k].data, hp = hprev[k].data
+        try gemm(Matrix(xs[k]), Matrix(wih), transposeB: true, into: Matrix(gates[k]))
+        for step in 1..<Swift.max(1, t) {
+            let hPrev = Matrix(hp + step * m * h, rows: m, columns: h)
+            try gemm(hPrev, Matrix(whhT.data, rows: h, columns: hw, stride: gh),
+                     into: Matrix(gx + step * m * gh, rows: m, columns: hw, stride: gh), beta: 1)
+            if gru {
+                try gemm(hPrev, Matrix(whhT.data + 2 * h, rows: h, columns: h, stride: gh),
+                         into: Matrix(hn[k].data + step * m * h, rows: m, columns: h))
+            }
+        }
+        for step in stride(from: t - 1, through: 1, by: -1) {
+            try gemm(Matrix(dg + step * m * gh, rows: m, columns: hw, stride: gh), Matrix(whh.data, rows: hw, columns: h),
+                     into: Matrix(dh[k]), beta: gru ? 1 : 0)
+            if gru {
+                try gemm(Matrix(dhn[k].data + step * m * h, rows: m, columns: h),
+                         Matrix(whh.data + 2 * h * h, rows: h, columns: h), into: Matrix(dh[k]), beta: 1)
+            }
+        }
+        let rows = m * t
+        if f < 64 {
+            try gemm(Matrix(xs[k]), transposeA: true, Matrix(dgates[k]), into: Matrix(dwihT[k]))
+        } else {
+            try gemm(Matrix(dgates[k]), transposeA: true, Matrix(xs[k]), into: Matrix(dwihT[k]))
+        }
+        let used = rows - m
+        let hPrev = Matrix(hp + m * h, rows: used, columns: h)
+        try gemm(Matrix(dg + m * gh, rows: used, columns: hw, stride: gh), transposeA: true, hPrev,
+                 into: Matrix(dwhh[k].data, rows: hw, columns: h), beta: 1)
+        if gru {
+            try gemm(Matrix(dhn[k].data + m * h, rows: used, columns: h), transposeA: true, hPrev,
+                     into: Matrix(dwhh[k].data + 2 * h * h, rows: h, columns: h), beta: 1)
+        }
     }
 }
