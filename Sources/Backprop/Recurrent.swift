@@ -534,9 +534,21 @@ public class RecurrentLayer: Layer {
         let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
         let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
         let normRow = sliceNorms.data + slice * t
+        // A narrow dW_ih (MNIST rows: F = 28) is gathered step by step as its transpose
+        // (dW_ih)ᵀ += x_tᵀ·δGx_t [F, G·H] while δGx_t is still in cache (one product over all rows
+        // had to pack the whole δGx, cold, for 28 output columns); added in place after the loop.
+        let narrow = f < 64
+        let dWihT = scratch?.weightIHTransposed ?? s.weightIHTransposedScratch
+        if narrow { dWihT.resize(f, gh) }
+        let xs = s.stepInput.data + n0 * t * f
         for step in stride(from: t - 1, through: first, by: -1) {
             let normSum = backwardStep(s, samples, step, dy, allSteps, biasSums: biasSum.data)
             if norms { normRow[step] = normSum }
+            if narrow {
+                try gemm(Matrix(xs + step * m * f, rows: m, columns: f), transposeA: true,
+                         Matrix(dgx + step * m * gh, rows: m, columns: gh), into: Matrix(dWihT),
+                         beta: step == t - 1 ? 0 : 1, caller: summary)
+            }
             // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term);
             // δh_0 only for a given state.
             if step > first || (first == 0 && stateGiven) {
@@ -572,13 +584,8 @@ public class RecurrentLayer: Layer {
         let dgxM = Matrix(dgx, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
         let xM = Matrix(s.stepInput.data + n0 * t * f, rows: rows, columns: f)
-        if f < 64 {
-            // A narrow product (MNIST rows: F = 28) runs ~1.4× faster in sgemm as its transpose
-            // (dW_ih)ᵀ = Xᵀ·δGx [F, G·H]; the [G·H, F] result is then added in place.
-            let tr = scratch?.weightIHTransposed ?? s.weightIHTransposedScratch
-            tr.resize(f, gh)
-            try gemm(xM, transposeA: true, dgxM, into: Matrix(tr), caller: summary)
-            let src = UnsafePointer(tr.data), dst = dWih.data
+        if narrow {
+            let src = UnsafePointer(dWihT.data), dst = dWih.data
             for r in 0..<gh {
                 let row = dst + r * f
                 if beta == 0 { for c in 0..<f { row[c] = src[c * gh + r] } } else { for c in 0..<f { row[c] += src[c * gh + r] } }
