@@ -416,7 +416,11 @@ public class RecurrentLayer: Layer {
     private func forwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
         let t = steps, h = hiddenSize, gh = cell.gateCount * h, m = samples.count, n0 = samples.lowerBound
         let row = n0 * t + step * m                              // the step's first row
-        let gates = s.gates.data + row * gh, out = s.output.data + (n0 * t + step) * h
+        let gates = s.gates.data + row * gh
+        // The top layer's outputs before the last step are never read when only the last step is
+        // returned (LSTM and GRU backward read their own buffers; an RNN's reads its outputs).
+        let unread = !returnSequences && s === stages[numLayers - 1] && step + 1 < t && cell.gateCount > 1
+        let out: UnsafeMutablePointer<Float>? = unread ? nil : s.output.data + (n0 * t + step) * h
         let next = step + 1 == t ? nil : s.previous.data + (row + m) * h
         switch cell {
         case .rnn(let act):

@@ -30,7 +30,7 @@ float bp_rnn_backward_step(size_t rows, size_t h, int relu,
 
 /// LSTM: gates [i f g o] (pre-activations without bias, 4h per row) are replaced by their
 /// activations; c = f ⊙ c_prev + i ⊙ g, tanh_c = tanh(c), out = o ⊙ tanh_c (also into `next`
-/// unless NULL). c, tanh_c and next share `state_stride`.
+/// unless NULL; `out` may be NULL when `next` is not). c, tanh_c and next share `state_stride`.
 void bp_lstm_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, const float *bias,
                           const float *c_prev, size_t c_prev_stride,
                           float *c, float *tanh_c, float *next, size_t state_stride, float *out, size_t out_stride);
@@ -48,8 +48,8 @@ float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t ga
 /// added to r and z (no biases); hidden_n holds h_prev·W_hnᵀ (h per row). bias = b_ih + b_hh
 /// (3h; its r and z parts are used), bias_in = b_in, bias_hn = b_hn (h each). r, z, n replace the
 /// gates' pre-activations; hidden_n becomes W_hn h + b_hn (kept for backward);
-/// out = (1 − z) ⊙ n + z ⊙ h_prev (also into `next` unless NULL; h_prev and next share
-/// `state_stride`).
+/// out = (1 − z) ⊙ n + z ⊙ h_prev (also into `next` unless NULL; `out` may be NULL when `next`
+/// is not; h_prev and next share `state_stride`).
 void bp_gru_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, float *hidden_n, size_t hidden_stride,
                          const float *bias, const float *bias_in, const float *bias_hn,
                          const float *h_prev, float *next, size_t state_stride, float *out, size_t out_stride);
