@@ -99,7 +99,6 @@ public class RecurrentLayer: Layer {
         let previous = Tensor(uncheckedShape: [0])              // [N·T, H], row (t, n) = h_{t−1}
         let output = Tensor(uncheckedShape: [0])                // [N, T, H] batch-first, row (n, t) = h_t
         let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N·T, H] c_t
-        let cellTanh = Tensor(uncheckedShape: [0])              // LSTM: [N·T, H] tanh(c_t)
         let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
         let gateGradient = Tensor(uncheckedShape: [0])          // [N·T, G·H] δ of the input-side pre-activations
         let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, H] δ of W_hn h + b_hn
@@ -353,7 +352,6 @@ public class RecurrentLayer: Layer {
         if cell == .gru { s.hiddenGates.resize(n * t, h) }
         if cell == .lstm {
             s.cells.resize(n * t, h)
-            s.cellTanh.resize(n * t, h)
             s.initialCell.resize(n, h)
         }
         s.combinedBias.resize(gh)
@@ -428,7 +426,7 @@ public class RecurrentLayer: Layer {
         case .lstm:
             let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
             bp_lstm_forward_step(m, h, gates, gh, s.combinedBias.data, cPrev, h,
-                                 s.cells.data + row * h, s.cellTanh.data + row * h, next, h, out, t * h)
+                                 s.cells.data + row * h, next, h, out, t * h)
         case .gru:
             bp_gru_forward_step(m, h, gates, gh, s.hiddenGates.data + row * h, h, s.combinedBias.data,
                                 s.biasIH.value.data + 2 * h, s.biasHH.value.data + 2 * h,
@@ -654,7 +652,7 @@ public class RecurrentLayer: Layer {
                                         d, dStride, dh, dg, gh, biasSums)
         case .lstm:
             let cPrev = step == 0 ? s.initialCell.data + n0 * h : s.cells.data + (row - m) * h
-            return bp_lstm_backward_step(m, h, s.gates.data + row * gh, gh, s.cellTanh.data + row * h, h,
+            return bp_lstm_backward_step(m, h, s.gates.data + row * gh, gh, s.cells.data + row * h, h,
                                          cPrev, h, d, dStride, dh, cellNext.data + n0 * h, dg, gh, biasSums)
         case .gru:
             return bp_gru_backward_step(m, h, s.gates.data + row * gh, gh, s.hiddenGates.data + row * h, h,

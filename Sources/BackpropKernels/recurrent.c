@@ -24,16 +24,16 @@ float bp_rnn_backward_step(size_t rows, size_t h, int relu, const float *out, si
 
 void bp_lstm_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, const float *bias,
                           const float *c_prev, size_t c_prev_stride,
-                          float *c, float *tanh_c, float *next, size_t state_stride, float *out, size_t out_stride) {
-    BP_PICK(lstm_forward)(rows, h, gates, gates_stride, bias, c_prev, c_prev_stride, c, tanh_c, next, state_stride,
+                          float *c, float *next, size_t state_stride, float *out, size_t out_stride) {
+    BP_PICK(lstm_forward)(rows, h, gates, gates_stride, bias, c_prev, c_prev_stride, c, next, state_stride,
                             out, out_stride);
 }
 
 float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t gates_stride,
-                            const float *tanh_c, size_t tanh_c_stride, const float *c_prev, size_t c_prev_stride,
+                            const float *c, size_t c_stride, const float *c_prev, size_t c_prev_stride,
                             const float *dy, size_t dy_stride, float *dh, float *dc,
                             float *dgates, size_t dgates_stride, float *bias_grad) {
-    return BP_PICK(lstm_backward)(rows, h, gates, gates_stride, tanh_c, tanh_c_stride, c_prev, c_prev_stride,
+    return BP_PICK(lstm_backward)(rows, h, gates, gates_stride, c, c_stride, c_prev, c_prev_stride,
                                     dy, dy_stride, dh, dc, dgates, dgates_stride, bias_grad);
 }
 

@@ -29,18 +29,19 @@ float bp_rnn_backward_step(size_t rows, size_t h, int relu,
                            float *dh, float *dgates, size_t dgates_stride, float *bias_grad);
 
 /// LSTM: gates [i f g o] (pre-activations without bias, 4h per row) are replaced by their
-/// activations; c = f ⊙ c_prev + i ⊙ g, tanh_c = tanh(c), out = o ⊙ tanh_c (also into `next`
-/// unless NULL; `out` may be NULL when `next` is not). c, tanh_c and next share `state_stride`.
+/// activations; c = f ⊙ c_prev + i ⊙ g, out = o ⊙ tanh(c) (also into `next` unless NULL; `out`
+/// may be NULL when `next` is not). c and next share `state_stride`.
 void bp_lstm_forward_step(size_t rows, size_t h, float *gates, size_t gates_stride, const float *bias,
                           const float *c_prev, size_t c_prev_stride,
-                          float *c, float *tanh_c, float *next, size_t state_stride, float *out, size_t out_stride);
+                          float *c, float *next, size_t state_stride, float *out, size_t out_stride);
 
-/// LSTM backward: δh = dh + dy, δc = dc + δh ⊙ o ⊙ (1 − tanh_c²); writes δ of the four
+/// LSTM backward: δh = dh + dy, δc = dc + δh ⊙ o ⊙ (1 − tanh²c) (tanh(c) recomputed from the step's
+/// c: one read of a row that the step after it has just read as its c_prev); writes δ of the four
 /// pre-activations to dgates and dc ← δc ⊙ f (δ of c_prev). gates holds the activations,
 /// dh and dc are [rows, h] with stride h. bias_grad[j] += Σ_rows dgates[r, j] (4h entries).
 /// Returns Σ_rows ‖δh row‖₂.
 float bp_lstm_backward_step(size_t rows, size_t h, const float *gates, size_t gates_stride,
-                            const float *tanh_c, size_t tanh_c_stride, const float *c_prev, size_t c_prev_stride,
+                            const float *c, size_t c_stride, const float *c_prev, size_t c_prev_stride,
                             const float *dy, size_t dy_stride, float *dh, float *dc,
                             float *dgates, size_t dgates_stride, float *bias_grad);
 
