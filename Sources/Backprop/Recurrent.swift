@@ -633,7 +633,7 @@ public class RecurrentLayer: Layer {
     /// Steps per block of the dW_hh product in backward: a block's δG rows are still in cache.
     /// On 2 slices 1–2 % faster per step than one product over all steps (medians of 8–10
     /// alternating bench-rnn runs: 10.16 → 9.95 and 10.35 → 10.24 ms); the same on one core.
-    static let weightBlockSteps = 4
+    public static let weightBlockSteps = 4
 
     /// One backward step of the gate kernels (C) for the slice's rows: δ of the pre-activations
     /// into the gradient buffers, bias gradients summed into `biasSums` ([G·H], GRU: then [H] of

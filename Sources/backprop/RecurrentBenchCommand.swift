@@ -158,27 +158,37 @@ final class ProductFloor: ParallelJob {
                          into: Matrix(hn[k].data + step * m * h, rows: m, columns: h))
             }
         }
-        for step in stride(from: t - 1, through: 1, by: -1) {
-            try gemm(Matrix(dg + step * m * gh, rows: m, columns: hw, stride: gh), Matrix(whh.data, rows: hw, columns: h),
-                     into: Matrix(dh[k]), beta: gru ? 1 : 0)
+        let rows = m * t, narrow = f < 64, block = RecurrentLayer.weightBlockSteps
+        func weightHH(_ low: Int, _ high: Int) throws {
+            let hPrev = Matrix(hp + low * m * h, rows: (high - low) * m, columns: h)
+            try gemm(Matrix(dg + low * m * gh, rows: (high - low) * m, columns: hw, stride: gh), transposeA: true, hPrev,
+                     into: Matrix(dwhh[k].data, rows: hw, columns: h), beta: 1)
             if gru {
-                try gemm(Matrix(dhn[k].data + step * m * h, rows: m, columns: h),
-                         Matrix(whh.data + 2 * h * h, rows: h, columns: h), into: Matrix(dh[k]), beta: 1)
+                try gemm(Matrix(dhn[k].data + low * m * h, rows: (high - low) * m, columns: h), transposeA: true, hPrev,
+                         into: Matrix(dwhh[k].data + 2 * h * h, rows: h, columns: h), beta: 1)
             }
         }
-        let rows = m * t
-        if f < 64 {
-            try gemm(Matrix(xs[k]), transposeA: true, Matrix(dgates[k]), into: Matrix(dwihT[k]))
-        } else {
-            try gemm(Matrix(dgates[k]), transposeA: true, Matrix(xs[k]), into: Matrix(dwihT[k]))
+        var blockEnd = t
+        for step in stride(from: t - 1, through: 0, by: -1) {
+            if narrow {   // (δW_ih)ᵀ += x_tᵀ·δG_t
+                try gemm(Matrix(xs[k].data + step * m * f, rows: m, columns: f), transposeA: true,
+                         Matrix(dg + step * m * gh, rows: m, columns: gh), into: Matrix(dwihT[k]), beta: step == t - 1 ? 0 : 1)
+            }
+            if step > 0 {
+                try gemm(Matrix(dg + step * m * gh, rows: m, columns: hw, stride: gh), Matrix(whh.data, rows: hw, columns: h),
+                         into: Matrix(dh[k]), beta: gru ? 1 : 0)
+                if gru {
+                    try gemm(Matrix(dhn[k].data + step * m * h, rows: m, columns: h),
+                             Matrix(whh.data + 2 * h * h, rows: h, columns: h), into: Matrix(dh[k]), beta: 1)
+                }
+                if blockEnd - step == block || step == 1 {   // δW_hh over blocks of steps, not step 0 (h_0 = 0)
+                    try weightHH(step, blockEnd)
+                    blockEnd = step
+                }
+            }
         }
-        let used = rows - m
-        let hPrev = Matrix(hp + m * h, rows: used, columns: h)
-        try gemm(Matrix(dg + m * gh, rows: used, columns: hw, stride: gh), transposeA: true, hPrev,
-                 into: Matrix(dwhh[k].data, rows: hw, columns: h), beta: 1)
-        if gru {
-            try gemm(Matrix(dhn[k].data + m * h, rows: used, columns: h), transposeA: true, hPrev,
-                     into: Matrix(dwhh[k].data + 2 * h * h, rows: h, columns: h), beta: 1)
+        if !narrow {
+            try gemm(Matrix(dg, rows: rows, columns: gh), transposeA: true, Matrix(xs[k]), into: Matrix(dwihT[k]))
         }
     }
 }
