@@ -63,6 +63,20 @@ final class BLASRuntimeTests: XCTestCase {
         }
     }
 
+    func testTransposeCopiesAndChecksShapes() throws {
+        let a = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])
+        let b = try Tensor(zeros: [3, 2])
+        try transpose(Matrix(a), into: Matrix(b))
+        XCTAssertEqual(b.scalars, [1, 4, 2, 5, 3, 6])
+        // A block with a row stride: the 2×2 top-left of a, into the first 2 columns of a 2×3 target.
+        let c = try Tensor(zeros: [2, 3])
+        try transpose(Matrix(a.data, rows: 2, columns: 2, stride: 3), into: Matrix(c.data, rows: 2, columns: 2, stride: 3))
+        XCTAssertEqual(c.scalars, [1, 4, 0, 2, 5, 0])
+        XCTAssertThrowsError(try transpose(Matrix(a), into: Matrix(a), caller: "Test")) { error in
+            XCTAssertTrue("\(error)".contains("Test") && "\(error)".contains("2×3"), "\(error)")
+        }
+    }
+
     /// After a two-thread sgemm, OpenBLAS's worker spins before it sleeps. The engine shortens
     /// that spin to 2^20 cycles (≈ 0.3 ms) unless the user set OPENBLAS_THREAD_TIMEOUT; with
     /// OpenBLAS's own 2^28 the worker burns ≈ 0.1 s of CPU after every call. Measured as the
