@@ -317,12 +317,7 @@ public final class Conv2D: BatchSliceable {
         // zeroGrad: it overwrites, no memset); slices 1, … into their own buffers, added after.
         let (dW, betaW) = weight.gradientForAccumulation()
         if pl.n == 0 && betaW == 0 { dW.fill(0) }
-        var dB: Tensor?
-        if let bias {
-            let (t, betaB) = bias.gradientForAccumulation()
-            if betaB == 0 { t.fill(0) }
-            dB = t
-        }
+        let dB = bias?.grad   // zeroed first if zeroGrad() marked it (its sums add into it)
         for (index, s) in slices.prefix(count).enumerated() { s.weightBeta = index == 0 ? betaW : 0 }
         gradientTargets = (dW, dB)
         outputGradient = dy

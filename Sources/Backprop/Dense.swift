@@ -114,12 +114,7 @@ public final class Dense: BatchSliceable {
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         let (dW, betaW) = weight.gradientForAccumulation()
         if dy.rows == 0 && betaW == 0 { dW.fill(0) }
-        var dB: Tensor?
-        if let bias {
-            let (t, betaB) = bias.gradientForAccumulation()
-            if betaB == 0 { t.fill(0) }
-            dB = t
-        }
+        let dB = bias?.grad   // zeroed first if zeroGrad() marked it (its sums add into it)
         while sliceGradients.count < slices { sliceGradients.append(SliceGradients()) }
         for (index, s) in sliceGradients.prefix(slices).enumerated() {
             s.weightBeta = index == 0 ? betaW : 0
