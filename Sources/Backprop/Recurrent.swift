@@ -26,14 +26,19 @@ import BackpropKernels
 /// Products (all through `gemm`; the row counts are per slice):
 ///
 ///     forward   Gx = X·W_ihᵀ                   [N·T, G·H]        ONE sgemm for all steps (biases: in the gate kernels)
-///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step (none at step 0 when h_0 = 0)
+///               per step: Gx_t += h_{t−1}·W_hhᵀ   [M, G·H]       one sgemm per step on a copy of W_hhᵀ
+///                                                                (none at step 0 when h_0 = 0)
 ///     backward  per step: δh_{t−1} = δG_t·W_hh    [M, H]          one sgemm per step
-///               dW_ih += δGxᵀ·X                  [G·H, F]        ONE sgemm over M·T rows
-///               dW_hh += δGhᵀ·H_prev             [G·H, H]        ONE sgemm; H_prev row (t, n) = h_{t−1}
+///               dW_hh += δGhᵀ·H_prev             [G·H, H]        one sgemm per block of `weightBlockSteps`
+///                                                                steps, inside the step loop; H_prev row
+///                                                                (t, n) = h_{t−1}; not over step 0 when h_0 = 0
+///               dW_ih += δGxᵀ·X                  [G·H, F]        F < 64: per step as (dW_ih)ᵀ += x_tᵀ·δGx_t;
+///                                                                else ONE sgemm over M·T rows
 ///     GRU: the n block's hidden side stays apart (n = tanh(… + r ⊙ (W_hn h + b_hn))), so its
 ///     per-step and dW_hh products are split in two: the r, z rows of W_hh (added to Gx, δ shared
 ///     with the input side) and the n rows (own [M·T, H] buffers).
 ///               dX = δGx·W_ih                    [N·T, F]        ONE sgemm
+/// The per-step and per-block weight products run while their δG rows are still in cache.
 ///
 /// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
 /// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch
