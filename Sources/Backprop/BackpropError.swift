@@ -11,6 +11,10 @@ public enum BackpropError: Error, Equatable, CustomStringConvertible {
     case io(path: String, reason: String)
     /// A NaN or infinity where a finite number was required.
     case nonFinite(String)
+    /// Calls in an order that cannot give the right answer: `where` names the layer or container,
+    /// `detail` what happened (backward before forward or twice for one forward, a tensor saved by
+    /// forward changed before backward, one layer instance at two places of a model).
+    case invalidUse(where: String, detail: String)
 
     public var description: String {
         switch self {
@@ -21,6 +25,7 @@ public enum BackpropError: Error, Equatable, CustomStringConvertible {
             return "\(path): \(reason)"
         case let .io(path, reason): return "\(path): \(reason)"
         case let .nonFinite(message): return "non-finite value: \(message)"
+        case let .invalidUse(location, detail): return "invalid use of \(location): \(detail)"
         }
     }
 }

@@ -42,6 +42,7 @@ public final class BatchNorm: Layer {
 
     private var lastForwardTrained = true
     private var inputShape: [Int]?
+    private var saved = ForwardRecord()          // the output: this pass's shape and use
     private let output = Tensor(uncheckedShape: [0])
     private let normalized = Tensor(uncheckedShape: [0])      // x̂, cached for backward
     private let inputGradient = Tensor(uncheckedShape: [0])
@@ -155,6 +156,7 @@ public final class BatchNorm: Layer {
                 normalize(src, ch, n: n, s: s, mean: rm[ch], into: y, xh)
             }
         }
+        saved.save(output)
         return output
     }
 
@@ -176,10 +178,10 @@ public final class BatchNorm: Layer {
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.take(matching: dy, summary)
         guard let shape = inputShape else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
         }
-        try requireSameShape(dy, output, layer: summary)
         let (n, s) = try layout(shape)
         let c = features, m = n * s
         inputGradient.resize(to: shape)

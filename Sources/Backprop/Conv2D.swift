@@ -70,7 +70,8 @@ public final class Conv2D: BatchSliceable {
         var weightBeta: Float = 0                         // β of this slice's next dW product
     }
 
-    private var input: Tensor?                          // cached: backward rebuilds its columns
+    private var input = ForwardRecord()                 // x: backward rebuilds its columns
+    private var savedOutput = ForwardRecord()           // the output, whose shape δ must have
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
     private var slices: [SliceBuffers] = []
@@ -243,14 +244,15 @@ public final class Conv2D: BatchSliceable {
         pl.pointwise = isPointwise && pl.g == 1
         plan = pl
         output.resize(to: outShape)
-        input = x
+        input.save(x)
+        savedOutput.save(output)
         prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
                       pointwise: pl.pointwise, backward: false)
         return output
     }
 
     public func forward(images: Range<Int>, slice: Int) throws {
-        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
         let pl = plan, p = pl.p, k = pl.k
         let buffers = slices[slice]
         let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
@@ -305,10 +307,8 @@ public final class Conv2D: BatchSliceable {
     }
 
     public func beginBackward(_ dy: Tensor, slices count: Int) throws -> Tensor {
-        guard let x = input else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
-        }
-        try requireSameShape(dy, output, layer: summary)
+        try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
+        let x = try input.take(summary)
         let pl = plan
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
@@ -325,8 +325,8 @@ public final class Conv2D: BatchSliceable {
     }
 
     public func backward(images: Range<Int>, slice: Int) throws {
-        guard let x = input, let dy = outputGradient, let targets = gradientTargets else {
-            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        guard let x = input.tensor, let dy = outputGradient, let targets = gradientTargets else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         let pl = plan, p = pl.p, k = pl.k
         let buffers = slices[slice]

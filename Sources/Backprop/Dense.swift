@@ -14,7 +14,7 @@ public final class Dense: BatchSliceable {
     public var isTraining = true
     public var needsInputGradient = true
 
-    private var input: Tensor?                      // cached for dW = dYᵀ·X
+    private var input = ForwardRecord()             // X, for dW = dYᵀ·X
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
 
@@ -90,12 +90,12 @@ public final class Dense: BatchSliceable {
     public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
         try requireFeatures(x, inFeatures, layer: summary)
         output.resize(x.rows, outFeatures)
-        input = x
+        input.save(x)
         return output
     }
 
     public func forward(images rows: Range<Int>, slice: Int) throws {
-        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
         let y = output.data + rows.lowerBound * outFeatures
         if let bias {
             let b = bias.value.data
@@ -107,10 +107,9 @@ public final class Dense: BatchSliceable {
     }
 
     public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
-        guard let x = input else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
-        }
-        try requireSameShape(dy, output, layer: summary)
+        let rows = try input.peek(summary).rows
+        try requireMatrixShape(dy, rows: rows, columns: outFeatures, layer: summary)
+        let x = try input.take(summary)
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         let (dW, betaW) = weight.gradientForAccumulation()
         if dy.rows == 0 && betaW == 0 { dW.fill(0) }
@@ -129,8 +128,8 @@ public final class Dense: BatchSliceable {
     }
 
     public func backward(images rows: Range<Int>, slice: Int) throws {
-        guard let x = input, let dy = outputGradient, let targets = gradientTargets else {
-            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        guard let x = input.tensor, let dy = outputGradient, let targets = gradientTargets else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         let s = sliceGradients[slice]
         let dyM = Matrix(dy.data + rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)

@@ -22,6 +22,8 @@ public final class Dropout: Layer {
     private var lastWasTraining = false
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+    private var saved = ForwardRecord()          // the output: this forward's shape and use
+    private var savedMask = ForwardRecord()      // the mask a training forward applied
 
     public init(p: Float = 0.5, seed: UInt64 = 0) throws {
         guard p >= 0, p < 1 else {
@@ -39,6 +41,7 @@ public final class Dropout: Layer {
         lastWasTraining = isTraining && p > 0
         guard lastWasTraining else {
             output.data.update(from: x.data, count: x.count)
+            saved.save(output)
             return output
         }
         if !(freezeMask && hasMask && mask.shape == x.shape) {
@@ -48,11 +51,14 @@ public final class Dropout: Layer {
             hasMask = true
         }
         elementwiseMultiply(x.data, mask.data, into: output.data, count: x.count)
+        savedMask.save(mask)
+        saved.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        try requireSameShape(dy, output, layer: summary)
+        if lastWasTraining { _ = try savedMask.peek(summary) }   // the mask still has this pass's size
+        _ = try saved.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
         if lastWasTraining {
             elementwiseMultiply(dy.data, mask.data, into: inputGradient.data, count: dy.count)

@@ -23,7 +23,7 @@ public final class GELU: Layer {
     public let approximate: Approximation
     public var isTraining = true
 
-    private var input: Tensor?
+    private var input = ForwardRecord()          // x, which backward reads
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
 
@@ -53,15 +53,12 @@ public final class GELU: Layer {
                 dst[i] = 0.5 * v * (1 + t)
             }
         }
-        input = x
+        input.save(x)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        guard let x = input else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
-        }
-        try requireSameShape(dy, output, layer: summary)
+        let x = try input.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
         let xs = x.data, g = dy.data, dx = inputGradient.data, n = dy.count
         switch approximate {

@@ -8,7 +8,7 @@ public final class LeakyReLU: Layer {
     public let negativeSlope: Float
     public var isTraining = true
 
-    private var input: Tensor?
+    private var input = ForwardRecord()          // x, which backward reads
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
 
@@ -21,15 +21,12 @@ public final class LeakyReLU: Layer {
         output.resize(to: x.shape)
         let src = x.data, dst = output.data, a = negativeSlope
         for i in 0..<x.count { let v = src[i]; dst[i] = v > 0 ? v : a * v }
-        input = x
+        input.save(x)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        guard let x = input else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
-        }
-        try requireSameShape(dy, output, layer: summary)
+        let x = try input.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
         let xs = x.data, g = dy.data, dx = inputGradient.data, a = negativeSlope
         for i in 0..<dy.count { dx[i] = xs[i] > 0 ? g[i] : a * g[i] }

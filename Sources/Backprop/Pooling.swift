@@ -67,6 +67,7 @@ public final class MaxPool2D: BatchSliceable {
     private var argmaxCapacity = 0
     private var input: Tensor?                   // set by beginForward for forward(images:)
     private var outputGradient: Tensor?          // set by beginBackward for backward(images:)
+    private var saved = ForwardRecord()          // the output, whose shape (and values, for a folded ReLU mask) backward reads
     private let batchSlices = BatchSlices()
 
     deinit { argmax.deallocate() }
@@ -112,11 +113,12 @@ public final class MaxPool2D: BatchSliceable {
         }
         inputShape = x.shape
         input = x
+        saved.save(output)
         return output
     }
 
     public func forward(images range: Range<Int>, slice: Int) throws {
-        guard let x = input else { throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward") }
+        guard let x = input else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
         let h = x.shape[2], w = x.shape[3], ho = output.shape[2], wo = output.shape[3]
         let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         let twoByTwo = geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0)
@@ -224,10 +226,10 @@ public final class MaxPool2D: BatchSliceable {
     }
 
     public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
+        _ = try saved.take(matching: dy, summary)
         guard let shape = inputShape else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
         }
-        try requireSameShape(dy, output, layer: summary)
         inputGradient.resize(to: shape)
         outputGradient = dy
         return inputGradient
@@ -235,7 +237,7 @@ public final class MaxPool2D: BatchSliceable {
 
     public func backward(images range: Range<Int>, slice: Int) throws {
         guard let shape = inputShape, let dy = outputGradient else {
-            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         let perImage = shape[1], planeSize = shape[2] * shape[3], outPlane = output.shape[2] * output.shape[3]
         let g = dy.data, dx = inputGradient.data, am = argmax
@@ -279,6 +281,7 @@ public final class AvgPool2D: Layer {
     private var inputShape: [Int]?
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+    private var saved = ForwardRecord()          // the output, whose shape backward reads
 
     public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                 countIncludePad: Bool = true) throws {
@@ -325,14 +328,15 @@ public final class AvgPool2D: Layer {
                 yp[o] = s * scale
             }
         }
+        saved.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.take(matching: dy, summary)
         guard let shape = inputShape else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
         }
-        try requireSameShape(dy, output, layer: summary)
         inputGradient.resize(to: shape)
         inputGradient.fill(0)
         let planes = shape[0] * shape[1], h = shape[2], w = shape[3]

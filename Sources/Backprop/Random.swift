@@ -53,16 +53,18 @@ import Musl
 extension Tensor {
     /// Fills with values uniform in [low, high).
     public func fillUniform(_ low: Float, _ high: Float, using rng: inout SeededGenerator) {
+        markChanged()
         let p = data
         for i in 0..<count { p[i] = low + (high - low) * rng.nextUnit() }
     }
 
     /// Fills with normal values of the given mean and standard deviation.
     public func fillNormal(mean: Float = 0, std: Float = 1, using rng: inout SeededGenerator) {
+        markChanged()
         let p = data
         for i in 0..<count { p[i] = mean + std * rng.nextNormal() }
     }
 
     /// Sets every element to `value`.
-    public func fill(_ value: Float) { data.update(repeating: value, count: count) }
+    public func fill(_ value: Float) { markChanged(); data.update(repeating: value, count: count) }
 }

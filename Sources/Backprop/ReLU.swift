@@ -16,14 +16,13 @@ public final class ReLU: BatchSliceable {
     public func forward(_ x: Tensor) throws -> Tensor {
         output.resize(to: x.shape)
         bp_relu(x.data, output.data, x.count)   // C kernel (AVX-512 where present); NaN stays NaN
-        result = output
+        result.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         // The last forward's result: `output`, or the input it overwrote inside a sliced stretch.
-        let y = result ?? output
-        try requireSameShape(dy, y, layer: summary)
+        let y = try result.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
         // y > 0 exactly where x > 0, so the cached output serves as the mask.
         bp_relu_backward(y.data, dy.data, inputGradient.data, dy.count)
@@ -41,33 +40,31 @@ public final class ReLU: BatchSliceable {
     /// Set by `Sequential` when a MaxPool2D right after this ReLU applies its mask (see
     /// `MaxPool2D.slicesApplyReLUMask`): the sliced backward then passes δ through untouched.
     var slicesMaskedByNext = false
-    private var result: Tensor?                  // what the sliced forward wrote: output or the input itself
+    private var result = ForwardRecord()         // what the last forward wrote: output, or the input itself in place
     private var resultGradient: Tensor?          // what the sliced backward writes
 
     public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
         input = x
         perImage = x.rank == 0 || x.shape[0] == 0 ? x.count : x.count / x.shape[0]
         if slicesInPlace.forward {
-            result = x
+            result.save(x)
             return x
         }
         output.resize(to: x.shape)
-        result = output
+        result.save(output)
         return output
     }
 
     public func forward(images: Range<Int>, slice: Int) throws {
-        guard let x = input, let y = result else {
-            throw BackpropError.invalidArgument("\(summary): forward(images:) before beginForward")
+        guard let x = input, let y = result.tensor else {
+            throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward")
         }
         let first = images.lowerBound * perImage
         bp_relu(x.data + first, y.data + first, images.count * perImage)   // in place when x === y
     }
 
     public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
-        guard let y = result, dy.shape == y.shape else {
-            throw BackpropError.shapeMismatch(where: summary, detail: "backward got δ of shape \(dy.shape) but the last sliced forward produced \(result?.shape ?? [])")
-        }
+        _ = try result.take(matching: dy, summary)
         outputGradient = dy
         perImage = dy.rank == 0 || dy.shape[0] == 0 ? dy.count : dy.count / dy.shape[0]
         if slicesInPlace.backward || slicesMaskedByNext {
@@ -80,8 +77,8 @@ public final class ReLU: BatchSliceable {
     }
 
     public func backward(images: Range<Int>, slice: Int) throws {
-        guard let dy = outputGradient, let y = result, let dx = resultGradient else {
-            throw BackpropError.invalidArgument("\(summary): backward(images:) before beginBackward")
+        guard let dy = outputGradient, let y = result.tensor, let dx = resultGradient else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         if slicesMaskedByNext { return }   // the pooling after this layer applied the mask
         let first = images.lowerBound * perImage

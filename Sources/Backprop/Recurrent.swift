@@ -182,6 +182,8 @@ public class RecurrentLayer: Layer {
     /// and whether h_0 was zero (no `initialHidden`): then step 0's recurrent products are skipped
     /// (h_0·W_hhᵀ = 0, and its rows add nothing to δW_hh), and so is δh_0 unless a state was given.
     private var stateGiven = false, zeroInitialHidden = true
+    /// The last forward's input and output, checked by backward (see `ForwardRecord`).
+    private var savedInput = ForwardRecord(), savedOutput = ForwardRecord()
     private let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
     private let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
     private let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
@@ -317,6 +319,7 @@ public class RecurrentLayer: Layer {
                     where: summary, detail: "initial cell state must be [numLayers, N, H] = \(stateShape) for input \(x.shape), got \(c0.shape)")
             }
         }
+        savedOutput.clear()   // the buffers are about to change: no backward until this forward completes
         batch = n
         steps = t
         slices = BatchSlices.count(threads: threads, items: n)
@@ -334,9 +337,14 @@ public class RecurrentLayer: Layer {
             }
         }
         let top = stages[numLayers - 1].output
-        if returnSequences { return top }
+        savedInput.save(x)
+        if returnSequences {
+            savedOutput.save(top)
+            return top
+        }
         lastOutput.resize(n, h)
         for i in 0..<n { (lastOutput.data + i * h).update(from: top.data + (i * t + t - 1) * h, count: h) }
+        savedOutput.save(lastOutput)
         return lastOutput
     }
 
@@ -442,13 +450,12 @@ public class RecurrentLayer: Layer {
     // MARK: - Backward
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        guard steps > 0, stages[0].input != nil else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
-        }
-        try requireSameShape(dy, returnSequences ? stages[numLayers - 1].output : lastOutput, layer: summary)
+        try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
+        _ = try savedInput.peek(summary)
         if let k = truncation, k <= 0 {
             throw BackpropError.invalidArgument("\(summary): truncation must be positive (or nil), got \(k)")
         }
+        _ = try savedOutput.take(summary)
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         let first = max(0, t - (truncation ?? t))              // first step backpropagated through
         if stateGiven { initialHiddenGradient.resize(numLayers, n, h) } else { initialHiddenGradient.resize(0) }

@@ -10,12 +10,14 @@
 ///         def forward(self, x): return x + self.block(x)
 ///
 /// names them in its `state_dict`. `isTraining` is the block's.
-public final class Residual: Layer {
+public final class Residual: LayerContainer {
     public let block: Layer
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+    private var saved = ForwardRecord()          // the output: this pass's shape and use
 
     public init(_ block: Layer) { self.block = block }
+    public var sublayers: [Layer] { [block] }
 
     public var summary: String { "Residual(\(block.summary))" }
 
@@ -43,11 +45,12 @@ public final class Residual: Layer {
         output.resize(to: x.shape)
         // Element-wise, so it stays right even if the block's output aliases x (a view).
         elementwiseAdd(x.data, fx.data, into: output.data, count: x.count)
+        saved.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        try requireSameShape(dy, output, layer: summary)
+        _ = try saved.take(matching: dy, summary)
         let blockGradient = try block.backward(dy)
         guard blockGradient.shape == dy.shape else {
             throw BackpropError.shapeMismatch(where: summary,

@@ -11,7 +11,7 @@
 /// Parameter names match that module's `state_dict`: `rnn.weight_ih_l0`, `rnn.weight_hh_l0`,
 /// `rnn.bias_ih_l0`, `rnn.bias_hh_l0`, …, `fc.weight`, `fc.bias`.
 /// Input `[N, T, F]`, output logits `[N, C]`.
-public final class SequenceClassifier: Layer {
+public final class SequenceClassifier: LayerContainer {
     public let kind: RecurrentKind
     public let rnn: RecurrentLayer
     public let fc: Dense
@@ -30,6 +30,8 @@ public final class SequenceClassifier: Layer {
                                       truncation: truncation, rng: &rng)
         fc = try Dense(hiddenSize, classes, rng: &rng)
     }
+
+    public var sublayers: [Layer] { [rnn, fc] }
 
     public var summary: String { "SequenceClassifier(\(rnn.summary), \(fc.summary))" }
 

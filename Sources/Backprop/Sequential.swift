@@ -1,12 +1,27 @@
 /// Layers applied in order, PyTorch's `nn.Sequential`. Parameters are named
 /// `"<index>.<name>"` (`0.weight`, `0.bias`, `2.weight`, …), exactly as `state_dict` names them.
-public final class Sequential: Layer {
+///
+/// A layer instance sits at one place: the same instance twice (directly or inside a nested
+/// container) makes `forward` throw `BackpropError.invalidUse` naming both positions, since each
+/// layer keeps one forward pass's values for its backward (build one instance per place).
+public final class Sequential: LayerContainer {
     public private(set) var layers: [Layer]
+    /// An instance found at two places when the list was built or appended to: `forward` refuses.
+    private var repeated: (layer: Layer, first: String, second: String)?
 
-    public init(_ layers: [Layer]) { self.layers = layers }
+    public init(_ layers: [Layer]) {
+        self.layers = layers
+        repeated = firstRepeatedInstance(in: layers)
+    }
     public convenience init(_ layers: Layer...) { self.init(layers) }
 
-    public func append(_ layer: Layer) { layers.append(layer); stretches = nil }
+    public func append(_ layer: Layer) {
+        layers.append(layer)
+        stretches = nil
+        repeated = firstRepeatedInstance(in: layers)
+    }
+
+    public var sublayers: [Layer] { layers }
 
     public var summary: String { "Sequential(\(layers.map(\.summary).joined(separator: ", ")))" }
 
@@ -127,11 +142,13 @@ public final class Sequential: Layer {
     /// slice order, so they differ from one slice only by rounding and repeat exactly for a given
     /// thread count. Nothing is allocated per call once sized.
     public func forward(_ input: Tensor) throws -> Tensor {
+        if let repeated { throw repeatedInstanceError(summary, repeated) }
         let stretches = currentStretches()
+        forwardPlan = nil
         var x = input, i = 0, next = 0
         while i < layers.count {
             if next < stretches.count && stretches[next].start == i {
-                x = try run(stretches[next], forward: true, x)
+                x = try run(stretches[next], forward: true, x, threads: threads)
                 i += stretches[next].layers.count
                 next += 1
             } else {
@@ -139,15 +156,22 @@ public final class Sequential: Layer {
                 i += 1
             }
         }
+        forwardPlan = (stretches, threads)
         return x
     }
 
+    /// The stretches and thread count the last forward ran with: backward runs the same ones,
+    /// even if `useThreads` changed in between (the layers' buffers are laid out for them).
+    private var forwardPlan: (stretches: [Stretch], threads: Int)?
+
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
-        let stretches = currentStretches()
+        guard let (stretches, threads) = forwardPlan else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before a forward that completed")
+        }
         var g = outputGradient, i = layers.count, next = stretches.count - 1
         while i > 0 {
             if next >= 0 && stretches[next].start + stretches[next].layers.count == i {
-                g = try run(stretches[next], forward: false, g)
+                g = try run(stretches[next], forward: false, g, threads: threads)
                 i = stretches[next].start
                 next -= 1
             } else {
@@ -162,7 +186,7 @@ public final class Sequential: Layer {
     private let slices = BatchSlices()
 
     /// Runs one stretch forward (input → output) or backward (δ of its output → δ of its input).
-    private func run(_ stretch: Stretch, forward: Bool, _ tensor: Tensor) throws -> Tensor {
+    private func run(_ stretch: Stretch, forward: Bool, _ tensor: Tensor, threads: Int) throws -> Tensor {
         let n = tensor.rank == 0 ? 0 : tensor.shape[0]
         let count = BatchSlices.count(threads: threads, items: n)
         var t = tensor
@@ -219,6 +243,8 @@ public final class Sequential: Layer {
     /// `"<index>: <summary>"` (`"0: Dense(4 → 3)"`) — the activations a learner wants to look at.
     /// Copies, because each layer overwrites its output buffer on the next call.
     public func trace(_ input: Tensor) throws -> [(layer: String, output: Tensor)] {
+        if let repeated { throw repeatedInstanceError(summary, repeated) }
+        forwardPlan = nil   // the layers' caches are now the trace's (plain, unsliced) pass
         var x = input
         var outputs: [(layer: String, output: Tensor)] = []
         outputs.reserveCapacity(layers.count)

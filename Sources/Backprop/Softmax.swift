@@ -11,6 +11,7 @@ public final class Softmax: Layer {
     public var isTraining = true
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+    private var saved = ForwardRecord()          // the output, which backward reads
 
     public init() {}
     public var summary: String { "Softmax" }
@@ -32,11 +33,12 @@ public final class Softmax: Layer {
             let inv = 1 / s
             for j in 0..<c { yi[j] *= inv }
         }
+        saved.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        try requireSameShape(dy, output, layer: summary)
+        let output = try saved.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
         guard let c = dy.shape.last, c > 0 else { return inputGradient }
         let rows = dy.count / c

@@ -8,6 +8,7 @@ public final class Tanh: Layer {
     public var isTraining = true
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
+    private var saved = ForwardRecord()          // the output, which backward reads
 
     public init() {}
     public var summary: String { "Tanh" }
@@ -17,11 +18,12 @@ public final class Tanh: Layer {
         output.resize(to: x.shape)
         let src = x.data, dst = output.data
         for i in 0..<x.count { dst[i] = tanhf(src[i]) }
+        saved.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        try requireSameShape(dy, output, layer: summary)
+        let output = try saved.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
         let y = output.data, g = dy.data, dx = inputGradient.data
         for i in 0..<dy.count { dx[i] = g[i] * (1 - y[i] * y[i]) }

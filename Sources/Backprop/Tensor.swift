@@ -14,6 +14,12 @@ import Foundation
 public final class TensorStorage {
     public let pointer: UnsafeMutablePointer<Float>
     public let capacity: Int
+    /// Counts the changes made to this storage through `Tensor`'s methods (resize, fill, assign,
+    /// subscript writes) and by each forward pass that writes a layer's output into it: PyTorch's
+    /// version counter. A layer notes it at forward and compares at backward, so a tensor changed
+    /// in between is an error instead of wrong gradients or an out-of-bounds product. Writes
+    /// through `data` are not counted (as PyTorch's `.data`).
+    public internal(set) var version = 0
 
     init(capacity: Int) {
         self.capacity = Swift.max(capacity, 1)
@@ -127,13 +133,13 @@ public final class Tensor {
     /// Element `i` of the flat row-major storage (checked).
     public subscript(flat i: Int) -> Float {
         get { precondition(i >= 0 && i < count, "flat index \(i) out of range 0..<\(count)"); return data[i] }
-        set { precondition(i >= 0 && i < count, "flat index \(i) out of range 0..<\(count)"); data[i] = newValue }
+        set { precondition(i >= 0 && i < count, "flat index \(i) out of range 0..<\(count)"); data[i] = newValue; markChanged() }
     }
 
     /// Element at a multi-dimensional index (checked).
     public subscript(_ index: Int...) -> Float {
         get { data[offset(of: index)] }
-        set { data[offset(of: index)] = newValue }
+        set { data[offset(of: index)] = newValue; markChanged() }
     }
 
     private func offset(of index: [Int]) -> Int {
@@ -152,11 +158,18 @@ public final class Tensor {
 
     // MARK: - Resizing and views
 
+    /// Counts a change of contents or shape (see `TensorStorage.version`).
+    @inline(__always) func markChanged() { storage.version &+= 1 }
+
     /// Reshapes in place to `newShape`, reusing storage when it is large enough (contents are
-    /// then unspecified). Used by layers to size their cached buffers for a batch.
+    /// then unspecified). Used by layers to size their output buffers for a batch, so it counts
+    /// as a change even when the shape stays: a forward that resizes its output is about to
+    /// overwrite it. Traps on a negative dimension or an element count above 2^31.
     public func resize(to newShape: [Int]) {
+        markChanged()
         if newShape == shape { return }
-        let n = newShape.reduce(1, *)
+        let n: Int
+        do { n = try Tensor.elementCount(newShape) } catch { preconditionFailure("resize(to:): \(error)") }
         if n > storage.capacity { storage = TensorStorage(capacity: n) }
         shape = newShape
         count = n
@@ -166,21 +179,25 @@ public final class Tensor {
     /// `[n, features]` is a heap allocation on every call, these compare sizes first and build
     /// a new shape only when it changes.
     public func resize(_ d0: Int) {
+        markChanged()
         if shape.count == 1 && shape[0] == d0 { return }
         resize(to: [d0])
     }
 
     public func resize(_ d0: Int, _ d1: Int) {
+        markChanged()
         if shape.count == 2 && shape[0] == d0 && shape[1] == d1 { return }
         resize(to: [d0, d1])
     }
 
     public func resize(_ d0: Int, _ d1: Int, _ d2: Int) {
+        markChanged()
         if shape.count == 3 && shape[0] == d0 && shape[1] == d1 && shape[2] == d2 { return }
         resize(to: [d0, d1, d2])
     }
 
     public func resize(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int) {
+        markChanged()
         if shape.count == 4 && shape[0] == d0 && shape[1] == d1 && shape[2] == d2 && shape[3] == d3 { return }
         resize(to: [d0, d1, d2, d3])
     }
@@ -198,6 +215,7 @@ public final class Tensor {
     /// Re-points an existing view at `source`'s storage with `newShape` (same element count).
     /// Allocation-free alternative to `reshaped` for layers that keep a view between calls.
     func becomeView(of source: Tensor, shape newShape: [Int]) {
+        precondition(newShape.reduce(1, *) == source.count, "becomeView: shape \(newShape) does not hold \(source.count) elements")
         storage = source.storage
         shape = newShape
         count = source.count
@@ -215,6 +233,7 @@ public final class Tensor {
         guard other.count == count else {
             throw BackpropError.shapeMismatch(where: "Tensor.assign", detail: "cannot copy \(other.shape) into \(shape)")
         }
+        markChanged()
         data.update(from: other.data, count: count)
     }
 
@@ -223,6 +242,7 @@ public final class Tensor {
         guard values.count == count else {
             throw BackpropError.shapeMismatch(where: "Tensor.assign", detail: "\(values.count) values for shape \(shape)")
         }
+        markChanged()
         values.withUnsafeBufferPointer { src in
             if let base = src.baseAddress { data.update(from: base, count: count) }
         }

@@ -90,7 +90,9 @@ final class ConvFastPathTests: XCTestCase {
         // Dirty the buffers, zeroGrad (lazy), two passes: exactly 2× one pass, no stale values.
         full.weight.grad.fill(123); full.bias!.grad.fill(-7)
         full.zeroGrad()
+        _ = try full(x)
         _ = try full.backward(dy)
+        _ = try full(x)   // each backward pairs with its own forward
         _ = try full.backward(dy)
         for (a, b) in zip(full.weight.grad.scalars, w1) { XCTAssertEqual(a, 2 * b, accuracy: 1e-5 * max(1, abs(b))) }
         for (a, b) in zip(full.bias!.grad.scalars, b1) { XCTAssertEqual(a, 2 * b, accuracy: 1e-5 * max(1, abs(b))) }

@@ -116,6 +116,7 @@ final class ConvKernelTests: XCTestCase {
                 let ho = h / 2, wo = w / 2
                 XCTAssertEqual(y.shape, [2, 3, ho, wo], what)
                 _ = try pool.backward(try random(y.shape, seed: 1))        // leaves values to overwrite
+                _ = try pool.forward(x)
                 let dy = try random(y.shape, seed: 2)
                 let dx = try pool.backward(dy).scalars
                 var expected = [Float](repeating: 0, count: x.count)
@@ -167,6 +168,7 @@ final class ConvKernelTests: XCTestCase {
             let y = try model.forward(x).copy()
             let dy = try random(y.shape, seed: 6)
             _ = try model.backward(dy)
+            _ = try model.forward(x)
             let dx = try model.backward(dy).copy()
             let values = y.scalars + dx.scalars + model.parameters.flatMap(\.grad.scalars)
             if let reference { assertClose(values, reference, 1e-5, "\(threads) threads") } else { reference = values }

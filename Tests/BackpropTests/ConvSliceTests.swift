@@ -49,13 +49,14 @@ final class ConvSliceTests: XCTestCase {
                 let dy = try random(y.shape, seed: UInt64(300 + index))
                 // Twice: the first backward overwrites the zeroed gradient (β = 0), the second adds.
                 _ = try conv.backward(dy)
+                _ = try conv.forward(x)   // each backward pairs with its own forward
                 let dx = try conv.backward(dy).copy()
                 XCTAssertEqual(BLAS.threadCount, blasThreads, "BLAS threads restored")
                 results.append((y, dx, conv.weight.grad.copy(), conv.bias?.grad.copy()))
                 // a second step after zeroGrad reuses the buffers and gives the same result
                 conv.zeroGrad()
                 _ = try conv.forward(x)
-                _ = try conv.backward(dy); _ = try conv.backward(dy)
+                _ = try conv.backward(dy); _ = try conv.forward(x); _ = try conv.backward(dy)
                 assertClose(conv.weight.grad, results.last!.dw, "case \(index) slices \(slices): repeated dW")
             }
             if !c.inputGradient { XCTAssertEqual(results[0].dx.count, 0) }
