@@ -128,18 +128,18 @@ public final class Conv2D: BatchSliceable {
                       stride: (stride, stride), padding: (padding, padding), bias: bias, rng: &rng)
     }
 
-    /// Square kernel, default initialisation from a fixed seed.
+    /// Square kernel, default initialisation from `seed` (or the default generator's next seed).
     public convenience init(inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
-                            padding: Int = 0, bias: Bool = true, seed: UInt64) throws {
-        var rng = SeededGenerator(seed: seed)
+                            padding: Int = 0, bias: Bool = true, seed: UInt64? = nil) throws {
+        var rng = SeededGenerator(seedOrDefault: seed)
         try self.init(inChannels: inChannels, outChannels: outChannels, kernelSize: kernelSize,
                       stride: stride, padding: padding, bias: bias, rng: &rng)
     }
 
-    /// Rectangular kernel, default initialisation from a fixed seed.
+    /// Rectangular kernel, default initialisation from `seed` (or the default generator's next seed).
     public convenience init(inChannels: Int, outChannels: Int, kernelSize: (Int, Int), stride: Int = 1,
-                            padding: Int = 0, bias: Bool = true, seed: UInt64) throws {
-        var rng = SeededGenerator(seed: seed)
+                            padding: Int = 0, bias: Bool = true, seed: UInt64? = nil) throws {
+        var rng = SeededGenerator(seedOrDefault: seed)
         try self.init(inChannels: inChannels, outChannels: outChannels, kernelSize: kernelSize,
                       stride: stride, padding: padding, bias: bias, rng: &rng)
     }

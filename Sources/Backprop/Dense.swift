@@ -53,9 +53,10 @@ public final class Dense: BatchSliceable {
         }
     }
 
-    /// A layer with default (PyTorch) initialisation from a fixed seed.
-    public convenience init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64 = 0) throws {
-        var rng = SeededGenerator(seed: seed)
+    /// A layer with default (PyTorch) initialisation from `seed`, or from the next seed of the
+    /// default generator when none is given (see `manualSeed(_:)`).
+    public convenience init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64? = nil) throws {
+        var rng = SeededGenerator(seedOrDefault: seed)
         try self.init(inFeatures, outFeatures, bias: bias, rng: &rng)
     }
 

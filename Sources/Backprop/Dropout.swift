@@ -5,7 +5,8 @@
 ///     eval      y   = x,              dx = dy                       (identity)
 ///
 /// Scaling by 1/(1 − p) in training keeps E[y] = x, so evaluation needs no rescaling.
-/// Masks come from a `SeededGenerator` seeded at construction, so runs repeat exactly.
+/// Masks come from a `SeededGenerator` seeded at construction (from `seed`, or from the default
+/// generator's next seed, so two unseeded dropouts draw different masks), so runs repeat exactly.
 ///
 /// `freezeMask`: when true, forward reuses the last mask if it has the input's shape (drawing
 /// one only when there is none), so repeated forwards of the same input give the same output —
@@ -25,12 +26,12 @@ public final class Dropout: Layer {
     private var saved = ForwardRecord()          // the output: this forward's shape and use
     private var savedMask = ForwardRecord()      // the mask a training forward applied
 
-    public init(p: Float = 0.5, seed: UInt64 = 0) throws {
+    public init(p: Float = 0.5, seed: UInt64? = nil) throws {
         guard p >= 0, p < 1 else {
             throw BackpropError.invalidArgument("Dropout: probability p must be in [0, 1), got \(p)")
         }
         self.p = p
-        self.rng = SeededGenerator(seed: seed)
+        self.rng = SeededGenerator(seedOrDefault: seed)
     }
 
     public var summary: String { "Dropout(p: \(p))" }

@@ -68,3 +68,34 @@ extension Tensor {
     /// Sets every element to `value`.
     public func fill(_ value: Float) { markChanged(); data.update(repeating: value, count: count) }
 }
+
+// MARK: - The default generator
+
+import Synchronization
+
+/// The generator that layers built without a `seed:` or `rng:` take their seeds from (PyTorch's
+/// default CPU generator). Each such layer draws one seed from it, so two unseeded layers differ
+/// from each other, and a program that calls `manualSeed(_:)` first builds the same layers, masks
+/// and weights on every run. Without `manualSeed` it starts from a fixed seed, so plain runs repeat
+/// too. Safe to use from several threads.
+public enum DefaultGenerator {
+    /// The seed the default generator starts from when `manualSeed` is never called.
+    public static let initialSeed: UInt64 = 0x5EED_BAC4_B40B
+
+    private static let state = Mutex(SeededGenerator(seed: initialSeed))
+
+    /// The next seed for a layer built without one (advances the default generator).
+    public static func nextSeed() -> UInt64 { state.withLock { $0.next() } }
+
+    /// Restarts the default generator from `seed`.
+    public static func seed(_ seed: UInt64) { state.withLock { $0 = SeededGenerator(seed: seed) } }
+}
+
+/// PyTorch's `torch.manual_seed`: restarts the default generator, so every layer built afterwards
+/// without an explicit seed or generator (and every `Dropout` mask they draw) repeats exactly.
+public func manualSeed(_ seed: UInt64) { DefaultGenerator.seed(seed) }
+
+extension SeededGenerator {
+    /// A generator for `seed`, or for the next seed of the default generator when nil.
+    public init(seedOrDefault seed: UInt64?) { self.init(seed: seed ?? DefaultGenerator.nextSeed()) }
+}

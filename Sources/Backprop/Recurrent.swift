@@ -684,8 +684,8 @@ public final class RNN: RecurrentLayer {
 
     public convenience init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1,
                             nonlinearity: RecurrentNonlinearity = .tanh, returnSequences: Bool = true,
-                            truncation: Int? = nil, seed: UInt64) throws {
-        var rng = SeededGenerator(seed: seed)
+                            truncation: Int? = nil, seed: UInt64? = nil) throws {
+        var rng = SeededGenerator(seedOrDefault: seed)
         try self.init(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers, nonlinearity: nonlinearity,
                       returnSequences: returnSequences, truncation: truncation, rng: &rng)
     }
@@ -700,8 +700,8 @@ public final class LSTM: RecurrentLayer {
     }
 
     public convenience init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, returnSequences: Bool = true,
-                            truncation: Int? = nil, seed: UInt64) throws {
-        var rng = SeededGenerator(seed: seed)
+                            truncation: Int? = nil, seed: UInt64? = nil) throws {
+        var rng = SeededGenerator(seedOrDefault: seed)
         try self.init(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
                       returnSequences: returnSequences, truncation: truncation, rng: &rng)
     }
@@ -716,8 +716,8 @@ public final class GRU: RecurrentLayer {
     }
 
     public convenience init(inputSize: Int, hiddenSize: Int, numLayers: Int = 1, returnSequences: Bool = true,
-                            truncation: Int? = nil, seed: UInt64) throws {
-        var rng = SeededGenerator(seed: seed)
+                            truncation: Int? = nil, seed: UInt64? = nil) throws {
+        var rng = SeededGenerator(seedOrDefault: seed)
         try self.init(inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
                       returnSequences: returnSequences, truncation: truncation, rng: &rng)
     }

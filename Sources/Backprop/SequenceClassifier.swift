@@ -17,13 +17,14 @@ public final class SequenceClassifier: LayerContainer {
     public let fc: Dense
 
     /// Parameters are initialised as PyTorch does (recurrent U(−1/√H, 1/√H), Linear's default)
-    /// from one generator seeded with `seed`, recurrent layers first.
+    /// from one generator seeded with `seed` (or the default generator's next seed), recurrent
+    /// layers first.
     public init(kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int = 1, classes: Int,
-                nonlinearity: RecurrentNonlinearity = .tanh, truncation: Int? = nil, seed: UInt64 = 0) throws {
+                nonlinearity: RecurrentNonlinearity = .tanh, truncation: Int? = nil, seed: UInt64? = nil) throws {
         guard classes > 0 else {
             throw BackpropError.invalidArgument("SequenceClassifier(\(kind), hiddenSize: \(hiddenSize), classes: \(classes)): classes must be positive")
         }
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededGenerator(seedOrDefault: seed)
         self.kind = kind
         rnn = try RecurrentLayer.make(kind, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
                                       nonlinearity: nonlinearity, returnSequences: false,
