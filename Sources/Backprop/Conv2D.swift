@@ -255,16 +255,16 @@ public final class Conv2D: BatchSliceable {
         guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
         let pl = plan, p = pl.p, k = pl.k
         let buffers = slices[slice]
-        let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
+        let wM = Matrix(weight.value, rows: outChannels, columns: k)
         let out = output.data, xData = x.data
         var n0 = images.lowerBound
         while n0 < images.upperBound {
             let gs = min(pl.g, images.upperBound - n0), ld = gs * p
-            let cols: UnsafeMutablePointer<Float>
-            if pl.pointwise {
-                cols = xData + n0 * pl.imageSize
-            } else {
-                cols = buffers.columns.data
+            // The group's columns [K, gs·P]: the image itself for a pointwise convolution (gs = 1).
+            let colsM = pl.pointwise ? Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: ld)
+                                     : Matrix(buffers.columns, rows: k, columns: ld)
+            let cols = colsM.base
+            if !pl.pointwise {
                 for i in 0..<gs {
                     im2col(xData + (n0 + i) * pl.imageSize, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
                            into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
@@ -279,13 +279,13 @@ public final class Conv2D: BatchSliceable {
                 let block = Conv2D.columnBlock(outChannels, k, ld)
                 for c0 in Swift.stride(from: 0, to: ld, by: block) {
                     let cb = Swift.min(block, ld - c0)
-                    try gemm(wM, Matrix(cols + c0, rows: k, columns: cb, stride: ld),
-                             into: Matrix(target + c0, rows: outChannels, columns: cb, stride: ld),
+                    try gemm(wM, colsM.advanced(by: c0, columns: cb),
+                             into: Matrix(output, offset: n0 * pl.outImageSize + c0, rows: outChannels, columns: cb, stride: ld),
                              beta: bias == nil ? 0 : 1, caller: summary)
                 }
             } else {
                 let target = buffers.scratch.data
-                try gemm(wM, Matrix(cols, rows: k, columns: ld), into: Matrix(target, rows: outChannels, columns: ld),
+                try gemm(wM, colsM, into: Matrix(buffers.scratch, rows: outChannels, columns: ld),
                          caller: summary)
                 for i in 0..<gs {
                     let image = out + (n0 + i) * pl.outImageSize
@@ -330,10 +330,10 @@ public final class Conv2D: BatchSliceable {
         }
         let pl = plan, p = pl.p, k = pl.k
         let buffers = slices[slice]
-        let wM = Matrix(weight.value.data, rows: outChannels, columns: k)
+        let wM = Matrix(weight.value, rows: outChannels, columns: k)
         let dyData = dy.data, xData = x.data, dxData = inputGradient.data
         let dB = targets.bias
-        let dwM = Matrix(slice == 0 ? targets.weight.data : buffers.weightGradient.data, rows: outChannels, columns: k)
+        let dwM = Matrix(slice == 0 ? targets.weight : buffers.weightGradient, rows: outChannels, columns: k)
         // db += Σ dY over the images and every output position
         if let dB {
             let db = slice == 0 ? dB.data : buffers.biasGradient.data
@@ -346,27 +346,24 @@ public final class Conv2D: BatchSliceable {
         while n0 < images.upperBound {
             let gs = min(pl.g, images.upperBound - n0), ld = gs * p
             // dY of the group as [out, gs·P]
-            let dyG: UnsafeMutablePointer<Float>
-            if gs == 1 {
-                dyG = dyData + n0 * pl.outImageSize
-            } else {
-                dyG = buffers.scratch.data
+            let dyM = gs == 1 ? Matrix(dy, offset: n0 * pl.outImageSize, rows: outChannels, columns: ld)
+                              : Matrix(buffers.scratch, rows: outChannels, columns: ld)
+            if gs > 1 {
                 for i in 0..<gs {
                     let image = dyData + (n0 + i) * pl.outImageSize
-                    for o in 0..<outChannels { VectorLoops.copy(image + o * p, to: dyG + o * ld + i * p, count: p) }
+                    for o in 0..<outChannels { VectorLoops.copy(image + o * p, to: dyM.base + o * ld + i * p, count: p) }
                 }
             }
-            let dyM = Matrix(dyG, rows: outChannels, columns: ld)
             if pl.pointwise {
-                let xM = Matrix(xData + n0 * pl.imageSize, rows: k, columns: p)
+                let xM = Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: p)
                 // dW += dY·Xᵀ ; dX = Wᵀ·dY
                 try gemm(dyM, xM, transposeB: true, into: dwM, beta: buffers.weightBeta, caller: summary)
                 if needsInputGradient {
-                    try gemm(wM, transposeA: true, dyM, into: Matrix(dxData + n0 * pl.imageSize, rows: k, columns: p),
+                    try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient, offset: n0 * pl.imageSize, rows: k, columns: p),
                              caller: summary)
                 }
             } else {
-                let cols = buffers.columns.data
+                let colsM = Matrix(buffers.columns, rows: k, columns: ld), cols = colsM.base
                 for i in 0..<gs {
                     im2col(xData + (n0 + i) * pl.imageSize, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
                            into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
@@ -375,8 +372,8 @@ public final class Conv2D: BatchSliceable {
                 let rb = Conv2D.weightGradientBlock(out: outChannels, k: k, terms: ld)
                 for r0 in Swift.stride(from: 0, to: k, by: rb) {
                     let rc = Swift.min(rb, k - r0)
-                    try gemm(dyM, Matrix(cols + r0 * ld, rows: rc, columns: ld, stride: ld), transposeB: true,
-                             into: Matrix(dwM.base + r0, rows: outChannels, columns: rc, stride: k), beta: buffers.weightBeta,
+                    try gemm(dyM, colsM.advanced(by: r0 * ld, rows: rc), transposeB: true,
+                             into: dwM.advanced(by: r0, columns: rc), beta: buffers.weightBeta,
                              caller: summary)
                 }
                 if needsInputGradient {
@@ -385,8 +382,8 @@ public final class Conv2D: BatchSliceable {
                     let block = Conv2D.columnBlock(k, outChannels, ld)
                     for c0 in Swift.stride(from: 0, to: ld, by: block) {
                         let cb = Swift.min(block, ld - c0)
-                        try gemm(wM, transposeA: true, Matrix(dyG + c0, rows: outChannels, columns: cb, stride: ld),
-                                 into: Matrix(dcols + c0, rows: k, columns: cb, stride: ld), caller: summary)
+                        try gemm(wM, transposeA: true, dyM.advanced(by: c0, columns: cb),
+                                 into: Matrix(buffers.columnGradient, offset: c0, rows: k, columns: cb, stride: ld), caller: summary)
                     }
                     for i in 0..<gs {
                         col2im(dcols + i * p, rowStride: ld, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,

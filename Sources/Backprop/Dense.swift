@@ -97,14 +97,13 @@ public final class Dense: BatchSliceable {
 
     public func forward(images rows: Range<Int>, slice: Int) throws {
         guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
-        let y = output.data + rows.lowerBound * outFeatures
+        let yM = Matrix(output, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
         if let bias {
             let b = bias.value.data
-            for i in 0..<rows.count { (y + i * outFeatures).update(from: b, count: outFeatures) }
+            for i in 0..<rows.count { (yM.base + i * outFeatures).update(from: b, count: outFeatures) }
         }
-        try gemm(Matrix(x.data + rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures), Matrix(weight.value),
-                 transposeB: true, into: Matrix(y, rows: rows.count, columns: outFeatures), beta: bias == nil ? 0 : 1,
-                 caller: summary)
+        try gemm(Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures), Matrix(weight.value),
+                 transposeB: true, into: yM, beta: bias == nil ? 0 : 1, caller: summary)
     }
 
     public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
@@ -133,10 +132,10 @@ public final class Dense: BatchSliceable {
             throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         let s = sliceGradients[slice]
-        let dyM = Matrix(dy.data + rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
-        let xM = Matrix(x.data + rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures)
+        let dyM = Matrix(dy, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
+        let xM = Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures)
         // dW += dYᵀ·X over these rows
-        let dW = slice == 0 ? targets.weight.data : s.weight.data
+        let dW = slice == 0 ? targets.weight : s.weight
         try gemm(dyM, transposeA: true, xM, into: Matrix(dW, rows: outFeatures, columns: inFeatures), beta: s.weightBeta,
                  caller: summary)
         s.weightBeta = 1
@@ -151,7 +150,7 @@ public final class Dense: BatchSliceable {
         // dX = dY·W for these rows
         if needsInputGradient {
             try gemm(dyM, Matrix(weight.value),
-                     into: Matrix(inputGradient.data + rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures),
+                     into: Matrix(inputGradient, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures),
                      caller: summary)
         }
     }

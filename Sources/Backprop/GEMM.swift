@@ -2,29 +2,64 @@ import CBLAS
 
 /// A row-major matrix inside some Float storage: `rows × columns` elements, row `i` starting
 /// at `base + i * stride`. Layers use it to hand sub-blocks (one time step, one image) to `gemm`.
+///
+/// A matrix made from a tensor remembers the tensor's elements, and `gemm` checks that every
+/// row it will touch lies inside them (a shape error naming the caller otherwise), so a wrong
+/// offset, size or stride can never read or write past a tensor. A matrix made from a bare
+/// pointer (`init(unsafeBase:…)`) can only be checked for consistent shapes.
 public struct Matrix {
     public var base: UnsafeMutablePointer<Float>
     public var rows: Int
     public var columns: Int
     /// Distance between row starts, in elements (`>= columns`).
     public var stride: Int
+    /// The elements of the tensor this matrix lies in (nil for a bare pointer).
+    let bounds: (start: UnsafeMutablePointer<Float>, count: Int)?
 
-    public init(_ base: UnsafeMutablePointer<Float>, rows: Int, columns: Int, stride: Int? = nil) {
+    /// A matrix over memory the caller vouches for: `gemm` cannot check its extent.
+    public init(unsafeBase base: UnsafeMutablePointer<Float>, rows: Int, columns: Int, stride: Int? = nil) {
         self.base = base
         self.rows = rows
         self.columns = columns
         self.stride = stride ?? columns
+        self.bounds = nil
     }
 
     /// The tensor as a matrix: first dimension as rows, all others flattened into columns.
     public init(_ t: Tensor) {
-        self.init(t.data, rows: t.rows, columns: t.columnsPerRow)
+        self.init(t, offset: 0, rows: t.rows, columns: t.columnsPerRow)
     }
 
-    /// The tensor as an explicit `rows × columns` matrix (`rows * columns == t.count`).
-    public init(_ t: Tensor, rows: Int, columns: Int) {
-        precondition(rows * columns == t.count, "matrix \(rows)×\(columns) does not cover tensor \(t.shape)")
-        self.init(t.data, rows: rows, columns: columns)
+    /// A `rows × columns` block of `t` whose first element is `t`'s element `offset` and whose rows
+    /// start `stride` elements apart (default `columns`). `gemm` checks that it lies inside `t`.
+    public init(_ t: Tensor, offset: Int = 0, rows: Int, columns: Int, stride: Int? = nil) {
+        self.base = t.data + offset
+        self.rows = rows
+        self.columns = columns
+        self.stride = stride ?? columns
+        self.bounds = (t.data, t.count)
+    }
+
+    /// The same block `offset` elements further on (a column or row offset inside its tensor).
+    public func advanced(by offset: Int, rows: Int? = nil, columns: Int? = nil) -> Matrix {
+        var m = self
+        m.base += offset
+        m.rows = rows ?? self.rows
+        m.columns = columns ?? self.columns
+        return m
+    }
+
+    /// Whether every element the matrix covers lies inside its tensor (always true for a bare pointer).
+    var liesInsideItsTensor: Bool {
+        guard let (start, count) = bounds, rows > 0, columns > 0 else { return true }
+        let first = base - start
+        let last = first + (rows - 1) * stride + columns   // one past the last element touched
+        return first >= 0 && last <= count
+    }
+
+    var extentDescription: String {
+        guard let (start, count) = bounds else { return "[\(rows)×\(columns)]" }
+        return "[\(rows)×\(columns)] (stride \(stride)) at element \(base - start) of a tensor of \(count)"
     }
 }
 
@@ -47,6 +82,11 @@ public func gemm(_ a: Matrix, transposeA: Bool = false,
             where: caller(),
             detail: "cannot multiply \(transposeA ? "[\(a.rows)×\(a.columns)]ᵀ" : "[\(a.rows)×\(a.columns)]")"
                 + " · \(transposeB ? "[\(b.rows)×\(b.columns)]ᵀ" : "[\(b.rows)×\(b.columns)]") into [\(c.rows)×\(c.columns)]")
+    }
+    guard a.liesInsideItsTensor, b.liesInsideItsTensor, c.liesInsideItsTensor else {
+        throw BackpropError.shapeMismatch(
+            where: caller(),
+            detail: "an operand lies outside its tensor: A \(a.extentDescription), B \(b.extentDescription), C \(c.extentDescription)")
     }
     if m == 0 || n == 0 { return }
     BLAS.ensureReady()
@@ -78,7 +118,8 @@ public func gemm(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB:
 /// a transposed copy of a weight because sgemm runs faster on that layout.
 public func transpose(_ a: Matrix, into b: Matrix, caller: @autoclosure () -> String = "transpose") throws {
     guard b.rows == a.columns, b.columns == a.rows,
-          a.stride >= max(1, a.columns), b.stride >= max(1, b.columns) else {
+          a.stride >= max(1, a.columns), b.stride >= max(1, b.columns),
+          a.liesInsideItsTensor, b.liesInsideItsTensor else {
         throw BackpropError.shapeMismatch(
             where: caller(), detail: "cannot transpose [\(a.rows)×\(a.columns)] into [\(b.rows)×\(b.columns)]")
     }

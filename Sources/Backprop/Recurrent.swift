@@ -391,28 +391,28 @@ public class RecurrentLayer: Layer {
 
         // Gx = X·W_ihᵀ, all the slice's rows in one product. The biases are added by the gate
         // kernels while the step's rows are in cache.
-        try gemm(Matrix(xs, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
-                 into: Matrix(gx, rows: rows, columns: gh), caller: summary)
+        try gemm(Matrix(s.stepInput, offset: n0 * t * f, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
+                 into: Matrix(s.gates, offset: n0 * t * gh, rows: rows, columns: gh), caller: summary)
 
         // H_prev step 0 = h_0.
         if let h0 { prev.update(from: h0 + n0 * h, count: m * h) } else { prev.update(repeating: 0, count: m * h) }
         // GRU: the n columns of W_hhᵀ, whose product goes to its own buffer
         let gru = cell == .gru, hn = s.hiddenGates.data + n0 * t * h
         let whhT = s.weightHHTransposed.data
-        let whhN = Matrix(whhT + 2 * h, rows: h, columns: h, stride: gh)
+        let whhN = Matrix(s.weightHHTransposed, offset: 2 * h, rows: h, columns: h, stride: gh)
         if cell == .lstm {
             let c = s.initialCell.data + n0 * h
             if let c0 { c.update(from: c0 + n0 * h, count: m * h) } else { c.update(repeating: 0, count: m * h) }
         }
         // (GRU: the r, z columns)
-        let whh = Matrix(whhT, rows: h, columns: gru ? 2 * h : gh, stride: gh)
+        let whh = Matrix(s.weightHHTransposed, rows: h, columns: gru ? 2 * h : gh, stride: gh)
         for step in 0..<t {
             // G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]   (GRU: [M, 2H], then [M, H] into its own buffer)
-            let hPrev = Matrix(prev + step * m * h, rows: m, columns: h)
+            let hPrev = Matrix(s.previous, offset: (n0 * t + step * m) * h, rows: m, columns: h)
             if step > 0 || h0 != nil {
-                try gemm(hPrev, whh, into: Matrix(gx + step * m * gh, rows: m, columns: whh.columns, stride: gh),
+                try gemm(hPrev, whh, into: Matrix(s.gates, offset: (n0 * t + step * m) * gh, rows: m, columns: whh.columns, stride: gh),
                          beta: 1, caller: summary)
-                if gru { try gemm(hPrev, whhN, into: Matrix(hn + step * m * h, rows: m, columns: h), caller: summary) }
+                if gru { try gemm(hPrev, whhN, into: Matrix(s.hiddenGates, offset: (n0 * t + step * m) * h, rows: m, columns: h), caller: summary) }
             } else if gru {
                 hn.update(repeating: 0, count: m * h)   // h_0 = 0: nothing to add
             }
@@ -545,8 +545,8 @@ public class RecurrentLayer: Layer {
         biasSum.resize(gru ? gh + h : gh)
         biasSum.fill(0)
         // W_hh's rows that δG multiplies (GRU: r, z; then the n rows with δ of W_hn h + b_hn)
-        let whh = Matrix(s.weightHH.value.data, rows: gru ? 2 * h : gh, columns: h)
-        let whhN = Matrix(s.weightHH.value.data + 2 * h * h, rows: h, columns: h)
+        let whh = Matrix(s.weightHH.value, rows: gru ? 2 * h : gh, columns: h)
+        let whhN = Matrix(s.weightHH.value, offset: 2 * h * h, rows: h, columns: h)
         let normRow = sliceNorms.data + slice * t
         // A narrow dW_ih (MNIST rows: F = 28) is gathered step by step as its transpose
         // (dW_ih)ᵀ += x_tᵀ·δGx_t [F, G·H] while δGx_t is still in cache (one product over all rows
@@ -564,12 +564,12 @@ public class RecurrentLayer: Layer {
         func weightHHBlock(from low: Int) throws {
             let r0 = low * m, used = (blockEnd - low) * m
             let beta: Float = slice == 0 || !firstBlock ? 1 : 0
-            let hPrev = Matrix(s.previous.data + (n0 * t + r0) * h, rows: used, columns: h)
-            try gemm(Matrix(dgx + r0 * gh, rows: used, columns: whh.rows, stride: gh), transposeA: true, hPrev,
-                     into: Matrix(dWhhOut.data, rows: whh.rows, columns: h), beta: beta, caller: summary)
+            let hPrev = Matrix(s.previous, offset: (n0 * t + r0) * h, rows: used, columns: h)
+            try gemm(Matrix(s.gateGradient, offset: (n0 * t + r0) * gh, rows: used, columns: whh.rows, stride: gh), transposeA: true, hPrev,
+                     into: Matrix(dWhhOut, rows: whh.rows, columns: h), beta: beta, caller: summary)
             if gru {
-                try gemm(Matrix(dhn + r0 * h, rows: used, columns: h), transposeA: true, hPrev,
-                         into: Matrix(dWhhOut.data + 2 * h * h, rows: h, columns: h), beta: beta, caller: summary)
+                try gemm(Matrix(s.hiddenGateGradient, offset: (n0 * t + r0) * h, rows: used, columns: h), transposeA: true, hPrev,
+                         into: Matrix(dWhhOut, offset: 2 * h * h, rows: h, columns: h), beta: beta, caller: summary)
             }
             firstBlock = false
             blockEnd = low
@@ -578,18 +578,18 @@ public class RecurrentLayer: Layer {
             let normSum = backwardStep(s, samples, step, dy, allSteps, biasSums: biasSum.data)
             if norms { normRow[step] = normSum }
             if narrow {
-                try gemm(Matrix(xs + step * m * f, rows: m, columns: f), transposeA: true,
-                         Matrix(dgx + step * m * gh, rows: m, columns: gh), into: Matrix(dWihT),
+                try gemm(Matrix(s.stepInput, offset: (n0 * t + step * m) * f, rows: m, columns: f), transposeA: true,
+                         Matrix(s.gateGradient, offset: (n0 * t + step * m) * gh, rows: m, columns: gh), into: Matrix(dWihT),
                          beta: step == t - 1 ? 0 : 1, caller: summary)
             }
             // δh_{t−1} (+)= δG_t·W_hh   [M, H] = [M, G·H]·[G·H, H]  (GRU adds to its direct z·δh term);
             // δh_0 only for a given state.
             if step > first || (first == 0 && stateGiven) {
-                try gemm(Matrix(dgx + step * m * gh, rows: m, columns: whh.rows, stride: gh), whh,
-                         into: Matrix(dhNext, rows: m, columns: h), beta: gru ? 1 : 0, caller: summary)
+                try gemm(Matrix(s.gateGradient, offset: (n0 * t + step * m) * gh, rows: m, columns: whh.rows, stride: gh), whh,
+                         into: Matrix(hiddenNext, offset: n0 * h, rows: m, columns: h), beta: gru ? 1 : 0, caller: summary)
                 if gru {
-                    try gemm(Matrix(dhn + step * m * h, rows: m, columns: h), whhN,
-                             into: Matrix(dhNext, rows: m, columns: h), beta: 1, caller: summary)
+                    try gemm(Matrix(s.hiddenGateGradient, offset: (n0 * t + step * m) * h, rows: m, columns: h), whhN,
+                             into: Matrix(hiddenNext, offset: n0 * h, rows: m, columns: h), beta: 1, caller: summary)
                 }
             }
             if step >= lowestStep && (blockEnd - step == Self.weightBlockSteps || step == lowestStep) {
@@ -618,9 +618,9 @@ public class RecurrentLayer: Layer {
         // Slice 0 accumulates into the parameters' gradients; the others fill their own buffers.
         let dWih = scratch?.weightIH ?? s.weightIH.grad
         let beta: Float = slice == 0 ? 1 : 0
-        let dgxM = Matrix(dgx, rows: rows, columns: gh)
+        let dgxM = Matrix(s.gateGradient, offset: n0 * t * gh, rows: rows, columns: gh)
         // dW_ih += δGxᵀ·X       [G·H, F] = [G·H, M·T]·[M·T, F]
-        let xM = Matrix(s.stepInput.data + n0 * t * f, rows: rows, columns: f)
+        let xM = Matrix(s.stepInput, offset: n0 * t * f, rows: rows, columns: f)
         if narrow {
             let src = UnsafePointer(dWihT.data), dst = dWih.data
             for r in 0..<gh {
@@ -633,7 +633,7 @@ public class RecurrentLayer: Layer {
         // dX = δGx·W_ih         [M·T, F] = [M·T, G·H]·[G·H, F]  (not needed for the data)
         if k > 0 || needsInputGradient {
             let dxs = s.stepInputGradient.data + n0 * t * f
-            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(dxs, rows: rows, columns: f), caller: summary)
+            try gemm(dgxM, Matrix(s.weightIH.value), into: Matrix(s.stepInputGradient, offset: n0 * t * f, rows: rows, columns: f), caller: summary)
             for i in 0..<m {   // back to batch-first rows
                 for step in 0..<t {
                     (s.inputGradient.data + ((n0 + i) * t + step) * f).update(from: dxs + (step * m + i) * f, count: f)

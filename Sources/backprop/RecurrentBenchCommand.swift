@@ -147,39 +147,38 @@ final class ProductFloor: ParallelJob {
     private func products(_ k: Int) throws {
         let m = batch * (k + 1) / slices - batch * k / slices, t = steps, h = hidden, f = features
         let gru = kind == .gru, gh = whh.shape[0], hw = gru ? 2 * h : gh
-        let gx = gates[k].data, dg = dgates[k].data, hp = hprev[k].data
         try gemm(Matrix(xs[k]), Matrix(wih), transposeB: true, into: Matrix(gates[k]))
         for step in 1..<Swift.max(1, t) {
-            let hPrev = Matrix(hp + step * m * h, rows: m, columns: h)
-            try gemm(hPrev, Matrix(whhT.data, rows: h, columns: hw, stride: gh),
-                     into: Matrix(gx + step * m * gh, rows: m, columns: hw, stride: gh), beta: 1)
+            let hPrev = Matrix(hprev[k], offset: step * m * h, rows: m, columns: h)
+            try gemm(hPrev, Matrix(whhT, rows: h, columns: hw, stride: gh),
+                     into: Matrix(gates[k], offset: step * m * gh, rows: m, columns: hw, stride: gh), beta: 1)
             if gru {
-                try gemm(hPrev, Matrix(whhT.data + 2 * h, rows: h, columns: h, stride: gh),
-                         into: Matrix(hn[k].data + step * m * h, rows: m, columns: h))
+                try gemm(hPrev, Matrix(whhT, offset: 2 * h, rows: h, columns: h, stride: gh),
+                         into: Matrix(hn[k], offset: step * m * h, rows: m, columns: h))
             }
         }
         let rows = m * t, narrow = f < 64, block = RecurrentLayer.weightBlockSteps
         func weightHH(_ low: Int, _ high: Int) throws {
-            let hPrev = Matrix(hp + low * m * h, rows: (high - low) * m, columns: h)
-            try gemm(Matrix(dg + low * m * gh, rows: (high - low) * m, columns: hw, stride: gh), transposeA: true, hPrev,
-                     into: Matrix(dwhh[k].data, rows: hw, columns: h), beta: 1)
+            let hPrev = Matrix(hprev[k], offset: low * m * h, rows: (high - low) * m, columns: h)
+            try gemm(Matrix(dgates[k], offset: low * m * gh, rows: (high - low) * m, columns: hw, stride: gh), transposeA: true, hPrev,
+                     into: Matrix(dwhh[k], rows: hw, columns: h), beta: 1)
             if gru {
-                try gemm(Matrix(dhn[k].data + low * m * h, rows: (high - low) * m, columns: h), transposeA: true, hPrev,
-                         into: Matrix(dwhh[k].data + 2 * h * h, rows: h, columns: h), beta: 1)
+                try gemm(Matrix(dhn[k], offset: low * m * h, rows: (high - low) * m, columns: h), transposeA: true, hPrev,
+                         into: Matrix(dwhh[k], offset: 2 * h * h, rows: h, columns: h), beta: 1)
             }
         }
         var blockEnd = t
         for step in stride(from: t - 1, through: 0, by: -1) {
             if narrow {   // (δW_ih)ᵀ += x_tᵀ·δG_t
-                try gemm(Matrix(xs[k].data + step * m * f, rows: m, columns: f), transposeA: true,
-                         Matrix(dg + step * m * gh, rows: m, columns: gh), into: Matrix(dwihT[k]), beta: step == t - 1 ? 0 : 1)
+                try gemm(Matrix(xs[k], offset: step * m * f, rows: m, columns: f), transposeA: true,
+                         Matrix(dgates[k], offset: step * m * gh, rows: m, columns: gh), into: Matrix(dwihT[k]), beta: step == t - 1 ? 0 : 1)
             }
             if step > 0 {
-                try gemm(Matrix(dg + step * m * gh, rows: m, columns: hw, stride: gh), Matrix(whh.data, rows: hw, columns: h),
+                try gemm(Matrix(dgates[k], offset: step * m * gh, rows: m, columns: hw, stride: gh), Matrix(whh, rows: hw, columns: h),
                          into: Matrix(dh[k]), beta: gru ? 1 : 0)
                 if gru {
-                    try gemm(Matrix(dhn[k].data + step * m * h, rows: m, columns: h),
-                             Matrix(whh.data + 2 * h * h, rows: h, columns: h), into: Matrix(dh[k]), beta: 1)
+                    try gemm(Matrix(dhn[k], offset: step * m * h, rows: m, columns: h),
+                             Matrix(whh, offset: 2 * h * h, rows: h, columns: h), into: Matrix(dh[k]), beta: 1)
                 }
                 if blockEnd - step == block || step == 1 {   // δW_hh over blocks of steps, not step 0 (h_0 = 0)
                     try weightHH(step, blockEnd)
@@ -188,7 +187,7 @@ final class ProductFloor: ParallelJob {
             }
         }
         if !narrow {
-            try gemm(Matrix(dg, rows: rows, columns: gh), transposeA: true, Matrix(xs[k]), into: Matrix(dwihT[k]))
+            try gemm(Matrix(dgates[k], rows: rows, columns: gh), transposeA: true, Matrix(xs[k]), into: Matrix(dwihT[k]))
         }
     }
 }

@@ -224,4 +224,29 @@ final class APISafetyTests: XCTestCase {
             XCTAssertNoThrow(try changed.backward(dy))
         }
     }
+
+    /// Views handed to `gemm` are checked against the tensor they lie in: a block past its end,
+    /// before its start or with rows that overrun it is a shape error naming the caller.
+    func testGemmOperandsAreCheckedAgainstTheirTensor() throws {
+        let a = try random([4, 6], seed: 40), b = try random([6, 3], seed: 41), c = try Tensor(zeros: [4, 3])
+        try gemm(Matrix(a), Matrix(b), into: Matrix(c))
+        // rows 2...3 of a: fine; rows 3...4: one row past the end.
+        try gemm(Matrix(a, offset: 12, rows: 2, columns: 6), Matrix(b), into: Matrix(c, rows: 2, columns: 3))
+        for bad in [Matrix(a, offset: 18, rows: 2, columns: 6), Matrix(a, offset: -1, rows: 2, columns: 6),
+                    Matrix(a, rows: 2, columns: 6, stride: 20)] {
+            XCTAssertThrowsError(try gemm(bad, Matrix(b), into: Matrix(c, rows: 2, columns: 3), caller: "Test")) {
+                guard case .shapeMismatch(let location, let detail)? = $0 as? BackpropError else { return XCTFail("\($0)") }
+                XCTAssertEqual(location, "Test")
+                XCTAssertTrue(detail.contains("outside its tensor"), detail)
+            }
+        }
+        // The output too, and a block moved past the end with `advanced`.
+        XCTAssertThrowsError(try gemm(Matrix(a), Matrix(b), into: Matrix(c, offset: 3, rows: 4, columns: 3)))
+        XCTAssertThrowsError(try gemm(Matrix(a).advanced(by: 6), Matrix(b), into: Matrix(c)))
+        XCTAssertThrowsError(try transpose(Matrix(a, offset: 1, rows: 4, columns: 6), into: Matrix(try Tensor(zeros: [6, 4]))))
+        // A tensor resized after the matrix was made is caught by its layer (ForwardRecord); a
+        // matrix made after a shrink sees the new count.
+        a.resize(to: [2, 6])
+        XCTAssertThrowsError(try gemm(Matrix(a, rows: 4, columns: 6), Matrix(b), into: Matrix(c)))
+    }
 }

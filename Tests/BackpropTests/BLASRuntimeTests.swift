@@ -70,7 +70,7 @@ final class BLASRuntimeTests: XCTestCase {
         XCTAssertEqual(b.scalars, [1, 4, 2, 5, 3, 6])
         // A block with a row stride: the 2×2 top-left of a, into the first 2 columns of a 2×3 target.
         let c = try Tensor(zeros: [2, 3])
-        try transpose(Matrix(a.data, rows: 2, columns: 2, stride: 3), into: Matrix(c.data, rows: 2, columns: 2, stride: 3))
+        try transpose(Matrix(a, rows: 2, columns: 2, stride: 3), into: Matrix(c, rows: 2, columns: 2, stride: 3))
         XCTAssertEqual(c.scalars, [1, 4, 0, 2, 5, 0])
         XCTAssertThrowsError(try transpose(Matrix(a), into: Matrix(a), caller: "Test")) { error in
             XCTAssertTrue("\(error)".contains("Test") && "\(error)".contains("2×3"), "\(error)")

@@ -616,15 +616,15 @@ final class RecurrentTests: XCTestCase {
             var products: [Double] = []
             for _ in 0..<12 {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                try gemm(Matrix(x.data, rows: rows, columns: bf), Matrix(wi), transposeB: true, into: Matrix(gx))
+                try gemm(Matrix(x, rows: rows, columns: bf), Matrix(wi), transposeB: true, into: Matrix(gx))
                 for s in 0..<bt {
-                    try gemm(Matrix(hs.data + s * bh, rows: bn, columns: bh, stride: bt * bh), Matrix(w), transposeB: true,
-                             into: Matrix(gx.data + s * gh, rows: bn, columns: gh, stride: bt * gh), beta: 1)
+                    try gemm(Matrix(hs, offset: s * bh, rows: bn, columns: bh, stride: bt * bh), Matrix(w), transposeB: true,
+                             into: Matrix(gx, offset: s * gh, rows: bn, columns: gh, stride: bt * gh), beta: 1)
                 }
                 for s in 0..<bt {
-                    try gemm(Matrix(gx.data + s * gh, rows: bn, columns: gh, stride: bt * gh), Matrix(w), into: Matrix(dh))
+                    try gemm(Matrix(gx, offset: s * gh, rows: bn, columns: gh, stride: bt * gh), Matrix(w), into: Matrix(dh))
                 }
-                try gemm(Matrix(gx), transposeA: true, Matrix(x.data, rows: rows, columns: bf), into: Matrix(dwi), beta: 1)
+                try gemm(Matrix(gx), transposeA: true, Matrix(x, rows: rows, columns: bf), into: Matrix(dwi), beta: 1)
                 try gemm(Matrix(gx), transposeA: true, Matrix(hs), into: Matrix(dw), beta: 1)
                 try gemm(Matrix(gx), Matrix(wi), into: Matrix(dxs))
                 products.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)

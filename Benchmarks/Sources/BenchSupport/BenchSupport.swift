@@ -105,16 +105,16 @@ public final class SGEMMFloorStep {
         let layers = sizes.count - 1
         // forward: Y = X·Wᵀ (β = 1 as Dense, which pre-fills Y with the bias)
         for i in 0..<layers {
-            try gemm(Matrix(activations[i].data, rows: n, columns: sizes[i]), Matrix(weights[i]), transposeB: true,
-                     into: Matrix(activations[i + 1].data, rows: n, columns: sizes[i + 1]), beta: 1, caller: "floor forward")
+            try gemm(Matrix(activations[i], rows: n, columns: sizes[i]), Matrix(weights[i]), transposeB: true,
+                     into: Matrix(activations[i + 1], rows: n, columns: sizes[i + 1]), beta: 1, caller: "floor forward")
         }
         // backward, top layer first: dW = dYᵀ·X (β = 0, as Dense after zeroGrad), then dX = dY·W (not for the first layer)
         for i in stride(from: layers - 1, through: 0, by: -1) {
-            let dy = Matrix(deltas[i + 1].data, rows: n, columns: sizes[i + 1])
-            try gemm(dy, transposeA: true, Matrix(activations[i].data, rows: n, columns: sizes[i]),
+            let dy = Matrix(deltas[i + 1], rows: n, columns: sizes[i + 1])
+            try gemm(dy, transposeA: true, Matrix(activations[i], rows: n, columns: sizes[i]),
                      into: Matrix(weightGrads[i]), beta: 0, caller: "floor dW")
             if i > 0 {
-                try gemm(dy, Matrix(weights[i]), into: Matrix(deltas[i].data, rows: n, columns: sizes[i]),
+                try gemm(dy, Matrix(weights[i]), into: Matrix(deltas[i], rows: n, columns: sizes[i]),
                          caller: "floor dX")
             }
         }
