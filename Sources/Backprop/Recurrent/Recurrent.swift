@@ -382,7 +382,7 @@ public class RecurrentLayer: Layer {
         guard let x = s.input else { return }
         let t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count, rows = m * t
-        let gx = s.gates.data + n0 * t * gh, prev = s.previous.data + n0 * t * h
+        let prev = s.previous.data + n0 * t * h
         // The slice's input rows in step order: row (step, i) = x[n0 + i, step].
         let xs = s.stepInput.data + n0 * t * f
         for i in 0..<m {
@@ -398,7 +398,6 @@ public class RecurrentLayer: Layer {
         if let h0 { prev.update(from: h0 + n0 * h, count: m * h) } else { prev.update(repeating: 0, count: m * h) }
         // GRU: the n columns of W_hhᵀ, whose product goes to its own buffer
         let gru = cell == .gru, hn = s.hiddenGates.data + n0 * t * h
-        let whhT = s.weightHHTransposed.data
         let whhN = Matrix(s.weightHHTransposed, offset: 2 * h, rows: h, columns: h, stride: gh)
         if cell == .lstm {
             let c = s.initialCell.data + n0 * h
@@ -554,7 +553,6 @@ public class RecurrentLayer: Layer {
         let narrow = f < 64
         let dWihT = scratch?.weightIHTransposed ?? s.weightIHTransposedScratch
         if narrow { dWihT.resize(f, gh) }
-        let xs = s.stepInput.data + n0 * t * f
         // dW_hh += δGhᵀ·H_prev  [G·H, H] = [G·H, rows]·[rows, H]  (GRU: rows r, z from δGx, n from δ of
         // W_hn h), over blocks of steps while their δG rows are in cache; not over step 0 when
         // h_0 = 0 (its H_prev rows are zeros), none before the truncation window.

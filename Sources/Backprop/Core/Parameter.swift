@@ -1,0 +1,39 @@
+/// A trainable parameter: its value and the gradient the last backward passes accumulated
+/// into it (PyTorch's `param.data` and `param.grad`).
+///
+/// `zeroGrad()` costs nothing: like PyTorch's `zero_grad(set_to_none=True)` it only marks the
+/// gradient as zero, and the next backward pass writes it (β = 0 in its sgemm) instead of adding
+/// to it. Reading `grad` in between sees zeros.
+public final class Parameter {
+    public let value: Tensor
+    private let gradient: Tensor
+    private var gradientIsZero = false
+
+    public init(_ value: Tensor) {
+        self.value = value
+        self.gradient = Tensor(uncheckedShape: value.shape)
+    }
+
+    public var shape: [Int] { value.shape }
+
+    /// ∂L/∂value accumulated since the last `zeroGrad()`.
+    public var grad: Tensor {
+        if gradientIsZero {
+            gradient.data.update(repeating: 0, count: gradient.count)
+            gradientIsZero = false
+        }
+        return gradient
+    }
+
+    /// Sets the gradient to zero (lazily).
+    public func zeroGrad() { gradientIsZero = true }
+
+    /// For a layer's backward: the gradient buffer and the β to add into it with — 0 when the
+    /// gradient is logically zero (the buffer's contents are then garbage and must be
+    /// overwritten in full), 1 otherwise. The caller must write every element.
+    public func gradientForAccumulation() -> (buffer: Tensor, beta: Float) {
+        let beta: Float = gradientIsZero ? 0 : 1
+        gradientIsZero = false
+        return (gradient, beta)
+    }
+}
