@@ -6,7 +6,11 @@
 ///               db += Σ_rows dY
 ///
 /// The bias is fused into the forward product: Y is pre-filled with b and sgemm runs with β = 1.
-public final class Dense: BatchSliceable {
+///
+/// The plain forward and backward below run the whole batch as one block of rows; a `Sequential`
+/// running this layer inside a stretch of batch slices uses the same row-block math per slice
+/// (`Dense+BatchSlices.swift`).
+public final class Dense: Layer {
     public let inFeatures: Int
     public let outFeatures: Int
     public let weight: Parameter
@@ -14,20 +18,12 @@ public final class Dense: BatchSliceable {
     public var isTraining = true
     public var needsInputGradient = true
 
-    private var input = ForwardRecord()             // X, for dW = dYᵀ·X
-    private let output = Tensor(uncheckedShape: [0])
-    private let inputGradient = Tensor(uncheckedShape: [0])
-
-    // Batch slices (see BatchSliceable), used when a Sequential runs this layer inside a
-    // stretch: slices 1, … keep their own dW and db, added to slice 0's in endBackward.
-    private final class SliceGradients {
-        let weight = Tensor(uncheckedShape: [0])
-        let bias = Tensor(uncheckedShape: [0])
-        var weightBeta: Float = 0
-    }
-    private var sliceGradients: [SliceGradients] = []
-    private var outputGradient: Tensor?
-    private var gradientTargets: (weight: Tensor, bias: Tensor?)?
+    var input = ForwardRecord()                     // X, for dW = dYᵀ·X
+    let output = Tensor(uncheckedShape: [0])
+    let inputGradient = Tensor(uncheckedShape: [0])
+    // Batch slices: δ of the output between beginBackward and endBackward, and the slices' dW, db.
+    var outputGradient: Tensor?
+    lazy var sliceGradients = SliceGradients(parameters)
 
     /// - Parameters: `initializer` fills the weight; the bias always gets PyTorch's default
     ///   U(−1/√in, 1/√in) (or zeros when `zeroBias`).
@@ -68,86 +64,46 @@ public final class Dense: BatchSliceable {
         return list
     }
 
-    // The whole batch is one slice: forward and backward are the sliced code below with a single
-    // slice covering every row (one product each for Y, dW and dX, BLAS threads unchanged).
-
     public func forward(_ x: Tensor) throws -> Tensor {
-        let y = try beginForward(x, slices: 1)
-        try forward(images: 0..<x.rows, slice: 0)
-        return y
-    }
-
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        let dx = try beginBackward(dy, slices: 1)
-        try backward(images: 0..<dy.rows, slice: 0)
-        endBackward(slices: 1)
-        return dx
-    }
-
-    // MARK: - Batch slices: rows of the batch, each slice's rows in one product.
-
-    public var preferredImagesPerCall: Int { Int.max }
-
-    public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
-        try requireFeatures(x, inFeatures, layer: summary)
-        output.resize(x.rows, outFeatures)
-        input.save(x)
+        try prepareForward(x)
+        try forwardRows(0..<x.rows, x)
         return output
     }
 
-    public func forward(images rows: Range<Int>, slice: Int) throws {
-        guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
-        let yM = Matrix(output, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
-        if let bias {
-            let b = bias.value.data
-            for i in 0..<rows.count { (yM.base + i * outFeatures).update(from: b, count: outFeatures) }
-        }
-        try gemm(Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures), Matrix(weight.value),
-                 transposeB: true, into: yM, beta: bias == nil ? 0 : 1, caller: summary)
-    }
-
-    public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
-        let rows = try input.peek(summary).rows
-        try requireMatrixShape(dy, rows: rows, columns: outFeatures, layer: summary)
-        let x = try input.take(summary)
-        if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
-        let (dW, betaW) = weight.gradientForAccumulation()
-        if dy.rows == 0 && betaW == 0 { dW.fill(0) }
-        let dB = bias?.grad   // zeroed first if zeroGrad() marked it (its sums add into it)
-        while sliceGradients.count < slices { sliceGradients.append(SliceGradients()) }
-        for (index, s) in sliceGradients.prefix(slices).enumerated() {
-            s.weightBeta = index == 0 ? betaW : 0
-            if index > 0 {
-                s.weight.resize(outFeatures, inFeatures)
-                if bias != nil { s.bias.resize(outFeatures); s.bias.fill(0) }
-            }
-        }
-        gradientTargets = (dW, dB)
-        outputGradient = dy
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        let x = try prepareBackward(dy)
+        try backwardRows(0..<x.rows, x, dy, weightGradient: weight.gradientForAccumulation(), biasGradient: bias?.grad)
         return inputGradient
     }
 
-    public func backward(images rows: Range<Int>, slice: Int) throws {
-        guard let x = input.tensor, let dy = outputGradient, let targets = gradientTargets else {
-            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
+    // MARK: - The math, on a block of rows (the whole batch, or one batch slice's rows)
+
+    /// Y[rows] = X[rows]·Wᵀ + b     [R, out] = [R, in]·[in, out]     sgemm NoTrans/Trans
+    /// (Y is pre-filled with b and the product adds onto it with β = 1.)
+    func forwardRows(_ rows: Range<Int>, _ x: Tensor) throws {
+        let y = Matrix(output, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
+        if let bias {
+            for i in 0..<rows.count { (y.base + i * outFeatures).update(from: bias.value.data, count: outFeatures) }
         }
-        let s = sliceGradients[slice]
+        try gemm(Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures), Matrix(weight.value),
+                 transposeB: true, into: y, beta: bias == nil ? 0 : 1, caller: summary)
+    }
+
+    /// dW = β·dW + dY[rows]ᵀ·X[rows]    [out, in] = [out, R]·[R, in]     sgemm Trans/NoTrans
+    /// db += Σ_rows dY[rows]
+    /// dX[rows] = dY[rows]·W            [R, in]  = [R, out]·[out, in]    sgemm NoTrans/NoTrans  (if needed)
+    func backwardRows(_ rows: Range<Int>, _ x: Tensor, _ dy: Tensor,
+                      weightGradient dW: (buffer: Tensor, beta: Float), biasGradient db: Tensor?) throws {
         let dyM = Matrix(dy, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
         let xM = Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures)
-        // dW += dYᵀ·X over these rows
-        let dW = slice == 0 ? targets.weight : s.weight
-        try gemm(dyM, transposeA: true, xM, into: Matrix(dW, rows: outFeatures, columns: inFeatures), beta: s.weightBeta,
+        try gemm(dyM, transposeA: true, xM, into: Matrix(dW.buffer, rows: outFeatures, columns: inFeatures), beta: dW.beta,
                  caller: summary)
-        s.weightBeta = 1
-        // db += Σ_rows dY
-        if let dB = targets.bias {
-            let db = slice == 0 ? dB.data : s.bias.data
-            for i in rows {
-                let row = dy.data + i * outFeatures
-                for j in 0..<outFeatures { db[j] += row[j] }
+        if let db {
+            for i in 0..<rows.count {
+                let row = dyM.base + i * outFeatures
+                for j in 0..<outFeatures { db.data[j] += row[j] }
             }
         }
-        // dX = dY·W for these rows
         if needsInputGradient {
             try gemm(dyM, Matrix(weight.value),
                      into: Matrix(inputGradient, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures),
@@ -155,14 +111,21 @@ public final class Dense: BatchSliceable {
         }
     }
 
-    public func endBackward(slices: Int) {
-        guard let targets = gradientTargets else { return }
-        for s in sliceGradients.prefix(slices).dropFirst() {
-            VectorLoops.add(s.weight.data, into: targets.weight.data, count: targets.weight.count)
-            if let dB = targets.bias { VectorLoops.add(s.bias.data, into: dB.data, count: dB.count) }
-        }
-        gradientTargets = nil
-        outputGradient = nil
+    // MARK: - Checks and buffers around the math
+
+    /// Checks x, sizes Y for it and saves x for backward.
+    func prepareForward(_ x: Tensor) throws {
+        try requireFeatures(x, inFeatures, layer: summary)
+        output.resize(x.rows, outFeatures)
+        input.save(x)
+    }
+
+    /// Checks that δ fits the paired forward and that its input is intact, sizes δX, and returns X.
+    func prepareBackward(_ dy: Tensor) throws -> Tensor {
+        try requireMatrixShape(dy, rows: try input.peek(summary).rows, columns: outFeatures, layer: summary)
+        let x = try input.take(summary)
+        if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
+        return x
     }
 }
 

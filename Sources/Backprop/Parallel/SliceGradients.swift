@@ -1,0 +1,65 @@
+/// The parameter gradients of a layer whose backward runs in batch slices (`BatchSliceable`,
+/// `BatchSlices`): each slice sums its images' contributions into a buffer of its own, and
+/// `finish` adds the slices' buffers in slice order, so results repeat exactly for a slice count.
+///
+/// Slice 0 writes straight into the parameters' `grad`. Its first product uses the β that
+/// `Parameter.gradientForAccumulation` gives (0 after a lazy `zeroGrad`: it overwrites, no memset),
+/// later ones β = 1. Slices 1, 2, … write into their own buffers, first with β = 0. Loops that add
+/// into a gradient (a bias: `db += Σ dY`) ask for `zeroedTarget`, which clears the buffer first when
+/// nothing has been written to it yet.
+///
+/// Nothing is allocated once the buffers have been sized for a slice count.
+final class SliceGradients {
+    private let parameters: [Parameter]
+    /// [slice][parameter]: slice 0's entries are the parameters' gradient tensors.
+    private var buffers: [[Tensor]] = []
+    /// [slice][parameter]: β of the next product into that buffer.
+    private var betas: [[Float]] = []
+    private var slices = 0
+
+    init(_ parameters: [Parameter]) { self.parameters = parameters }
+
+    /// Starts a backward pass over `count` slices.
+    func begin(slices count: Int) {
+        slices = count
+        while buffers.count < count {
+            buffers.append(parameters.map { Tensor(uncheckedShape: $0.shape) })
+            betas.append([Float](repeating: 0, count: parameters.count))
+        }
+        for (i, p) in parameters.enumerated() {
+            let (gradient, beta) = p.gradientForAccumulation()
+            buffers[0][i] = gradient
+            betas[0][i] = beta
+            for s in 1..<Swift.max(1, count) { betas[s][i] = 0 }
+        }
+    }
+
+    /// Parameter `index`'s buffer for `slice` and the β its next product must use; the β after
+    /// it is 1 (call this once per product).
+    func target(_ index: Int, slice: Int) -> (buffer: Tensor, beta: Float) {
+        let beta = betas[slice][index]
+        betas[slice][index] = 1
+        return (buffers[slice][index], beta)
+    }
+
+    /// Parameter `index`'s buffer for `slice`, zeroed if nothing was written to it yet, for a
+    /// loop that adds into it.
+    func zeroedTarget(_ index: Int, slice: Int) -> Tensor {
+        let (buffer, beta) = target(index, slice: slice)
+        if beta == 0 { buffer.data.update(repeating: 0, count: buffer.count) }
+        return buffer
+    }
+
+    /// Adds slices 1, 2, … into the parameters' gradients, in order. A parameter no slice wrote
+    /// (an empty batch) is set to zero, as an empty sum.
+    func finish() {
+        for i in parameters.indices {
+            let total = buffers[0][i]
+            if betas[0][i] == 0 { total.data.update(repeating: 0, count: total.count) }
+            for s in 1..<Swift.max(1, slices) where betas[s][i] != 0 {
+                VectorLoops.add(buffers[s][i].data, into: total.data, count: total.count)
+            }
+        }
+        slices = 0
+    }
+}
