@@ -30,7 +30,7 @@ import BackpropKernels
 ///
 /// `needsInputGradient = false` (a first layer) skips dcols and col2im, a third of the backward
 /// arithmetic; backward then returns an empty tensor, as `Dense` does.
-public final class Conv2D: BatchSliceable {
+public final class Conv2D: Layer {
     public let inChannels: Int
     public let outChannels: Int
     public let kernelSize: (height: Int, width: Int)
@@ -43,8 +43,6 @@ public final class Conv2D: BatchSliceable {
     /// columns of one image in cache; larger groups make fewer, larger products (slower on
     /// LeNet's shapes at 1 and 2 threads, measured).
     public var imagesPerGemm = 1
-    public var preferredImagesPerCall: Int { Swift.max(1, imagesPerGemm) }
-    public var prefersBatchSlices: Bool { true }
     /// When false (a first layer: training sets it, see `Layer`), backward computes only the
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true
@@ -58,24 +56,15 @@ public final class Conv2D: BatchSliceable {
     public var threads = 1
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
-    /// One slice's working buffers.
-    private final class SliceBuffers {
-        let columns = Tensor(uncheckedShape: [0])         // [K, G·P]
-        let columnGradient = Tensor(uncheckedShape: [0])  // [K, G·P]
-        let scratch = Tensor(uncheckedShape: [0])         // [out, G·P] when G > 1
-        let padded = Tensor(uncheckedShape: [0])          // [C, H+2ph, W+2pw]: one zero-bordered image
-        let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
-        let weightGradient = Tensor(uncheckedShape: [0])  // slices 1, …: their dW
-        let biasGradient = Tensor(uncheckedShape: [0])    // slices 1, …: their db
-        var weightBeta: Float = 0                         // β of this slice's next dW product
-    }
-
-    private var input = ForwardRecord()                 // x: backward rebuilds its columns
-    private var savedOutput = ForwardRecord()           // the output, whose shape δ must have
-    private let output = Tensor(uncheckedShape: [0])
-    private let inputGradient = Tensor(uncheckedShape: [0])
-    private var slices: [SliceBuffers] = []
-    private let batchSlices = BatchSlices()
+    var input = ForwardRecord()                 // x: backward rebuilds its columns
+    var savedOutput = ForwardRecord()           // the output, whose shape δ must have
+    let output = Tensor(uncheckedShape: [0])
+    let inputGradient = Tensor(uncheckedShape: [0])
+    var slices: [SliceBuffers] = []
+    let batchSlices = BatchSlices()
+    var plan = Plan()
+    var outputGradient: Tensor?                         // δ of the output, set by beginBackward
+    lazy var sliceGradients = SliceGradients(parameters)  // each slice's dW, db
 
     /// The designated initialiser: kernel, stride and padding as (height, width).
     /// Weight and bias get PyTorch's default, kaiming_uniform(a = √5) = U(−1/√fan_in, 1/√fan_in)
@@ -179,52 +168,11 @@ public final class Conv2D: BatchSliceable {
         return [shape[0], outChannels, (h - kernelSize.height) / stride.height + 1, (w - kernelSize.width) / stride.width + 1]
     }
 
-    private var isPointwise: Bool {
+    var isPointwise: Bool {
         kernelSize == (1, 1) && stride == (1, 1) && padding == (0, 0)
     }
 
-    /// The group size G for images of `k × p` columns in a batch of `n`.
-    private func groupSize(k: Int, p: Int, n: Int) -> Int {
-        Swift.max(1, Swift.min(imagesPerGemm, n))
-    }
-
-    /// The slice count S for a batch of `n` images.
-    private func sliceCount(_ n: Int) -> Int { BatchSlices.count(threads: threads, items: n) }
-
-    /// Sizes S slices' buffers (columns `[K, G·P]`, padded plane, scratch; in backward also the
-    /// column gradient and, for slices 1…, the weight and bias gradients, zeroed). Storage is
-    /// reused: nothing is allocated once the shapes have been seen.
-    private func prepareSlices(_ count: Int, k: Int, groupColumns gp: Int, height h: Int, width w: Int,
-                               grouped: Bool, pointwise: Bool, backward: Bool) {
-        while slices.count < count { slices.append(SliceBuffers()) }
-        for (index, s) in slices.prefix(count).enumerated() {
-            if !pointwise {
-                s.columns.resize(k, gp)
-                let hp = h + 2 * padding.height, wp = w + 2 * padding.width
-                if backward && needsInputGradient { s.columnGradient.resize(k, gp); s.planeGradient.resize(hp, wp) }
-                if s.padded.rank != 3 || s.padded.shape[0] != inChannels || s.padded.shape[1] != hp || s.padded.shape[2] != wp {
-                    s.padded.resize(inChannels, hp, wp)
-                    s.padded.fill(0)
-                }
-            }
-            if grouped { s.scratch.resize(outChannels, gp) }
-            if backward && index > 0 {
-                s.weightGradient.resize(to: weight.value.shape)
-                if bias != nil { s.biasGradient.resize(outChannels); s.biasGradient.fill(0) }
-            }
-        }
-    }
-
-    /// The sizes of the batch being processed, worked out by `beginForward`.
-    private struct Plan {
-        var n = 0, h = 0, w = 0, ho = 0, wo = 0
-        var k = 0, p = 0, g = 1                 // K = C·kh·kw, P = Ho·Wo, G images per gemm
-        var pointwise = false
-        var imageSize = 0, outImageSize = 0     // C·H·W and out·P
-    }
-    private var plan = Plan()
-    private var outputGradient: Tensor?                         // δ of the output, set by beginBackward
-    private var gradientTargets: (weight: Tensor, bias: Tensor?)?
+    // MARK: - Forward and backward over the whole batch (its images split over `threads` slices)
 
     public func forward(_ x: Tensor) throws -> Tensor {
         let count = sliceCount(x.shape.first ?? 0)
@@ -233,23 +181,15 @@ public final class Conv2D: BatchSliceable {
         return y
     }
 
-    public func beginForward(_ x: Tensor, slices count: Int) throws -> Tensor {
-        let outShape = try outputShape(for: x.shape)
-        var pl = Plan()
-        pl.n = x.shape[0]; pl.h = x.shape[2]; pl.w = x.shape[3]
-        pl.ho = outShape[2]; pl.wo = outShape[3]
-        pl.k = inChannels * kernelSize.height * kernelSize.width; pl.p = pl.ho * pl.wo
-        pl.imageSize = inChannels * pl.h * pl.w; pl.outImageSize = outChannels * pl.p
-        pl.g = groupSize(k: pl.k, p: pl.p, n: pl.n)
-        pl.pointwise = isPointwise && pl.g == 1
-        plan = pl
-        output.resize(to: outShape)
-        input.save(x)
-        savedOutput.save(output)
-        prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
-                      pointwise: pl.pointwise, backward: false)
-        return output
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        let count = sliceCount(plan.n)
+        let dx = try beginBackward(dy, slices: count)
+        try batchSlices.run(count: count, items: plan.n) { slice, images in try self.backward(images: images, slice: slice) }
+        endBackward(slices: count)
+        return dx
     }
+
+    // MARK: - The math, on a range of images (with one slice's buffers)
 
     public func forward(images: Range<Int>, slice: Int) throws {
         guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
@@ -298,45 +238,17 @@ public final class Conv2D: BatchSliceable {
         }
     }
 
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        let count = sliceCount(plan.n)
-        let dx = try beginBackward(dy, slices: count)
-        try batchSlices.run(count: count, items: plan.n) { slice, images in try self.backward(images: images, slice: slice) }
-        endBackward(slices: count)
-        return dx
-    }
-
-    public func beginBackward(_ dy: Tensor, slices count: Int) throws -> Tensor {
-        try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
-        let x = try input.take(summary)
-        let pl = plan
-        if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
-        prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
-                      pointwise: pl.pointwise, backward: true)
-        // Slice 0 accumulates into the parameters' gradients (β = 0 for the first product after
-        // zeroGrad: it overwrites, no memset); slices 1, … into their own buffers, added after.
-        let (dW, betaW) = weight.gradientForAccumulation()
-        if pl.n == 0 && betaW == 0 { dW.fill(0) }
-        let dB = bias?.grad   // zeroed first if zeroGrad() marked it (its sums add into it)
-        for (index, s) in slices.prefix(count).enumerated() { s.weightBeta = index == 0 ? betaW : 0 }
-        gradientTargets = (dW, dB)
-        outputGradient = dy
-        return inputGradient
-    }
-
     public func backward(images: Range<Int>, slice: Int) throws {
-        guard let x = input.tensor, let dy = outputGradient, let targets = gradientTargets else {
+        guard let x = input.tensor, let dy = outputGradient else {
             throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         let pl = plan, p = pl.p, k = pl.k
         let buffers = slices[slice]
         let wM = Matrix(weight.value, rows: outChannels, columns: k)
         let dyData = dy.data, xData = x.data, dxData = inputGradient.data
-        let dB = targets.bias
-        let dwM = Matrix(slice == 0 ? targets.weight : buffers.weightGradient, rows: outChannels, columns: k)
         // db += Σ dY over the images and every output position
-        if let dB {
-            let db = slice == 0 ? dB.data : buffers.biasGradient.data
+        if bias != nil {
+            let db = sliceGradients.zeroedTarget(1, slice: slice).data
             for i in images {
                 let image = dyData + i * pl.outImageSize
                 for o in 0..<outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
@@ -345,6 +257,9 @@ public final class Conv2D: BatchSliceable {
         var n0 = images.lowerBound
         while n0 < images.upperBound {
             let gs = min(pl.g, images.upperBound - n0), ld = gs * p
+            // dW (β) += …: this slice's dW and the β of this group's products
+            let (dW, weightBeta) = sliceGradients.target(0, slice: slice)
+            let dwM = Matrix(dW, rows: outChannels, columns: k)
             // dY of the group as [out, gs·P]
             let dyM = gs == 1 ? Matrix(dy, offset: n0 * pl.outImageSize, rows: outChannels, columns: ld)
                               : Matrix(buffers.scratch, rows: outChannels, columns: ld)
@@ -357,7 +272,7 @@ public final class Conv2D: BatchSliceable {
             if pl.pointwise {
                 let xM = Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: p)
                 // dW += dY·Xᵀ ; dX = Wᵀ·dY
-                try gemm(dyM, xM, transposeB: true, into: dwM, beta: buffers.weightBeta, caller: summary)
+                try gemm(dyM, xM, transposeB: true, into: dwM, beta: weightBeta, caller: summary)
                 if needsInputGradient {
                     try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient, offset: n0 * pl.imageSize, rows: k, columns: p),
                              caller: summary)
@@ -373,7 +288,7 @@ public final class Conv2D: BatchSliceable {
                 for r0 in Swift.stride(from: 0, to: k, by: rb) {
                     let rc = Swift.min(rb, k - r0)
                     try gemm(dyM, colsM.advanced(by: r0 * ld, rows: rc), transposeB: true,
-                             into: dwM.advanced(by: r0, columns: rc), beta: buffers.weightBeta,
+                             into: dwM.advanced(by: r0, columns: rc), beta: weightBeta,
                              caller: summary)
                 }
                 if needsInputGradient {
@@ -391,58 +306,14 @@ public final class Conv2D: BatchSliceable {
                     }
                 }
             }
-            buffers.weightBeta = 1
             n0 += gs
         }
-    }
-
-    public func endBackward(slices count: Int) {
-        guard let targets = gradientTargets else { return }
-        let dW = targets.weight, dB = targets.bias
-        // Slices 1, 2, … add their weight and bias gradients, in order.
-        for s in slices.prefix(count).dropFirst() {
-            VectorLoops.add(s.weightGradient.data, into: dW.data, count: dW.count)
-            if let dB { VectorLoops.add(s.biasGradient.data, into: dB.data, count: dB.count) }
-        }
-        gradientTargets = nil
-        outputGradient = nil
-    }
-
-    /// Products within OpenBLAS's small-matrix limits run its unpacked small-matrix kernels on
-    /// AVX-512 cores (`sgemm_small_kernel_*`: at most 10⁶ multiply-adds, and for dW, whose
-    /// column-major form is "TN", at most 1200 outputs and 32 or more terms per output). The
-    /// per-image products of LeNet's second convolution are a little larger, so they are cut into
-    /// blocks that fit: forward and dcols into 3 column blocks of ≤ 66 positions, dW into 11 row
-    /// blocks of ≤ 37 rows. Measured on LeNet training: 7 % less CPU time for the column blocks,
-    /// about 4 % less wall time for the dW blocks. Larger layers, which would need many thin
-    /// blocks, keep one packed product (`maximumBlocks`).
-    static let productLimit = 1_000_000
-    static let smallTNOutputs = 1200
-    static let maximumBlocks = 16
-
-    /// The column-block width for an `[m, k]·[k, n]` product (forward, dcols): all `n` columns
-    /// when the product is within `productLimit` or would need more than 4 blocks.
-    static func columnBlock(_ m: Int, _ k: Int, _ n: Int) -> Int {
-        let mnk = m * k * n
-        if mnk <= productLimit { return Swift.max(n, 1) }
-        let blocks = (mnk + productLimit - 1) / productLimit
-        if blocks > 4 { return Swift.max(n, 1) }
-        return Swift.max(1, (n + blocks - 1) / blocks)
-    }
-
-    /// The row-block height for dW `[out, k] += dY·colsᵀ` with `terms` columns summed: rows of
-    /// dW per product so that each fits OpenBLAS's small "TN" kernel, or all `k` rows.
-    static func weightGradientBlock(out: Int, k: Int, terms: Int) -> Int {
-        let rows = smallTNOutputs / Swift.max(out, 1)
-        guard rows >= 1, rows < k, terms >= 32, rows * out * terms <= productLimit,
-              (k + rows - 1) / rows <= maximumBlocks else { return Swift.max(k, 1) }
-        return rows
     }
 
     // MARK: - im2col / col2im
 
     /// The C kernels' description of this layer on an `h × w` input.
-    private func geometry(height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int) -> bp_conv_geometry {
+    func geometry(height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int) -> bp_conv_geometry {
         bp_conv_geometry(channels: inChannels, height: h, width: w,
                          kernel_h: kernelSize.height, kernel_w: kernelSize.width,
                          stride_h: stride.height, stride_w: stride.width, pad_h: padding.height, pad_w: padding.width,
@@ -450,7 +321,7 @@ public final class Conv2D: BatchSliceable {
     }
 
     /// Writes one image's `[K, Ho·Wo]` columns; row r starts at `cols + r·rowStride` (C kernel).
-    private func im2col(_ x: UnsafeMutablePointer<Float>, height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
+    func im2col(_ x: UnsafeMutablePointer<Float>, height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
                         into cols: UnsafeMutablePointer<Float>, rowStride ld: Int,
                         padded: UnsafeMutablePointer<Float>) {
         var g = geometry(height: h, width: w, outHeight: ho, outWidth: wo)
@@ -459,7 +330,7 @@ public final class Conv2D: BatchSliceable {
 
     /// Writes one image's input gradient from its column gradients (overlapping windows add up;
     /// C kernel, overwrites dx; `padded` is scratch for one zero-bordered plane).
-    private func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, height h: Int, width w: Int,
+    func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, height h: Int, width w: Int,
                         outHeight ho: Int, outWidth wo: Int, into dx: UnsafeMutablePointer<Float>,
                         padded: UnsafeMutablePointer<Float>) {
         var g = geometry(height: h, width: w, outHeight: ho, outWidth: wo)
