@@ -77,11 +77,13 @@ public final class MaxPool2D: BatchSliceable {
     public var threads = 1
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
     public var prefersBatchSlices: Bool { true }
-    /// Set by `Sequential` when a ReLU comes right before this layer in a sliced stretch: the
+    /// Set by `StretchPlan` when a ReLU comes right before this layer in a sliced stretch: the
     /// sliced backward keeps δ only where the pooled output is > 0, which is that ReLU's backward
     /// (its output at each window's maximum is the pooled value; elsewhere δ is 0 anyway), and
     /// the ReLU skips its own pass.
-    var slicesApplyReLUMask = false
+    var fusion = Fusion.none
+    public var canApplyPrecedingReLUMask: Bool { true }
+    public func setFusion(_ fusion: Fusion) { self.fusion = fusion }
 
     /// `stride` defaults to the kernel size, as in PyTorch.
     public init(kernelSize: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0)) throws {
@@ -245,14 +247,14 @@ public final class MaxPool2D: BatchSliceable {
         if geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0) {
             // C kernel: writes every position once (δ at the maximum, 0 elsewhere), no zeroing pass
             bp_maxpool2x2_backward(g + first * outPlane, am + first * outPlane,
-                                   slicesApplyReLUMask ? output.data + first * outPlane : nil, dx + first * planeSize,
+                                   fusion.appliesPrecedingReLUMask ? output.data + first * outPlane : nil, dx + first * planeSize,
                                    last - first, shape[2], shape[3], output.shape[2], output.shape[3])
             return
         }
         (dx + first * planeSize).update(repeating: 0, count: (last - first) * planeSize)
         for plane in first..<last {
             let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
-            if slicesApplyReLUMask {
+            if fusion.appliesPrecedingReLUMask {
                 let yp = output.data + plane * outPlane
                 for j in 0..<outPlane where yp[j] > 0 { dp[Int(ap[j])] += gp[j] }
             } else {

@@ -17,7 +17,7 @@ public final class Sequential: LayerContainer {
 
     public func append(_ layer: Layer) {
         layers.append(layer)
-        stretches = nil
+        plan = nil
         repeated = firstRepeatedInstance(in: layers)
     }
 
@@ -57,186 +57,44 @@ public final class Sequential: LayerContainer {
 
     public func useThreads(_ count: Int) {
         threads = Swift.max(1, count)
-        stretches = nil
+        plan = nil
         for layer in layers { layer.useThreads(count) }
     }
 
-    /// A run of consecutive `BatchSliceable` layers that goes through batch slices together.
-    private final class Stretch {
-        let start: Int                          // index of its first layer in `layers`
-        let layers: [BatchSliceable]
-        /// Consecutive layers taking the same number of images per call (1 for a convolution
-        /// and its ReLU and pooling, all of a slice for a dense layer), with that number.
-        let segments: [(layers: Range<Int>, step: Int)]
-
-        init(start: Int, layers: [BatchSliceable]) {
-            self.start = start
-            self.layers = layers
-            var list: [(layers: Range<Int>, step: Int)] = []
-            for (i, layer) in layers.enumerated() {
-                let step = Swift.max(1, layer.preferredImagesPerCall)
-                if let last = list.last, last.step == step {
-                    list[list.count - 1].layers = last.layers.lowerBound..<(i + 1)
-                } else {
-                    list.append((i..<(i + 1), step))
-                }
-            }
-            segments = list
-            // ReLUs right after a layer that does not read its output again work in place; a
-            // max-pooling right after a ReLU applies the ReLU's mask in its own backward.
-            for (i, layer) in layers.enumerated() {
-                guard let relu = layer as? ReLU else { continue }
-                let afterProduct = i > 0 && (layers[i - 1] is Conv2D || layers[i - 1] is Dense)
-                relu.slicesInPlace = (afterProduct, afterProduct && i + 1 < layers.count)
-                if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPool2D {
-                    pool.slicesApplyReLUMask = true
-                    relu.slicesMaskedByNext = true
-                }
-            }
-        }
-    }
-
-    /// The stretches of two or more layers, one of which prefers batch slices (none with one
-    /// thread); found once per layer list and thread count, so a step allocates nothing for them.
-    private var stretches: [Stretch]?
+    /// Which layers run together in batch slices with `threads` (see `StretchPlan`); made on the
+    /// first forward after the layers or the thread count change.
+    private var plan: StretchPlan?
+    /// The plan the last forward ran: backward runs the same one, even if `useThreads` changed in
+    /// between (the layers' buffers and fusions are laid out for it).
+    private var forwardPlan: StretchPlan?
 
     /// The stretches as (first layer index, layer count), for tests.
-    var slicedStretches: [(start: Int, count: Int)] { currentStretches().map { ($0.start, $0.layers.count) } }
+    var slicedStretches: [(start: Int, count: Int)] { currentPlan().stretches.map { ($0.start, $0.layers.count) } }
 
-    private func currentStretches() -> [Stretch] {
-        if let stretches { return stretches }
-        // Layers outside stretches run on their own: no in-place ReLU, no folded mask
-        // (Stretch.init sets those inside).
-        for layer in layers {
-            if let relu = layer as? ReLU { relu.slicesInPlace = (false, false); relu.slicesMaskedByNext = false }
-            (layer as? MaxPool2D)?.slicesApplyReLUMask = false
-        }
-        var list: [Stretch] = []
-        var i = 0
-        while threads > 1 && i < layers.count {
-            var run: [BatchSliceable] = []
-            for layer in layers[i...] {
-                guard let s = layer as? BatchSliceable else { break }
-                run.append(s)
-            }
-            if run.count >= 2 && run.contains(where: \.prefersBatchSlices) {
-                list.append(Stretch(start: i, layers: run))
-                i += run.count
-            } else {
-                i += Swift.max(1, run.count)
-            }
-        }
-        stretches = list
-        return list
+    private func currentPlan() -> StretchPlan {
+        if let plan { return plan }
+        let made = StretchPlan(layers: layers, threads: threads)
+        plan = made
+        return made
     }
 
-    /// With more than one thread, each stretch of two or more `BatchSliceable` layers holding a
-    /// convolution or pooling (a convolution, its ReLU and its pooling, flatten, the dense
-    /// layers after them, …; see `prefersBatchSlices`) runs as one set of
-    /// concurrent batch slices on `WorkerPool.shared`: a slice takes `preferredImagesPerCall`
-    /// images at a time through consecutive layers (one image through convolution, ReLU and
-    /// pooling while it is in its core's cache; all of its images through a dense layer), so the
-    /// cores meet once per stretch and direction, and every product runs single-threaded inside a
-    /// slice (OpenBLAS is set to one thread meanwhile, and its own threads stay idle). Per-image
-    /// values equal the layers' own sliced runs; parameter gradients are summed over slices in
-    /// slice order, so they differ from one slice only by rounding and repeat exactly for a given
-    /// thread count. Nothing is allocated per call once sized.
+    /// Each layer in order. With more than one thread, stretches of batch-sliceable layers run as
+    /// one set of concurrent batch slices (`StretchPlan`).
     public func forward(_ input: Tensor) throws -> Tensor {
         if let repeated { throw repeatedInstanceError(summary, repeated) }
-        let stretches = currentStretches()
+        let plan = currentPlan()
         forwardPlan = nil
-        var x = input, i = 0, next = 0
-        while i < layers.count {
-            if next < stretches.count && stretches[next].start == i {
-                x = try run(stretches[next], forward: true, x, threads: threads)
-                i += stretches[next].layers.count
-                next += 1
-            } else {
-                x = try layers[i].forward(x)
-                i += 1
-            }
-        }
-        forwardPlan = (stretches, threads)
-        return x
+        let y = try plan.forward(layers, input)
+        forwardPlan = plan
+        return y
     }
 
-    /// The stretches and thread count the last forward ran with: backward runs the same ones,
-    /// even if `useThreads` changed in between (the layers' buffers are laid out for them).
-    private var forwardPlan: (stretches: [Stretch], threads: Int)?
-
+    /// Each layer in reverse order, with the last forward's plan.
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
-        guard let (stretches, threads) = forwardPlan else {
+        guard let forwardPlan else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before a forward that completed")
         }
-        var g = outputGradient, i = layers.count, next = stretches.count - 1
-        while i > 0 {
-            if next >= 0 && stretches[next].start + stretches[next].layers.count == i {
-                g = try run(stretches[next], forward: false, g, threads: threads)
-                i = stretches[next].start
-                next -= 1
-            } else {
-                i -= 1
-                g = try layers[i].backward(g)
-            }
-        }
-        return g
-    }
-
-    private let job = StretchJob()
-    private let slices = BatchSlices()
-
-    /// Runs one stretch forward (input → output) or backward (δ of its output → δ of its input).
-    private func run(_ stretch: Stretch, forward: Bool, _ tensor: Tensor, threads: Int) throws -> Tensor {
-        let n = tensor.rank == 0 ? 0 : tensor.shape[0]
-        let count = BatchSlices.count(threads: threads, items: n)
-        var t = tensor
-        if forward {
-            for layer in stretch.layers { t = try layer.beginForward(t, slices: count) }
-        } else {
-            for layer in stretch.layers.reversed() { t = try layer.beginBackward(t, slices: count) }
-        }
-        job.stretch = stretch
-        job.forward = forward
-        defer { job.stretch = nil }
-        try slices.run(count: count, items: n, job)
-        if !forward { for layer in stretch.layers { layer.endBackward(slices: count) } }
-        return t
-    }
-
-    /// One stretch's slices as `BatchSlices` work (an object: nothing to box per call).
-    private final class StretchJob: SlicedWork {
-        var stretch: Stretch?
-        var forward = true
-
-        func runSlice(_ part: Int, items images: Range<Int>) throws {
-            guard let stretch else { return }
-            if forward {
-                for segment in stretch.segments {
-                    try StretchJob.inParts(images, segment.step) { range in
-                        for layer in stretch.layers[segment.layers] { try layer.forward(images: range, slice: part) }
-                    }
-                }
-            } else {
-                for segment in stretch.segments.reversed() {
-                    try StretchJob.inParts(images, segment.step) { range in
-                        for layer in stretch.layers[segment.layers].reversed() {
-                            try layer.backward(images: range, slice: part)
-                        }
-                    }
-                }
-            }
-        }
-
-        /// Calls `body` on consecutive parts of `images` of at most `step` images each.
-        @inline(__always)
-        private static func inParts(_ images: Range<Int>, _ step: Int, _ body: (Range<Int>) throws -> Void) rethrows {
-            var first = images.lowerBound
-            while first < images.upperBound {
-                let last = step >= images.upperBound - first ? images.upperBound : first + step
-                try body(first..<last)
-                first = last
-            }
-        }
+        return try forwardPlan.backward(layers, outputGradient)
     }
 
     /// Runs forward and returns a copy of every layer's output, in order, each labelled
