@@ -1,9 +1,4 @@
 import Backprop
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The IDX format of the MNIST files (http://yann.lecun.com/exdb/mnist/), raw or gzip-compressed.
 ///
@@ -139,30 +134,12 @@ public enum IDX {
         return out
     }
 
-    /// Writes an unsigned-byte IDX file, gzip-compressed when `gzip` is true. Atomic (temp file,
-    /// then rename).
+    /// Writes an unsigned-byte IDX file, gzip-compressed when `gzip` is true, atomically
+    /// (`AtomicFile`).
     public static func write(_ contents: Contents, to path: String, gzip: Bool = false) throws {
         var bytes = try encode(contents)
         if gzip { bytes = try Gzip.compress(bytes) }
-        try writeFileAtomically(bytes, to: path)
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
-    let temp = path + ".tmp-\(getpid())"
-    guard let file = fopen(temp, "wb") else {
-        throw BackpropError.io(path: temp, reason: "cannot create: \(String(cString: strerror(errno)))")
-    }
-    let written = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }
-    let closed = fclose(file)
-    guard written == bytes.count, closed == 0 else {
-        unlink(temp)
-        throw BackpropError.io(path: temp, reason: "write failed: \(String(cString: strerror(errno)))")
-    }
-    guard rename(temp, path) == 0 else {
-        unlink(temp)
-        throw BackpropError.io(path: path, reason: "cannot rename from \(temp): \(String(cString: strerror(errno)))")
+        try AtomicFile.write(bytes, to: path)
     }
 }
 

@@ -110,8 +110,9 @@ public enum PGM {
         return Array("P5\n\(width) \(height)\n255\n".utf8) + pixels
     }
 
-    /// Writes a binary (P5) PGM (atomically), e.g. an MNIST example to try `backprop predict` on.
+    /// Writes a binary (P5) PGM atomically (`AtomicFile`), e.g. an MNIST example to try
+    /// `backprop predict` on.
     public static func write(path: String, width: Int, height: Int, pixels: [UInt8]) throws {
-        try writeFileAtomically(encode(width: width, height: height, pixels: pixels), to: path)
+        try AtomicFile.write(encode(width: width, height: height, pixels: pixels), to: path)
     }
 }

@@ -26,7 +26,9 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
-    /// Sets every parameter's gradient to zero (PyTorch's `zero_grad(set_to_none=False)`).
+    /// Sets every parameter's gradient to zero (`Parameter.zeroGrad()`): PyTorch's
+    /// `zero_grad(set_to_none=False)`, lazily, so it costs nothing; the next backward pass
+    /// overwrites the gradients instead of adding to them.
     public func zeroGrad() { for p in parameters { p.zeroGrad() } }
 }
 

@@ -108,7 +108,9 @@ final class ProductFloor: ParallelJob {
     let batch, steps, features, hidden, slices: Int
     let wih, whh, whhT: Tensor
     let xs, gates, hn, hprev, dgates, dhn, dh, dwihT, dwhh: [Tensor]
-    var failure: Error?
+    /// One error slot per part: parts run concurrently, so each writes only its own slot (as
+    /// `BatchSlices` does); `run` reads them after the pool has returned.
+    private let failures: UnsafeMutableBufferPointer<Error?>
 
     init(kind: RecurrentKind, batch: Int, steps: Int, features: Int, hidden: Int, slices: Int) throws {
         self.kind = kind; self.batch = batch; self.steps = steps; self.features = features; self.hidden = hidden
@@ -129,19 +131,28 @@ final class ProductFloor: ParallelJob {
         dwihT = try (0..<slices).map { _ in features < 64 ? try zeros(features, gh) : try zeros(gh, features) }
         dwhh = try (0..<slices).map { _ in try zeros(gh, hidden) }
         for list in [xs, hprev, dgates, dhn] { for t in list { t.fillUniform(-1, 1, using: &rng) } }
+        failures = .allocate(capacity: slices)
+        failures.initialize(repeating: nil)
     }
 
+    deinit { failures.deinitialize().deallocate() }
+
+    /// Runs every part's products; rethrows the first part's error (in part order), if any.
     func run() throws {
-        failure = nil
         let saved = BLAS.threadCount
         if slices > 1 { BLAS.threadCount = 1 }
         WorkerPool.shared.run(parts: slices, self)
         if slices > 1 { BLAS.threadCount = saved }
-        if let failure { throw failure }
+        var first: Error?
+        for k in 0..<slices {
+            if first == nil { first = failures[k] }
+            failures[k] = nil
+        }
+        if let first { throw first }
     }
 
     func runPart(_ k: Int, of parts: Int) {
-        do { try products(k) } catch { failure = error }
+        do { try products(k) } catch { failures[k] = error }
     }
 
     private func products(_ k: Int) throws {

@@ -152,4 +152,52 @@ final class IDXTests: DataTestCase {
             XCTAssertTrue("\(error)".contains("t10k-images-idx3-ubyte"), "\(error)")
         }
     }
+
+    /// Several threads write one destination at once for a while, IDX and PGM files (both go
+    /// through `AtomicFile`), while this thread reads it. Each write has its own temporary file,
+    /// so every write succeeds, every read sees exactly one writer's bytes, and no temporary file
+    /// is left. With one fixed temporary name per process, the writers truncated and renamed each
+    /// other's temporary file: renames failed with ENOENT and the destination mixed writers.
+    func testConcurrentWritesToOneFileLeaveOneWholeFile() throws {
+        let writers = 4, side = 512, size = side * side
+        let destination = path("labels-idx1-ubyte"), picture = path("digit.pgm")
+        let contents = (0..<writers).map { w in
+            IDX.Contents(dimensions: [size], bytes: [UInt8](repeating: UInt8(w + 1), count: size))
+        }
+        let idxFiles = try contents.map { try IDX.encode($0) }
+        let pgmFiles = try contents.map { try PGM.encode(width: side, height: side, pixels: $0.bytes) }
+        final class Failures: @unchecked Sendable {
+            let lock = NSLock()
+            var errors: [String] = []
+            func add(_ error: Error) { lock.lock(); errors.append("\(error)"); lock.unlock() }
+        }
+        let failures = Failures()
+        let deadline = Date().addingTimeInterval(0.3), group = DispatchGroup()
+        for w in 0..<writers {
+            group.enter()
+            Thread {   // a thread each, so the writers interleave even when one core is free
+                var writes = 0
+                repeat {
+                    do {
+                        try IDX.write(contents[w], to: destination)
+                        try PGM.write(path: picture, width: side, height: side, pixels: contents[w].bytes)
+                    } catch { failures.add(error) }
+                    writes += 1
+                } while writes < 3 || Date() < deadline
+                group.leave()
+            }.start()
+        }
+        var reads = 0, torn = 0
+        while group.wait(timeout: .now() + .milliseconds(1)) == .timedOut {
+            if let idx = try? Array(Data(contentsOf: URL(fileURLWithPath: destination))) {
+                reads += 1
+                if !idxFiles.contains(idx) { torn += 1 }
+            }
+        }
+        XCTAssertEqual(failures.errors.first, nil, "\(failures.errors.count) writes failed")
+        XCTAssertEqual(torn, 0, "reads that were not one writer's whole file, of \(reads)")
+        XCTAssertTrue(idxFiles.contains(try Array(Data(contentsOf: URL(fileURLWithPath: destination)))), "the IDX file is one writer's, whole")
+        XCTAssertTrue(pgmFiles.contains(try Array(Data(contentsOf: URL(fileURLWithPath: picture)))), "the PGM file is one writer's, whole")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["digit.pgm", "labels-idx1-ubyte"])
+    }
 }

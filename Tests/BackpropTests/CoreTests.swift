@@ -17,7 +17,8 @@ final class CoreTests: XCTestCase {
 }
 
 final class ParameterGradientTests: XCTestCase {
-    /// zeroGrad is lazy (PyTorch's set_to_none): reads see zeros, one backward writes, a second adds.
+    /// zeroGrad is PyTorch's zero_grad(set_to_none=False), done lazily: reads see zeros, one
+    /// backward writes, a second adds.
     func testLazyZeroGradOverwritesThenAccumulates() throws {
         var rng = SeededGenerator(seed: 9)
         let layer = try Dense(3, 2, rng: &rng)

@@ -423,6 +423,35 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(allGradients(ps), [Double](repeating: 0, count: 8))
     }
 
+    /// `optimizer.zeroGrad()` is PyTorch's `zero_grad(set_to_none=False)`, done lazily (as
+    /// documented on `Parameter`): the next backward overwrites the gradients instead of adding
+    /// to them, they read as zeros, and a step with no backward in between uses the zero
+    /// gradient — momentum still moves the parameters, where `set_to_none=True` would leave
+    /// `.grad` None and the step would skip them.
+    func testZeroGradIsLazyZeroNotNone() throws {
+        var rng = SeededGenerator(seed: 11)
+        let layer = try Dense(3, 2, rng: &rng)
+        let x = try Tensor(zeros: [4, 3]); x.fillUniform(-1, 1, using: &rng)
+        let dy = try Tensor(zeros: [4, 2]); dy.fillUniform(-1, 1, using: &rng)
+        let opt = try SGD(parameters: layer.parameters, lr: 0.1, momentum: 0.9)
+        _ = try layer.forward(x); _ = try layer.backward(dy)
+        let once = layer.parameters.map { $0.grad.scalars }
+        _ = try layer.forward(x); _ = try layer.backward(dy)   // accumulated: twice `once`
+        opt.zeroGrad()
+        _ = try layer.forward(x); _ = try layer.backward(dy)
+        XCTAssertEqual(layer.parameters.map { $0.grad.scalars }, once, "backward after zeroGrad overwrites")
+        try opt.step()   // b = g, θ ← θ − 0.1·g
+        let before = layer.parameters.map { $0.value.scalars }
+        opt.zeroGrad()
+        XCTAssertTrue(layer.parameters.allSatisfy { $0.grad.scalars.allSatisfy { $0 == 0 } }, "grad reads zeros")
+        try opt.step()   // g = 0: b ← 0.9·b, θ ← θ − 0.1·0.9·g_once
+        for ((p, b), g) in zip(zip(layer.parameters, before), once) {
+            for ((v, v0), gi) in zip(zip(p.value.scalars, b), g) {
+                XCTAssertEqual(v, v0 - 0.09 * gi, accuracy: 1e-6, "a step after zeroGrad uses a zero gradient")
+            }
+        }
+    }
+
     // MARK: Learning-rate schedules
 
     private func sgd(lr: Float = 0.1) throws -> SGD { try SGD(parameters: makeParameters(), lr: lr) }

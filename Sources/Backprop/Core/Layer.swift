@@ -54,7 +54,8 @@ extension Layer {
     /// PyTorch's `model.eval()`.
     public func eval() { isTraining = false }
 
-    /// Zeroes every parameter's gradient.
+    /// Zeroes every parameter's gradient (`Parameter.zeroGrad()`: PyTorch's
+    /// `zero_grad(set_to_none=False)`, at no cost).
     public func zeroGrad() { for p in parameters { p.zeroGrad() } }
 
     /// Looks a parameter up by its `state_dict` name.

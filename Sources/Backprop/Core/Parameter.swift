@@ -1,9 +1,13 @@
 /// A trainable parameter: its value and the gradient the last backward passes accumulated
 /// into it (PyTorch's `param.data` and `param.grad`).
 ///
-/// `zeroGrad()` costs nothing: like PyTorch's `zero_grad(set_to_none=True)` it only marks the
+/// `zeroGrad()` behaves as PyTorch's `zero_grad(set_to_none=False)`: the gradient is a tensor of
+/// zeros afterwards, never absent. Reading `grad` sees zeros, and an optimizer step with no
+/// backward pass in between uses that zero gradient (momentum and weight decay still act, where
+/// PyTorch's default `set_to_none=True` leaves `.grad` None and the optimizer skips the
+/// parameter). It costs what `set_to_none=True` costs, though: nothing. It only marks the
 /// gradient as zero, and the next backward pass writes it (β = 0 in its sgemm) instead of adding
-/// to it. Reading `grad` in between sees zeros.
+/// to it; only a read of `grad` before that backward fills the buffer with zeros.
 public final class Parameter {
     public let value: Tensor
     private let gradient: Tensor
@@ -25,7 +29,8 @@ public final class Parameter {
         return gradient
     }
 
-    /// Sets the gradient to zero (lazily).
+    /// Sets the gradient to zero, lazily: `grad` reads as zeros and the next backward pass
+    /// overwrites it instead of adding to it (see the type's description).
     public func zeroGrad() { gradientIsZero = true }
 
     /// For a layer's backward: the gradient buffer and the β to add into it with — 0 when the

@@ -5,17 +5,17 @@ import Glibc
 
 /// Atomic file writes: the bytes go to a temporary file in the destination's folder, are
 /// flushed to disk, and the temporary file is renamed over the destination. A crash or a full
-/// disk leaves either the old file or the new one, never half of one.
+/// disk leaves either the old file or the new one, never half of one. Each write has its own
+/// temporary file (process id and a random number in its name, created with `O_EXCL`), so
+/// concurrent writes to one destination do not mix: the last rename wins, whole. The one atomic
+/// writer of the package: model files, checkpoints, plots, IDX and PGM files all go through it.
+/// Failures are `BackpropError.io` naming the file.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String) throws {
         try write([UInt8](data), to: path)
     }
 
     public static func write(_ bytes: [UInt8], to path: String) throws {
-        try atomicWrite(bytes, to: path)
-    }
-
-    static func atomicWrite(_ bytes: [UInt8], to path: String) throws {
         func ioError(_ what: String, _ code: Int32, _ p: String = path) -> BackpropError {
             .io(path: p, reason: "\(what): \(String(cString: strerror(code)))")
         }
