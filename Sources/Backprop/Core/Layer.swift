@@ -5,6 +5,16 @@
 /// - `backward` receives δ of the output (∂L/∂y, same shape as the last output), accumulates
 ///   ∂L/∂θ into every parameter's `grad` (as PyTorch does: zero them between steps), and
 ///   returns δ of the input.
+///
+/// The contract of an instance (each broken case is a `BackpropError`, never a wrong answer or
+/// a write outside a buffer):
+/// - `backward` pairs with the most recent `forward` of the same instance: a second forward in
+///   between (a validation batch) replaces the first, and a δ that does not fit it is a shape error.
+/// - One `backward` per `forward` (`.invalidUse` for a second one, or for one before any forward).
+/// - The tensors a forward saved (its input; its output, which it returned) must be left as they
+///   were until backward: resizing or refilling them through `Tensor`'s methods is `.invalidUse`.
+///   Writes through `data` are not tracked.
+/// - An instance sits at one place of one model: containers refuse it twice (`.invalidUse`).
 public protocol Layer: AnyObject {
     /// A one-line description, e.g. `Dense(784 → 256)`.
     var summary: String { get }

@@ -224,6 +224,7 @@ public final class MaxPool2D: BatchSliceable {
         let images = inputShape?.first ?? 0, count = BatchSlices.count(threads: threads, items: images)
         let dx = try beginBackward(dy, slices: count)
         try batchSlices.run(count: count, items: images) { slice, range in try self.backward(images: range, slice: slice) }
+        endBackward(slices: count)
         return dx
     }
 
