@@ -1,4 +1,5 @@
-/// Ready-made convolutional networks, built with PyTorch's default initialisation from a seed.
+/// Ready-made convolutional networks, built with PyTorch's default initialisation from a seed
+/// (or from the default generator's next seed when none is given).
 /// Parameter names are those of the equivalent `torch.nn.Sequential` (`0.weight`, `3.bias`, …).
 public enum Architectures {
     /// A LeNet-style network for 1×28×28 images (MNIST), input `[N, 1, 28, 28]`:
@@ -18,9 +19,9 @@ public enum Architectures {
     /// (≈ 0.77 GFLOP per forward of 128 images). Networks of this size are commonly reported at
     /// ≥ 99 % MNIST test accuracy within a few epochs; the step times are measured by
     /// ConvArchitectureTests.testLeNetStepTiming (release build, BACKPROP_TIMING=1).
-    public static func leNet(classes: Int = 10, seed: UInt64) throws -> Sequential {
+    public static func leNet(classes: Int = 10, seed: UInt64? = nil) throws -> Sequential {
         guard classes > 0 else { throw BackpropError.invalidArgument("leNet: classes must be positive, got \(classes)") }
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededGenerator(seedOrDefault: seed)
         return Sequential([
             try Conv2D(inChannels: 1, outChannels: 16, kernelSize: 5, padding: 2, rng: &rng),
             ReLU(),
@@ -36,9 +37,9 @@ public enum Architectures {
     }
 
     /// The wider LeNet variant (32/64 channels, Dense(3136 → 128)), same layer order as `leNet`.
-    public static func leNetWide(classes: Int = 10, seed: UInt64) throws -> Sequential {
+    public static func leNetWide(classes: Int = 10, seed: UInt64? = nil) throws -> Sequential {
         guard classes > 0 else { throw BackpropError.invalidArgument("leNetWide: classes must be positive, got \(classes)") }
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededGenerator(seedOrDefault: seed)
         return Sequential([
             try Conv2D(inChannels: 1, outChannels: 32, kernelSize: 5, padding: 2, rng: &rng),
             ReLU(),
