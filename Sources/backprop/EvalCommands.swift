@@ -27,7 +27,7 @@ struct Eval: ParsableCommand {
         guard loaded.architecture.outputs >= test.classCount else {
             throw ValidationError("\(model): the model has \(loaded.architecture.outputs) outputs but the labels have \(test.classCount) classes")
         }
-        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: try SoftmaxCrossEntropy(),
+        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: SoftmaxCrossEntropy(),
                                             layout: loaded.architecture.batchLayout)
         if json {
             print("{\"test_loss\": \(loss), \"test_accuracy\": \(accuracy), \"images\": \(test.count)}")
@@ -55,7 +55,7 @@ struct Predict: ParsableCommand {
         m.eval()
         let features = loaded.architecture.inputFeatures
         let input = try Tensor(zeros: loaded.architecture.inputShape(batch: 1))
-        let softmax = try SoftmaxCrossEntropy()
+        let softmax = SoftmaxCrossEntropy()
         for path in images {
             let image = try PGM.read(path: path)
             guard image.pixels.count == features else {
