@@ -3,12 +3,6 @@ import Backprop
 import BackpropData
 import Foundation
 
-/// Loads a model file; the architecture flags are used only when the file has no metadata.
-func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
-    let fallback: Architecture? = options.given ? try options.architecture() : nil
-    return try ModelFile.load(path, fallback: fallback)
-}
-
 /// `backprop eval`: test loss and accuracy of a model file.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a model file on the MNIST test set.")
@@ -75,4 +69,10 @@ struct Predict: ParsableCommand {
             }
         }
     }
+}
+
+/// Loads a model file; the architecture flags are used only when the file has no metadata.
+func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
+    let fallback: Architecture? = options.given ? try options.architecture() : nil
+    return try ModelFile.load(path, fallback: fallback)
 }
