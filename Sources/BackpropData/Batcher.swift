@@ -1,75 +1,6 @@
 import Backprop
 import BackpropKernels
 
-/// How a batch's pixels are laid out in the input tensor.
-public enum BatchLayout: Sendable, Equatable {
-    /// `[B, channels·rows·columns]` — for multilayer perceptrons.
-    case flat
-    /// `[B, channels, rows, columns]` (NCHW) — for convolutional networks. MNIST: `[B, 1, 28, 28]`.
-    case image
-    /// `[B, rows, channels·columns]` — one image row per time step, for recurrent networks.
-    /// MNIST: `[B, 28, 28]`.
-    case sequence
-
-    /// The tensor shape for `batch` examples of `dataset`.
-    public func shape(batch: Int, for dataset: Dataset) -> [Int] {
-        switch self {
-        case .flat: return [batch, dataset.featureCount]
-        case .image: return [batch, dataset.channels, dataset.rows, dataset.columns]
-        case .sequence: return [batch, dataset.rows, dataset.channels * dataset.columns]
-        }
-    }
-}
-
-/// How a pixel byte x (0…255) becomes a Float.
-public enum Normalization: Sendable, Equatable {
-    /// x, unchanged (0…255).
-    case raw
-    /// x / 255, in 0…1 — torchvision's `ToTensor()`.
-    case unit
-    /// (x / 255 − mean) / std — `ToTensor()` then `Normalize(mean, std)`, in Float as torchvision does.
-    case standardized(mean: Float, std: Float)
-
-    /// MNIST's training-set statistics, the usual `Normalize((0.1307,), (0.3081,))`.
-    public static let mnist = Normalization.standardized(mean: 0.1307, std: 0.3081)
-
-    /// The Float for pixel byte `x`.
-    public func value(_ x: UInt8) -> Float {
-        switch self {
-        case .raw: return Float(x)
-        case .unit: return Float(x) / 255
-        case let .standardized(mean, std): return (Float(x) / 255 - mean) / std
-        }
-    }
-
-    /// All 256 values, indexed by byte: the Batcher converts pixels by table lookup.
-    public var table: [Float] { (0...255).map { value(UInt8($0)) } }
-
-    /// Writes the normalised `pixels` to `destination` (e.g. one row of a tensor, for prediction).
-    public func apply<C: Collection>(_ pixels: C, into destination: UnsafeMutablePointer<Float>) where C.Element == UInt8 {
-        var d = destination
-        for x in pixels {
-            d.pointee = value(x)
-            d += 1
-        }
-    }
-}
-
-/// One batch: the input tensor and the labels, valid until the batcher's next `next()`.
-public struct Batch {
-    /// `[B, …]` in the batcher's layout; the batcher's own buffer, overwritten by the next batch
-    /// (copy it with `input.copy()` to keep it).
-    public let input: Tensor
-    /// The B labels, as the losses take them.
-    public let labels: [Int32]
-    /// Which examples of the data set are in this batch, in order.
-    public let indices: ArraySlice<Int>
-    /// The batch's number within its epoch, from 0.
-    public let index: Int
-    /// B: `batchSize`, or fewer for the last batch of an epoch.
-    public var count: Int { labels.count }
-}
-
 /// Cuts a data set into batches, an epoch at a time, in a shuffled or fixed order:
 ///
 ///     var batcher = try Batcher(train, batchSize: 128, shuffle: true, seed: 1,
@@ -232,4 +163,73 @@ public struct Batcher {
             }
         }
     }
+}
+
+/// How a batch's pixels are laid out in the input tensor.
+public enum BatchLayout: Sendable, Equatable {
+    /// `[B, channels·rows·columns]` — for multilayer perceptrons.
+    case flat
+    /// `[B, channels, rows, columns]` (NCHW) — for convolutional networks. MNIST: `[B, 1, 28, 28]`.
+    case image
+    /// `[B, rows, channels·columns]` — one image row per time step, for recurrent networks.
+    /// MNIST: `[B, 28, 28]`.
+    case sequence
+
+    /// The tensor shape for `batch` examples of `dataset`.
+    public func shape(batch: Int, for dataset: Dataset) -> [Int] {
+        switch self {
+        case .flat: return [batch, dataset.featureCount]
+        case .image: return [batch, dataset.channels, dataset.rows, dataset.columns]
+        case .sequence: return [batch, dataset.rows, dataset.channels * dataset.columns]
+        }
+    }
+}
+
+/// How a pixel byte x (0…255) becomes a Float.
+public enum Normalization: Sendable, Equatable {
+    /// x, unchanged (0…255).
+    case raw
+    /// x / 255, in 0…1 — torchvision's `ToTensor()`.
+    case unit
+    /// (x / 255 − mean) / std — `ToTensor()` then `Normalize(mean, std)`, in Float as torchvision does.
+    case standardized(mean: Float, std: Float)
+
+    /// MNIST's training-set statistics, the usual `Normalize((0.1307,), (0.3081,))`.
+    public static let mnist = Normalization.standardized(mean: 0.1307, std: 0.3081)
+
+    /// The Float for pixel byte `x`.
+    public func value(_ x: UInt8) -> Float {
+        switch self {
+        case .raw: return Float(x)
+        case .unit: return Float(x) / 255
+        case let .standardized(mean, std): return (Float(x) / 255 - mean) / std
+        }
+    }
+
+    /// All 256 values, indexed by byte: the Batcher converts pixels by table lookup.
+    public var table: [Float] { (0...255).map { value(UInt8($0)) } }
+
+    /// Writes the normalised `pixels` to `destination` (e.g. one row of a tensor, for prediction).
+    public func apply<C: Collection>(_ pixels: C, into destination: UnsafeMutablePointer<Float>) where C.Element == UInt8 {
+        var d = destination
+        for x in pixels {
+            d.pointee = value(x)
+            d += 1
+        }
+    }
+}
+
+/// One batch: the input tensor and the labels, valid until the batcher's next `next()`.
+public struct Batch {
+    /// `[B, …]` in the batcher's layout; the batcher's own buffer, overwritten by the next batch
+    /// (copy it with `input.copy()` to keep it).
+    public let input: Tensor
+    /// The B labels, as the losses take them.
+    public let labels: [Int32]
+    /// Which examples of the data set are in this batch, in order.
+    public let indices: ArraySlice<Int>
+    /// The batch's number within its epoch, from 0.
+    public let index: Int
+    /// B: `batchSize`, or fewer for the last batch of an epoch.
+    public var count: Int { labels.count }
 }

@@ -6,36 +6,6 @@ import Glibc
 import Darwin
 #endif
 
-/// Reads a whole file into memory, refusing files larger than `limit` bytes before allocating.
-func readFileBytes(_ path: String, limit: Int) throws -> [UInt8] {
-    guard let file = fopen(path, "rb") else {
-        throw BackpropError.io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))")
-    }
-    defer { fclose(file) }
-    var info = stat()
-    guard fstat(fileno(file), &info) == 0 else {
-        throw BackpropError.io(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))")
-    }
-    guard (info.st_mode & S_IFMT) == S_IFREG else {
-        throw BackpropError.io(path: path, reason: "not a regular file")
-    }
-    let size = Int(info.st_size)
-    guard size <= limit else {
-        throw BackpropError.badFile(path: path, offset: nil,
-                                    reason: "file is \(size) bytes, more than the limit of \(limit) bytes")
-    }
-    var readError: Int32 = 0
-    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-        initialized = size == 0 ? 0 : fread(buffer.baseAddress, 1, size, file)
-        if initialized < size { readError = ferror(file) != 0 ? errno : -1 }
-    }
-    guard readError == 0 else {
-        let why = readError > 0 ? String(cString: strerror(readError)) : "file shrank while reading"
-        throw BackpropError.io(path: path, reason: "read failed after \(bytes.count) of \(size) bytes: \(why)")
-    }
-    return bytes
-}
-
 /// Sequential reader over a file's bytes: the file itself, or — when it starts with the gzip
 /// magic 1f 8b — its decompressed content, inflated in process by zlib a chunk at a time.
 ///
@@ -244,4 +214,34 @@ public enum Gzip {
         }
         return output
     }
+}
+
+/// Reads a whole file into memory, refusing files larger than `limit` bytes before allocating.
+func readFileBytes(_ path: String, limit: Int) throws -> [UInt8] {
+    guard let file = fopen(path, "rb") else {
+        throw BackpropError.io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(file) }
+    var info = stat()
+    guard fstat(fileno(file), &info) == 0 else {
+        throw BackpropError.io(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))")
+    }
+    guard (info.st_mode & S_IFMT) == S_IFREG else {
+        throw BackpropError.io(path: path, reason: "not a regular file")
+    }
+    let size = Int(info.st_size)
+    guard size <= limit else {
+        throw BackpropError.badFile(path: path, offset: nil,
+                                    reason: "file is \(size) bytes, more than the limit of \(limit) bytes")
+    }
+    var readError: Int32 = 0
+    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+        initialized = size == 0 ? 0 : fread(buffer.baseAddress, 1, size, file)
+        if initialized < size { readError = ferror(file) != 0 ? errno : -1 }
+    }
+    guard readError == 0 else {
+        let why = readError > 0 ? String(cString: strerror(readError)) : "file shrank while reading"
+        throw BackpropError.io(path: path, reason: "read failed after \(bytes.count) of \(size) bytes: \(why)")
+    }
+    return bytes
 }

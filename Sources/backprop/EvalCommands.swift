@@ -3,12 +3,6 @@ import Backprop
 import BackpropData
 import Foundation
 
-/// Loads a model file; the architecture flags are used only when the file has no metadata.
-func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
-    let fallback: Architecture? = options.given ? try options.architecture() : nil
-    return try ModelFile.load(path, fallback: fallback)
-}
-
 /// `backprop eval`: test loss and accuracy of a model file.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a model file on the MNIST test set.")
@@ -27,7 +21,7 @@ struct Eval: ParsableCommand {
         guard loaded.architecture.outputs >= test.classCount else {
             throw ValidationError("\(model): the model has \(loaded.architecture.outputs) outputs but the labels have \(test.classCount) classes")
         }
-        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: try SoftmaxCrossEntropy(),
+        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: SoftmaxCrossEntropy(),
                                             layout: loaded.architecture.batchLayout)
         if json {
             print("{\"test_loss\": \(loss), \"test_accuracy\": \(accuracy), \"images\": \(test.count)}")
@@ -55,7 +49,7 @@ struct Predict: ParsableCommand {
         m.eval()
         let features = loaded.architecture.inputFeatures
         let input = try Tensor(zeros: loaded.architecture.inputShape(batch: 1))
-        let softmax = try SoftmaxCrossEntropy()
+        let softmax = SoftmaxCrossEntropy()
         for path in images {
             let image = try PGM.read(path: path)
             guard image.pixels.count == features else {
@@ -75,4 +69,10 @@ struct Predict: ParsableCommand {
             }
         }
     }
+}
+
+/// Loads a model file; the architecture flags are used only when the file has no metadata.
+func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
+    let fallback: Architecture? = options.given ? try options.architecture() : nil
+    return try ModelFile.load(path, fallback: fallback)
 }

@@ -1,18 +1,5 @@
 import Foundation
 
-/// One epoch's figures, as printed, logged as JSON and plotted.
-struct EpochRecord: Codable {
-    var epoch: Int
-    var train_loss: Double
-    var train_accuracy: Double
-    var test_loss: Double
-    var test_accuracy: Double
-    var seconds: Double
-    var images_per_second: Double
-    var learning_rate: Double
-    var gradient_norms: [String: Double]
-}
-
 /// An SVG with two panels: loss (train and test) and test accuracy, per epoch, with axes,
 /// ticks and labels. Plain text, opens in any browser.
 enum SVGReport {
@@ -90,4 +77,17 @@ enum SVGReport {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;")
     }
+}
+
+/// One epoch's figures, as printed, logged as JSON and plotted.
+struct EpochRecord: Codable {
+    var epoch: Int
+    var train_loss: Double
+    var train_accuracy: Double
+    var test_loss: Double
+    var test_accuracy: Double
+    var seconds: Double
+    var images_per_second: Double
+    var learning_rate: Double
+    var gradient_norms: [String: Double]
 }

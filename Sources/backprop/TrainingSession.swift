@@ -294,7 +294,7 @@ func countCorrect(_ output: Tensor, _ labels: [Int32]) -> Int {
 }
 
 /// Mean loss and accuracy of `model` on `data`, in evaluation mode.
-func evaluate(_ model: Layer, on data: Dataset, batchSize: Int, loss: SoftmaxCrossEntropy,
+func evaluate(_ model: Layer, on data: Dataset, batchSize: Int, loss: some ClassLabelLoss,
               layout: BatchLayout) throws -> (Double, Double) {
     let wasTraining = model.isTraining
     model.eval()
@@ -314,7 +314,7 @@ func evaluate(_ model: Layer, on data: Dataset, batchSize: Int, loss: SoftmaxCro
 
 func appendLine(_ line: String, to path: String) {
     guard let handle = FileHandle(forWritingAtPath: path) ?? {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         return FileHandle(forWritingAtPath: path)
     }() else { return }
     handle.seekToEndOfFile()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Backprop
 import Foundation
 
+/// The `backprop` command line: train, eval, predict, grads, info, bench and bench-rnn.
 struct BackpropCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backprop",

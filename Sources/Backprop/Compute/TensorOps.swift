@@ -1,38 +1,21 @@
 import Foundation
 
-// Element-wise helpers shared by layers, losses, the parameter table and learners.
-//
-// Plain loops over raw pointers: no bounds checks, no allocation, and simple enough that the
-// optimiser vectorises them (AVX-512 on this machine). Reductions accumulate in Double so the
-// statistics of a large tensor do not drift.
-//
-// Names avoid `min`/`max`: a member called `max()` on Tensor would shadow `Swift.max(_:_:)` in
-// every Tensor extension of the module.
-
-// MARK: - Pointer kernels (internal: layers call these on their cached buffers)
-
-/// out[i] = a[i] + b[i]  (`out` may alias `a` or `b`).
-@inline(__always)
-func elementwiseAdd(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                    into out: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count { out[i] = a[i] + b[i] }
-}
-
-/// out[i] = a[i] · b[i]  (`out` may alias `a` or `b`).
-@inline(__always)
-func elementwiseMultiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                         into out: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count { out[i] = a[i] * b[i] }
-}
-
-/// y[i] += alpha · x[i]  (BLAS's axpy, written as a loop: it is memory-bound either way).
-@inline(__always)
-func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count { y[i] += alpha * x[i] }
-}
-
-// MARK: - Tensor API
-
+/// Element-wise arithmetic and whole-tensor reductions on `Tensor` (`add`, `scale`, `sum`, `mean`,
+/// `standardDeviation`, `sumOfSquares`, `l2Norm`, `minimum`, `maximum`, `allFinite`); below them,
+/// the pointer loops that layers, losses, the parameter table and learners share.
+///
+/// Plain loops over raw pointers: no bounds checks, no allocation. The Swift targets build for
+/// baseline x86-64, so the optimiser vectorises the element-wise loops with SSE (4 floats); the
+/// AVX-512 and AVX2 code of the engine is OpenBLAS's and the C kernels' (BackpropKernels). It does
+/// not vectorise a serial float sum (it may not reorder the additions): `sumOfSquares` and
+/// `allFinite` therefore run explicit 8-wide accumulators.
+///
+/// `sum`, `mean` and `standardDeviation` accumulate in Double, so the statistics of a large tensor
+/// do not drift. `sumOfSquares` (and `l2Norm`, gradient clipping, the gradient norms `train`
+/// logs) accumulates in Float, in 32 interleaved partial sums: see there.
+///
+/// Names avoid `min`/`max`: a member called `max()` on Tensor would shadow `Swift.max(_:_:)` in
+/// every Tensor extension of the module.
 extension Tensor {
     /// self += other (element counts must match).
     public func add(_ other: Tensor) throws {
@@ -82,6 +65,10 @@ extension Tensor {
     /// Σ x², with four independent 8-wide accumulators: a serial sum cannot be vectorised (the
     /// compiler may not reorder float additions) and costs ~4 cycles per element; this runs at
     /// memory speed, which matters because training checks every gradient after every batch.
+    /// The accumulators are Float, not Double (unlike `sum`): converting every element would
+    /// double the work of that per-batch check; 32 partial sums of non-negative terms bound the
+    /// relative error by about (n/32)·2⁻²⁴; and `clipGradNorm` scales gradients by the result,
+    /// so other bits would change every clipped run (recurrent training clips by default).
     /// NaN or ∞ when an element is (or the sum overflows).
     public func sumOfSquares() -> Float {
         let p = UnsafeRawPointer(data)
@@ -143,4 +130,26 @@ extension Tensor {
                                               detail: "shapes \(shape) and \(other.shape) hold different element counts")
         }
     }
+}
+
+// MARK: - Pointer kernels (internal: layers call these on their cached buffers)
+
+/// out[i] = a[i] + b[i]  (`out` may alias `a` or `b`).
+@inline(__always)
+func elementwiseAdd(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                    into out: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { out[i] = a[i] + b[i] }
+}
+
+/// out[i] = a[i] · b[i]  (`out` may alias `a` or `b`).
+@inline(__always)
+func elementwiseMultiply(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                         into out: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { out[i] = a[i] * b[i] }
+}
+
+/// y[i] += alpha · x[i]  (BLAS's axpy, written as a loop: it is memory-bound either way).
+@inline(__always)
+func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+    for i in 0..<count { y[i] += alpha * x[i] }
 }

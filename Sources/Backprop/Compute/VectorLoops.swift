@@ -1,5 +1,8 @@
-/// Small explicit-SIMD loops for the data movement around the products (im2col, col2im,
-/// bias sums, element-wise masks).
+/// Small explicit-SIMD loops for the data movement around the products: Conv2D's bias fills,
+/// bias-adding copies, δ copies and bias-gradient sums, the adding-up of per-slice parameter
+/// gradients in Conv2D and Dense, and MaxPool2D's 2×2 output stores. (im2col and col2im are C
+/// kernels now: `bp_im2col` and `bp_col2im` in Sources/BackpropKernels/conv.c, compiled for
+/// AVX-512, AVX2 and baseline x86-64.)
 ///
 /// Why not plain `for` loops: the package builds for baseline x86-64, and LLVM turns a short
 /// copy loop into a `memmove` call (a call per 14-float image row costs more than the copy) and

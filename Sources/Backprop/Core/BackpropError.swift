@@ -1,5 +1,10 @@
 /// Every error the engine throws for something a caller or a file got wrong.
 /// Each case says what was wrong and where: the layer, the shapes, the file and byte offset.
+///
+/// Which initialisers throw: exactly those taking an argument that can be invalid (a size, a
+/// probability, a label smoothing). Where only some arguments can be, the form without them does
+/// not throw: `Dropout()` and `SoftmaxCrossEntropy()` need no `try`, `Dropout(p:)` and
+/// `SoftmaxCrossEntropy(labelSmoothing:)` do, as do `Dense`, `Conv2D` and `Tensor(zeros:)`.
 public enum BackpropError: Error, Equatable, CustomStringConvertible {
     /// Shapes that do not fit: `where` names the layer or function, `detail` the shapes.
     case shapeMismatch(where: String, detail: String)

@@ -96,4 +96,16 @@ public enum GradientCheck {
         }
         return Report(maxError: maxError, checked: y.count, worst: worst)
     }
+
+    /// `checkLoss` of a `Loss` against a fixed `target`.
+    public static func checkLoss(_ loss: some Loss, output: Tensor, target: Tensor,
+                                 step: Float = 1e-2) throws -> Report {
+        try checkLoss(output: output, step: step) { try loss($0, target: target) }
+    }
+
+    /// `checkLoss` of a `ClassLabelLoss` against fixed class labels.
+    public static func checkLoss(_ loss: some ClassLabelLoss, output: Tensor, labels: [Int32],
+                                 step: Float = 1e-2) throws -> Report {
+        try checkLoss(output: output, step: step) { try loss($0, labels: labels) }
+    }
 }

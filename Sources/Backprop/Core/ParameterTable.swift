@@ -1,5 +1,7 @@
 import Foundation
 
+/// The parameter table: every parameter of a model with its statistics, values and gradient norm,
+/// as text (what the regression example prints after its first step).
 extension Layer {
     /// A readable table of every named parameter, one row each: its name, shape, the mean,
     /// standard deviation, minimum and maximum of its value, the L2 norm of its gradient, and

@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A small, fast, seedable generator (xoshiro256**, seeded through SplitMix64).
 /// One seed drives initialisation, shuffling and dropout, so runs repeat exactly.
 public struct SeededGenerator: RandomNumberGenerator {
@@ -43,12 +51,6 @@ public struct SeededGenerator: RandomNumberGenerator {
 
 @inline(__always) private func _log(_ x: Float) -> Float { Float(log(Double(x))) }
 @inline(__always) private func _cos(_ x: Float) -> Float { Float(cos(Double(x))) }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 extension Tensor {
     /// Fills with values uniform in [low, high).

@@ -1,57 +1,15 @@
 import Foundation
 
-// Tensor: a shape plus contiguous, row-major Float storage.
-//
-// A Tensor is a reference type (like a PyTorch tensor): layers hand out their output
-// buffers and reuse them on the next call, so the training loop allocates nothing once
-// the first batch has run. Copy with `copy()` when you want to keep a value.
-//
-// Storage is owned by a `TensorStorage` that can be shared by several tensors of equal
-// element count (a reshaped view, see `reshaped(_:)`). Its capacity may exceed the
-// current element count, so a buffer sized for a batch of 128 also holds the last,
-// smaller batch without reallocating.
-
-public final class TensorStorage {
-    public let pointer: UnsafeMutablePointer<Float>
-    public let capacity: Int
-    /// Counts the changes made to this storage through `Tensor`'s methods (resize, fill, assign,
-    /// subscript writes) and by each forward pass that writes a layer's output into it: PyTorch's
-    /// version counter. A layer notes it at forward and compares at backward, so a tensor changed
-    /// in between is an error instead of wrong gradients or an out-of-bounds product. Writes
-    /// through `data` are not counted (as PyTorch's `.data`).
-    public internal(set) var version = 0
-
-    init(capacity: Int) {
-        self.capacity = Swift.max(capacity, 1)
-        let bytes = self.capacity * MemoryLayout<Float>.stride
-        let raw: UnsafeMutableRawPointer
-        if bytes >= TensorStorage.hugePageThreshold {
-            // Large buffers (a recurrent layer's activations, im2col columns, big batches) on 2 MiB
-            // pages: their kernels stream through megabytes, and with 4 KiB pages every 4 KiB
-            // costs a TLB miss. Linux gives an allocation transparent huge pages only when asked
-            // (`transparent_hugepage=madvise`, Debian's default): the LSTM gate kernels ran ~35 %
-            // faster on cold data with them. The request is a hint; if refused, nothing changes.
-            let huge = TensorStorage.hugePage
-            let rounded = (bytes + huge - 1) / huge * huge
-            raw = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: huge)
-            #if os(Linux)
-            _ = madvise(raw, rounded, MADV_HUGEPAGE)
-            #endif
-        } else {
-            // 64-byte alignment: whole cache lines and AVX-512 registers for BLAS and SIMD loops.
-            raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        }
-        pointer = raw.initializeMemory(as: Float.self, repeating: 0, count: self.capacity)
-    }
-
-    /// 2 MiB: the x86-64 huge page.
-    static let hugePage = 2 << 20
-    /// Buffers from 1 MiB up are rounded up to whole huge pages (at most 2× for the smallest).
-    static let hugePageThreshold = 1 << 20
-
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
-}
-
+/// A tensor: a shape plus contiguous, row-major Float storage.
+///
+/// A Tensor is a reference type (like a PyTorch tensor): layers hand out their output
+/// buffers and reuse them on the next call, so the training loop allocates nothing once
+/// the first batch has run. Copy with `copy()` when you want to keep a value.
+///
+/// Storage is owned by a `TensorStorage` that can be shared by several tensors of equal
+/// element count (a reshaped view, see `reshaped(_:)`). Its capacity may exceed the
+/// current element count, so a buffer sized for a batch of 128 also holds the last,
+/// smaller batch without reallocating.
 public final class Tensor {
     /// Sizes of each dimension, outermost first (batch-major, row-major).
     public private(set) var shape: [Int]
@@ -247,6 +205,50 @@ public final class Tensor {
             if let base = src.baseAddress { data.update(from: base, count: count) }
         }
     }
+}
+
+/// The memory behind one or more tensors: `capacity` Floats, 64-byte aligned (from 1 MiB on, on
+/// 2 MiB huge pages), zero-filled, with a version counter. Tensors of one element count can share
+/// it (a reshaped view); see `Tensor`.
+public final class TensorStorage {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let capacity: Int
+    /// Counts the changes made to this storage through `Tensor`'s methods (resize, fill, assign,
+    /// subscript writes) and by each forward pass that writes a layer's output into it: PyTorch's
+    /// version counter. A layer notes it at forward and compares at backward, so a tensor changed
+    /// in between is an error instead of wrong gradients or an out-of-bounds product. Writes
+    /// through `data` are not counted (as PyTorch's `.data`).
+    public internal(set) var version = 0
+
+    init(capacity: Int) {
+        self.capacity = Swift.max(capacity, 1)
+        let bytes = self.capacity * MemoryLayout<Float>.stride
+        let raw: UnsafeMutableRawPointer
+        if bytes >= TensorStorage.hugePageThreshold {
+            // Large buffers (a recurrent layer's activations, im2col columns, big batches) on 2 MiB
+            // pages: their kernels stream through megabytes, and with 4 KiB pages every 4 KiB
+            // costs a TLB miss. Linux gives an allocation transparent huge pages only when asked
+            // (`transparent_hugepage=madvise`, Debian's default): the LSTM gate kernels ran ~35 %
+            // faster on cold data with them. The request is a hint; if refused, nothing changes.
+            let huge = TensorStorage.hugePage
+            let rounded = (bytes + huge - 1) / huge * huge
+            raw = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: huge)
+            #if os(Linux)
+            _ = madvise(raw, rounded, MADV_HUGEPAGE)
+            #endif
+        } else {
+            // 64-byte alignment: whole cache lines and AVX-512 registers for BLAS and SIMD loops.
+            raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        }
+        pointer = raw.initializeMemory(as: Float.self, repeating: 0, count: self.capacity)
+    }
+
+    /// 2 MiB: the x86-64 huge page.
+    static let hugePage = 2 << 20
+    /// Buffers from 1 MiB up are rounded up to whole huge pages (at most 2× for the smallest).
+    static let hugePageThreshold = 1 << 20
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
 }
 
 extension Tensor: CustomStringConvertible {

@@ -28,8 +28,8 @@ public enum ModelFile {
     }
 
     /// Reads `path`. The architecture comes from the file's metadata, else from `fallback`
-    /// (`--arch`, `--layers`, … on the command line). When both exist and disagree, the file
-    /// wins unless `override` is set. Every tensor the model expects must be present with its
+    /// (`--arch`, `--layers`, … on the command line); when the file has one, `fallback` is
+    /// ignored, even if it differs. Every tensor the model expects must be present with its
     /// shape; a missing, misshapen or unexpected tensor is an error naming the file and tensor.
     /// Tensor names starting with `extraPrefix` (e.g. `optimizer.`) are returned separately.
     public static func load(_ path: String, fallback: Architecture? = nil,

@@ -124,9 +124,14 @@ public struct SafetensorsFile {
         let dataStart = 8 + headerLength
         let bufferLength = data.count - dataStart
 
-        // JSON header (the parser validates UTF-8 and reports absolute offsets).
-        var parser = JSONParser(bytes: data, start: 8, end: dataStart, path: path)
-        let root = try parser.parseDocument()
+        // JSON header (the reader validates UTF-8 and reports absolute offsets); only the
+        // format's space padding may follow the object.
+        var reader = JSONReader(bytes: data, range: 8..<dataStart, path: path, document: "header")
+        let root = try reader.readValue()
+        guard reader.isAtEnd else {
+            let at = reader.position
+            throw reader.fail(at, "unexpected byte 0x\(String(data[at], radix: 16)) after the JSON object (only space padding may follow)")
+        }
         guard case let .object(members) = root.kind else {
             throw bad(root.offset, "header must be a JSON object, found \(root.kind.typeName)")
         }
@@ -159,7 +164,7 @@ public struct SafetensorsFile {
             guard case let .object(fields) = value.kind else {
                 throw bad(value.offset, "tensor '\(name)': entry must be an object, found \(value.kind.typeName)")
             }
-            func field(_ key: String) throws -> JSONNode {
+            func field(_ key: String) throws -> JSONValue {
                 guard let f = fields.first(where: { $0.key == key }) else {
                     throw bad(value.offset, "tensor '\(name)': missing field '\(key)'")
                 }
@@ -305,8 +310,7 @@ public struct SafetensorsFile {
         try AtomicFile.write(try serialized(), to: path)
     }
 
-
-
+    /// The whole file at `path` (a regular file no larger than this machine's memory).
     static func readWholeFile(_ path: String) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -332,7 +336,7 @@ public struct SafetensorsFile {
         var done = 0
         try bytes.withUnsafeMutableBytes { buffer in
             while done < size {
-                let r = Glibc.read(fd, buffer.baseAddress! + done, size - done)
+                let r = systemRead(fd, buffer.baseAddress! + done, size - done)
                 if r < 0 {
                     if errno == EINTR { continue }
                     throw BackpropError.io(path: path, reason: "read failed: \(String(cString: strerror(errno)))")
@@ -344,6 +348,12 @@ public struct SafetensorsFile {
         if done < size { bytes.removeLast(size - done) }
         return bytes
     }
+}
+
+/// read(2) from whichever C library was imported above; inside `SafetensorsFile` a bare `read`
+/// would name its own `read(path:)`.
+private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    read(fd, buffer, count)
 }
 
 private func jsonString(_ s: String) -> String {
@@ -438,244 +448,5 @@ func halfToFloat(_ h: UInt16) -> Float {
     case 0: return sign * mantissa * 0x1p-24                     // zero and subnormals
     case 31: return mantissa == 0 ? sign * .infinity : .nan
     default: return sign * (1 + mantissa / 1024) * Float(sign: .plus, exponent: exponent - 15, significand: 1)
-    }
-}
-
-// MARK: - A small JSON parser that keeps byte offsets
-
-struct JSONNode {
-    indirect enum Kind {
-        case object([(key: String, keyOffset: Int, value: JSONNode)])
-        case array([JSONNode])
-        case string(String)
-        case integer(Int)
-        case number(Double)     // fractions, exponents, integers beyond Int
-        case bool(Bool)
-        case null
-
-        var typeName: String {
-            switch self {
-            case .object: "an object"
-            case .array: "an array"
-            case .string: "a string"
-            case .integer: "an integer"
-            case .number: "a non-integer number"
-            case .bool: "a boolean"
-            case .null: "null"
-            }
-        }
-    }
-    let offset: Int      // absolute byte offset in the file
-    let kind: Kind
-}
-
-struct JSONParser {
-    let bytes: [UInt8]
-    var i: Int
-    let end: Int
-    let path: String
-    var depth = 0
-    static let maxDepth = 64
-
-    init(bytes: [UInt8], start: Int, end: Int, path: String) {
-        self.bytes = bytes; self.i = start; self.end = end; self.path = path
-    }
-
-    func fail(_ at: Int, _ reason: String) -> BackpropError {
-        .badFile(path: path, offset: at, reason: "invalid JSON header: \(reason)")
-    }
-
-    mutating func parseDocument() throws -> JSONNode {
-        skipWhitespace()
-        let node = try parseValue()
-        skipWhitespace()
-        guard i == end else { throw fail(i, "unexpected byte 0x\(String(bytes[i], radix: 16)) after the JSON object (only space padding may follow)") }
-        return node
-    }
-
-    mutating func skipWhitespace() {
-        while i < end, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
-    }
-
-    mutating func parseValue() throws -> JSONNode {
-        guard i < end else { throw fail(i, "unexpected end of header") }
-        let start = i
-        switch bytes[i] {
-        case UInt8(ascii: "{"): return try parseObject()
-        case UInt8(ascii: "["): return try parseArray()
-        case UInt8(ascii: "\""): return JSONNode(offset: start, kind: .string(try parseString()))
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        case UInt8(ascii: "t"): try literal("true"); return JSONNode(offset: start, kind: .bool(true))
-        case UInt8(ascii: "f"): try literal("false"); return JSONNode(offset: start, kind: .bool(false))
-        case UInt8(ascii: "n"): try literal("null"); return JSONNode(offset: start, kind: .null)
-        default: throw fail(i, "unexpected byte 0x\(String(bytes[i], radix: 16))")
-        }
-    }
-
-    mutating func literal(_ word: String) throws {
-        for c in word.utf8 {
-            guard i < end, bytes[i] == c else { throw fail(i, "expected '\(word)'") }
-            i += 1
-        }
-    }
-
-    mutating func enter() throws {
-        depth += 1
-        guard depth <= JSONParser.maxDepth else { throw fail(i, "nesting deeper than \(JSONParser.maxDepth)") }
-    }
-
-    mutating func parseObject() throws -> JSONNode {
-        let start = i
-        try enter(); defer { depth -= 1 }
-        i += 1
-        var members: [(key: String, keyOffset: Int, value: JSONNode)] = []
-        skipWhitespace()
-        if i < end, bytes[i] == UInt8(ascii: "}") { i += 1; return JSONNode(offset: start, kind: .object(members)) }
-        while true {
-            skipWhitespace()
-            guard i < end, bytes[i] == UInt8(ascii: "\"") else { throw fail(i, "expected a string key") }
-            let keyOffset = i
-            let key = try parseString()
-            skipWhitespace()
-            guard i < end, bytes[i] == UInt8(ascii: ":") else { throw fail(i, "expected ':'") }
-            i += 1
-            skipWhitespace()
-            members.append((key: key, keyOffset: keyOffset, value: try parseValue()))
-            skipWhitespace()
-            guard i < end else { throw fail(i, "unexpected end of header inside an object") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; return JSONNode(offset: start, kind: .object(members)) }
-            throw fail(i, "expected ',' or '}'")
-        }
-    }
-
-    mutating func parseArray() throws -> JSONNode {
-        let start = i
-        try enter(); defer { depth -= 1 }
-        i += 1
-        var items: [JSONNode] = []
-        skipWhitespace()
-        if i < end, bytes[i] == UInt8(ascii: "]") { i += 1; return JSONNode(offset: start, kind: .array(items)) }
-        while true {
-            skipWhitespace()
-            items.append(try parseValue())
-            skipWhitespace()
-            guard i < end else { throw fail(i, "unexpected end of header inside an array") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; return JSONNode(offset: start, kind: .array(items)) }
-            throw fail(i, "expected ',' or ']'")
-        }
-    }
-
-    mutating func parseNumber() throws -> JSONNode {
-        let start = i
-        if bytes[i] == UInt8(ascii: "-") { i += 1 }
-        func digits() -> Int {
-            let s = i
-            while i < end, bytes[i] >= UInt8(ascii: "0"), bytes[i] <= UInt8(ascii: "9") { i += 1 }
-            return i - s
-        }
-        let intStart = i
-        let intDigits = digits()
-        guard intDigits > 0 else { throw fail(i, "expected a digit") }
-        guard !(intDigits > 1 && bytes[intStart] == UInt8(ascii: "0")) else { throw fail(intStart, "leading zero in a number") }
-        var isInteger = true
-        if i < end, bytes[i] == UInt8(ascii: ".") {
-            i += 1; isInteger = false
-            guard digits() > 0 else { throw fail(i, "expected a digit after '.'") }
-        }
-        if i < end, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
-            i += 1; isInteger = false
-            if i < end, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
-            guard digits() > 0 else { throw fail(i, "expected a digit in the exponent") }
-        }
-        let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        if isInteger, let v = Int(text) { return JSONNode(offset: start, kind: .integer(v)) }
-        return JSONNode(offset: start, kind: .number(Double(text) ?? .infinity))
-    }
-
-    /// Parses a string at `i` (which holds the opening quote), validating UTF-8 and escapes.
-    mutating func parseString() throws -> String {
-        i += 1
-        var scalars = String.UnicodeScalarView()
-        while true {
-            guard i < end else { throw fail(i, "unterminated string") }
-            let b = bytes[i]
-            if b == UInt8(ascii: "\"") { i += 1; return String(scalars) }
-            if b < 0x20 { throw fail(i, "control byte 0x\(String(b, radix: 16)) inside a string") }
-            if b == UInt8(ascii: "\\") {
-                i += 1
-                guard i < end else { throw fail(i, "unterminated escape") }
-                let e = bytes[i]; i += 1
-                switch e {
-                case UInt8(ascii: "\""): scalars.append("\"")
-                case UInt8(ascii: "\\"): scalars.append("\\")
-                case UInt8(ascii: "/"): scalars.append("/")
-                case UInt8(ascii: "b"): scalars.append("\u{8}")
-                case UInt8(ascii: "f"): scalars.append("\u{c}")
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "t"): scalars.append("\t")
-                case UInt8(ascii: "u"):
-                    let at = i - 2
-                    var code = try hex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        guard i + 1 < end, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
-                            throw fail(at, "unpaired surrogate escape")
-                        }
-                        i += 2
-                        let low = try hex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw fail(at, "invalid surrogate pair") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    guard let s = Unicode.Scalar(code) else { throw fail(at, "escape \\u\(String(code, radix: 16)) is not a Unicode scalar") }
-                    scalars.append(s)
-                default: throw fail(i - 2, "invalid escape '\\\(Character(Unicode.Scalar(e)))'")
-                }
-                continue
-            }
-            scalars.append(try utf8Scalar())
-        }
-    }
-
-    mutating func hex4() throws -> UInt32 {
-        guard i + 4 <= end else { throw fail(i, "truncated \\u escape") }
-        var v: UInt32 = 0
-        for _ in 0..<4 {
-            let c = bytes[i]
-            let d: UInt32
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(c - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(c - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(c - UInt8(ascii: "A") + 10)
-            default: throw fail(i, "invalid hex digit in \\u escape")
-            }
-            v = v << 4 | d; i += 1
-        }
-        return v
-    }
-
-    /// Decodes one UTF-8 scalar at `i`, rejecting overlong forms, surrogates and truncation.
-    mutating func utf8Scalar() throws -> Unicode.Scalar {
-        let start = i
-        let b0 = bytes[i]
-        let length: Int, initial: UInt32, minimum: UInt32
-        switch b0 {
-        case 0x00...0x7F: i += 1; return Unicode.Scalar(b0)
-        case 0xC2...0xDF: length = 2; initial = UInt32(b0 & 0x1F); minimum = 0x80
-        case 0xE0...0xEF: length = 3; initial = UInt32(b0 & 0x0F); minimum = 0x800
-        case 0xF0...0xF4: length = 4; initial = UInt32(b0 & 0x07); minimum = 0x10000
-        default: throw fail(start, "invalid UTF-8 byte 0x\(String(b0, radix: 16))")
-        }
-        guard start + length <= end else { throw fail(start, "truncated UTF-8 sequence") }
-        var v = initial
-        for k in 1..<length {
-            let b = bytes[start + k]
-            guard b & 0xC0 == 0x80 else { throw fail(start + k, "invalid UTF-8 continuation byte 0x\(String(b, radix: 16))") }
-            v = v << 6 | UInt32(b & 0x3F)
-        }
-        guard v >= minimum, let s = Unicode.Scalar(v) else { throw fail(start, "invalid UTF-8 sequence (overlong, surrogate or beyond U+10FFFF)") }
-        i += length
-        return s
     }
 }

@@ -26,7 +26,14 @@ public final class Dropout: Layer {
     private var saved = ForwardRecord()          // the output: this forward's shape and use
     private var savedMask = ForwardRecord()      // the mask a training forward applied
 
-    public init(p: Float = 0.5, seed: UInt64? = nil) throws {
+    /// p = 0.5, PyTorch's default: no argument can be invalid, so it does not throw.
+    public init(seed: UInt64? = nil) {
+        self.p = 0.5
+        self.rng = SeededGenerator(seedOrDefault: seed)
+    }
+
+    /// Drops with probability `p`, which must lie in [0, 1) (else `BackpropError.invalidArgument`).
+    public init(p: Float, seed: UInt64? = nil) throws {
         guard p >= 0, p < 1 else {
             throw BackpropError.invalidArgument("Dropout: probability p must be in [0, 1), got \(p)")
         }

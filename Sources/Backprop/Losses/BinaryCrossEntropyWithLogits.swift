@@ -10,29 +10,18 @@ import Foundation
 ///     δ = ∂L/∂z = (σ(z) − t) / M
 ///
 /// Returns the loss and δ (a buffer owned by the loss, overwritten by the next call).
-public final class BinaryCrossEntropyWithLogits {
+public final class BinaryCrossEntropyWithLogits: Loss {
     public let reduction: Reduction
     private let gradient = Tensor(uncheckedShape: [0])
 
     public init(reduction: Reduction = .mean) { self.reduction = reduction }
 
     public func callAsFunction(_ logits: Tensor, target: Tensor) throws -> (loss: Float, gradient: Tensor) {
-        guard logits.shape == target.shape else {
-            throw BackpropError.shapeMismatch(where: "BinaryCrossEntropyWithLogits",
-                                              detail: "logits \(logits.shape) and target \(target.shape) differ")
+        try elementwiseLoss("BinaryCrossEntropyWithLogits", logits, target, outputName: "logits",
+                            gradient: gradient, reduction: reduction) { z, t in
+            let e = expf(-abs(z))                       // e^(−|z|) ∈ (0, 1]
+            let s = z >= 0 ? 1 / (1 + e) : e / (1 + e)  // σ(z) from the same exponential
+            return (max(z, 0) - z * t + log1pf(e), s - t)
         }
-        gradient.resize(to: logits.shape)
-        let z = logits.data, t = target.data, g = gradient.data
-        let m = logits.count
-        let scale: Float = reduction == .mean ? 1 / Float(max(m, 1)) : 1
-        var total: Double = 0
-        for i in 0..<m {
-            let zi = z[i], ti = t[i]
-            let e = expf(-abs(zi))                       // e^(−|z|) ∈ (0, 1]
-            total += Double(max(zi, 0) - zi * ti + log1pf(e))
-            let s = zi >= 0 ? 1 / (1 + e) : e / (1 + e) // σ(z) from the same exponential
-            g[i] = (s - ti) * scale
-        }
-        return (Float(total) * scale, gradient)
     }
 }

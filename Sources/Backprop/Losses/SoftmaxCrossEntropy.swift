@@ -6,15 +6,23 @@ import Foundation
 ///     L = −(1/N) Σ_n Σ_c q_nc · log p_nc,   q = (1 − ε)·onehot(label) + ε/C   (ε: label smoothing)
 ///     δ = ∂L/∂z = (p − q) / N
 ///
+/// Takes integer class labels (`ClassLabelLoss`) or target probabilities per row (`Loss`).
 /// Returns the loss and δ (a buffer owned by the loss, overwritten by the next call).
-public final class SoftmaxCrossEntropy {
+public final class SoftmaxCrossEntropy: ClassLabelLoss {
     public let labelSmoothing: Float
     public let reduction: Reduction
     /// Softmax probabilities of the last call, `[N, C]`.
     public let probabilities = Tensor(uncheckedShape: [0])
     private let gradient = Tensor(uncheckedShape: [0])
 
-    public init(labelSmoothing: Float = 0, reduction: Reduction = .mean) throws {
+    /// Without label smoothing: no argument can be invalid, so it does not throw.
+    public init(reduction: Reduction = .mean) {
+        self.labelSmoothing = 0
+        self.reduction = reduction
+    }
+
+    /// With label smoothing ε, which must lie in [0, 1] (else `BackpropError.invalidArgument`).
+    public init(labelSmoothing: Float, reduction: Reduction = .mean) throws {
         guard labelSmoothing >= 0, labelSmoothing <= 1 else {
             throw BackpropError.invalidArgument("label smoothing must be in [0, 1], got \(labelSmoothing)")
         }
@@ -53,7 +61,7 @@ public final class SoftmaxCrossEntropy {
         gradient.resize(n, c)
         let z = logits.data, p = probabilities.data, g = gradient.data
         let eps = labelSmoothing, uniform = labelSmoothing / Float(c)
-        let scale: Float = reduction == .mean ? 1 / Float(max(n, 1)) : 1
+        let scale = reduction.scale(count: n)
         var total: Double = 0
         for i in 0..<n {
             let zi = z + i * c, pi = p + i * c, gi = g + i * c

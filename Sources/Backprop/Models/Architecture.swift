@@ -1,23 +1,11 @@
 import Foundation
 
-/// Element-wise activations an architecture can name.
-public enum ActivationKind: String, CaseIterable, Sendable, Codable {
-    case relu, tanh, sigmoid, gelu
-    case leakyRelu = "leaky_relu"
-
-    public func makeLayer() -> Layer {
-        switch self {
-        case .relu: return ReLU()
-        case .tanh: return Tanh()
-        case .sigmoid: return Sigmoid()
-        case .gelu: return GELU()
-        case .leakyRelu: return LeakyReLU()
-        }
-    }
-}
-
-/// A network's shape, small enough to store in a model file's `__metadata__` so that the
-/// file alone rebuilds its model. `--arch NAME` in the CLI selects the case.
+/// The description of a built-in model: which network (an MLP, the LeNet, an RNN/LSTM/GRU
+/// classifier) with which sizes. It is what a model file's metadata names — stored as JSON in
+/// `__metadata__["backprop.architecture"]` (`json`, `init(json:source:)`, used by `ModelFile`),
+/// so the file alone rebuilds its model — and what the CLI builds from `--arch NAME` and its
+/// size flags. `build(seed:)` makes the layers; the LeNet's come from `Architectures.leNet`
+/// (Models/LeNet.swift).
 public enum Architecture: Equatable, Sendable {
     /// `nn.Sequential(Linear(s0,s1), act, Linear(s1,s2), act, …, Linear(sk-1, sk))`, input `[N, s0]`.
     case mlp(sizes: [Int], activation: ActivationKind)
@@ -228,5 +216,21 @@ public enum Architecture: Equatable, Sendable {
             throw BackpropError.invalidArgument("--layers needs at least an input and an output size, got \"\(text)\"")
         }
         return sizes
+    }
+}
+
+/// Element-wise activations an architecture can name.
+public enum ActivationKind: String, CaseIterable, Sendable, Codable {
+    case relu, tanh, sigmoid, gelu
+    case leakyRelu = "leaky_relu"
+
+    public func makeLayer() -> Layer {
+        switch self {
+        case .relu: return ReLU()
+        case .tanh: return Tanh()
+        case .sigmoid: return Sigmoid()
+        case .gelu: return GELU()
+        case .leakyRelu: return LeakyReLU()
+        }
     }
 }

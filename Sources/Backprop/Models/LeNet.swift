@@ -1,6 +1,9 @@
-/// Ready-made convolutional networks, built with PyTorch's default initialisation from a seed
-/// (or from the default generator's next seed when none is given).
-/// Parameter names are those of the equivalent `torch.nn.Sequential` (`0.weight`, `3.bias`, …).
+/// Ready-made convolutional networks: functions that return the layers of a LeNet-style network
+/// (`leNet`, `leNetWide`) or a ResNet basic block (`residualBlock`), built with PyTorch's default
+/// initialisation from a seed (or the default generator's next seed when none is given).
+/// Parameter names are those of the equivalent `torch.nn.Sequential`
+/// (`0.weight`, `3.bias`, …). (`Architecture`, in Models/Architecture.swift, is the stored
+/// description a model file names; its `.lenet` case is built by `leNet` here.)
 public enum Architectures {
     /// A LeNet-style network for 1×28×28 images (MNIST), input `[N, 1, 28, 28]`:
     ///
@@ -20,35 +23,28 @@ public enum Architectures {
     /// ≥ 99 % MNIST test accuracy within a few epochs; the step times are measured by
     /// ConvArchitectureTests.testLeNetStepTiming (release build, BACKPROP_TIMING=1).
     public static func leNet(classes: Int = 10, seed: UInt64? = nil) throws -> Sequential {
-        guard classes > 0 else { throw BackpropError.invalidArgument("leNet: classes must be positive, got \(classes)") }
-        var rng = SeededGenerator(seedOrDefault: seed)
-        return Sequential([
-            try Conv2D(inChannels: 1, outChannels: 16, kernelSize: 5, padding: 2, rng: &rng),
-            ReLU(),
-            try MaxPool2D(kernelSize: 2),
-            try Conv2D(inChannels: 16, outChannels: 32, kernelSize: 5, padding: 2, rng: &rng),
-            ReLU(),
-            try MaxPool2D(kernelSize: 2),
-            Flatten(),
-            try Dense(32 * 7 * 7, 128, rng: &rng),
-            ReLU(),
-            try Dense(128, classes, rng: &rng),
-        ])
+        try leNet(channels: (16, 32), classes: classes, seed: seed, name: "leNet")
     }
 
     /// The wider LeNet variant (32/64 channels, Dense(3136 → 128)), same layer order as `leNet`.
     public static func leNetWide(classes: Int = 10, seed: UInt64? = nil) throws -> Sequential {
-        guard classes > 0 else { throw BackpropError.invalidArgument("leNetWide: classes must be positive, got \(classes)") }
+        try leNet(channels: (32, 64), classes: classes, seed: seed, name: "leNetWide")
+    }
+
+    /// The LeNet layers with `channels` output channels in the two convolutions.
+    private static func leNet(channels: (Int, Int), classes: Int, seed: UInt64?, name: String) throws -> Sequential {
+        guard classes > 0 else { throw BackpropError.invalidArgument("\(name): classes must be positive, got \(classes)") }
         var rng = SeededGenerator(seedOrDefault: seed)
+        let (c1, c2) = channels
         return Sequential([
-            try Conv2D(inChannels: 1, outChannels: 32, kernelSize: 5, padding: 2, rng: &rng),
+            try Conv2D(inChannels: 1, outChannels: c1, kernelSize: 5, padding: 2, rng: &rng),
             ReLU(),
             try MaxPool2D(kernelSize: 2),
-            try Conv2D(inChannels: 32, outChannels: 64, kernelSize: 5, padding: 2, rng: &rng),
+            try Conv2D(inChannels: c1, outChannels: c2, kernelSize: 5, padding: 2, rng: &rng),
             ReLU(),
             try MaxPool2D(kernelSize: 2),
             Flatten(),
-            try Dense(64 * 7 * 7, 128, rng: &rng),
+            try Dense(c2 * 7 * 7, 128, rng: &rng),
             ReLU(),
             try Dense(128, classes, rng: &rng),
         ])
