@@ -1,6 +1,10 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
 #endif
 
 /// Atomic file writes: the bytes go to a temporary file in the destination's folder, are
@@ -45,7 +49,7 @@ public enum AtomicFile {
         try bytes.withUnsafeBytes { buffer in
             var done = 0
             while done < buffer.count {
-                let r = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+                let r = systemWrite(fd, buffer.baseAddress! + done, buffer.count - done)
                 if r < 0 {
                     if errno == EINTR { continue }
                     throw BackpropError.io(path: path, reason: "write failed after \(done) of \(buffer.count) bytes: \(String(cString: strerror(errno)))")
@@ -54,4 +58,10 @@ public enum AtomicFile {
             }
         }
     }
+}
+
+/// write(2) from whichever C library was imported above; inside `AtomicFile` a bare `write` would
+/// name its own `write(_:to:)`.
+private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buffer, count)
 }
