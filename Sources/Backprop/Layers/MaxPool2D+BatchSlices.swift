@@ -1,0 +1,37 @@
+/// MaxPool2D as a `BatchSliceable` layer: each slice pools its own images. Inside a stretch it
+/// can take over the mask of a ReLU right before it.
+extension MaxPool2D: BatchSliceable {
+    public var prefersBatchSlices: Bool { true }
+    /// Set by `StretchPlan` when a ReLU comes right before this layer in a sliced stretch: the
+    /// sliced backward keeps δ only where the pooled output is > 0, which is that ReLU's backward
+    /// (its output at each window's maximum is the pooled value; elsewhere δ is 0 anyway), and
+    /// the ReLU skips its own pass.
+    public var canApplyPrecedingReLUMask: Bool { true }
+    public func setFusion(_ fusion: Fusion) { self.fusion = fusion }
+
+    public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
+        let outShape = try geometry.outputShape(for: x.shape, layer: summary)
+        output.resize(to: outShape)
+        if argmaxCapacity < output.count {
+            argmax.deallocate()
+            argmax = .allocate(capacity: output.count)
+            argmaxCapacity = output.count
+        }
+        inputShape = x.shape
+        input = x
+        saved.save(output)
+        return output
+    }
+
+    public func beginBackward(_ dy: Tensor, slices: Int) throws -> Tensor {
+        _ = try saved.take(matching: dy, summary)
+        guard let shape = inputShape else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
+        }
+        inputGradient.resize(to: shape)
+        outputGradient = dy
+        return inputGradient
+    }
+
+    public func endBackward(slices: Int) { outputGradient = nil; input = nil }
+}
