@@ -42,7 +42,7 @@ final class ConvSliceTests: XCTestCase {
                 var rng = SeededGenerator(seed: UInt64(200 + index))
                 let conv = try Conv2D(inChannels: c.c, outChannels: c.o, kernelSize: c.k, stride: c.s, padding: c.p,
                                       bias: c.bias, rng: &rng)
-                conv.threads = slices
+                conv.useThreads(slices)
                 conv.imagesPerGemm = c.group
                 conv.needsInputGradient = c.inputGradient
                 let y = try conv.forward(x).copy()
@@ -75,7 +75,7 @@ final class ConvSliceTests: XCTestCase {
         // finite differences (step 1e-2) on inputs and parameters; maxError < 2e-3
         var rng = SeededGenerator(seed: 11)
         let conv = try Conv2D(inChannels: 2, outChannels: 3, kernelSize: (3, 3), stride: (1, 1), padding: (1, 1), rng: &rng)
-        conv.threads = 2
+        conv.useThreads(2)
         let x = try random([3, 2, 5, 5], seed: 12)
         let report = try GradientCheck.check(conv, input: x)
         XCTAssertLessThan(report.maxError, 2e-3, "\(report)")
@@ -87,7 +87,7 @@ final class ConvSliceTests: XCTestCase {
         let conv = try Conv2D(inChannels: 1, outChannels: 2, kernelSize: (3, 3), stride: (1, 1), padding: (1, 1), rng: &rng)
         let x = try random([2, 1, 4, 4], seed: 14)
         let y1 = try conv.forward(x).copy()
-        conv.threads = 8
+        conv.useThreads(8)
         assertClose(try conv.forward(x), y1, "y with 8 threads for 2 images")
         let empty = try Tensor(zeros: [0, 1, 4, 4])
         XCTAssertEqual(try conv.forward(empty).shape, [0, 2, 4, 4])

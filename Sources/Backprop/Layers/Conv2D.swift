@@ -47,13 +47,13 @@ public final class Conv2D: Layer {
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true
 
-    /// Batch slices processed concurrently, one thread each (default 1), as in
+    /// Batch slices processed concurrently, one thread each (default 1; set with `useThreads`), as in
     /// `RecurrentLayer.threads`: the images of a batch are split into this many contiguous
     /// slices, each with its own column buffers and single-threaded BLAS calls (OpenBLAS is set
     /// to 1 thread meanwhile and restored after). Outputs and δ of the input are disjoint per
     /// image; weight and bias gradients are summed over slices in slice order, so results are
     /// deterministic for a given value (and differ from 1 only by rounding).
-    public var threads = 1
+    public internal(set) var threads = 1
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
     var input = ForwardRecord()                 // x: backward rebuilds its columns
