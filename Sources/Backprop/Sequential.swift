@@ -165,6 +165,7 @@ public final class Sequential: LayerContainer {
     private var forwardPlan: (stretches: [Stretch], threads: Int)?
 
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
+        if let repeated { throw repeatedInstanceError(summary, repeated) }   // appended since the forward
         guard let (stretches, threads) = forwardPlan else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before a forward that completed")
         }
