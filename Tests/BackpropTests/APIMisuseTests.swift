@@ -20,4 +20,25 @@ final class APIMisuseTests: XCTestCase {
             XCTAssertTrue(p.grad.scalars.allSatisfy { $0 == 0 }, "\(name) changed")
         }
     }
+
+    /// Flatten, alone or as a whole model: backward before forward threw `invalidArgument` (every
+    /// other layer: `invalidUse`), and a second backward for one forward was accepted.
+    func testFlattenRefusesBackwardBeforeForwardAndTwice() throws {
+        let x = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3, 1])
+        let delta = try Tensor([1, 1, 1, 1, 1, 1], shape: [2, 3])
+        for model in [Flatten(), Sequential(Flatten())] as [Layer] {
+            XCTAssertThrowsError(try model.backward(delta), model.summary) { error in
+                guard case let BackpropError.invalidUse(_, detail) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(detail.contains("before"), detail)
+            }
+            _ = try model.forward(x)
+            XCTAssertEqual(try model.backward(delta).shape, [2, 3, 1])
+            XCTAssertThrowsError(try model.backward(delta), model.summary) { error in
+                guard case let BackpropError.invalidUse(_, detail) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(detail.contains("twice"), detail)
+            }
+            _ = try model.forward(x)
+            XCTAssertEqual(try model.backward(delta).shape, [2, 3, 1])
+        }
+    }
 }
