@@ -3,7 +3,8 @@
 ///
 /// A layer instance sits at one place: the same instance twice (directly or inside a nested
 /// container) makes `forward` throw `BackpropError.invalidUse` naming both positions, since each
-/// layer keeps one forward pass's values for its backward (build one instance per place).
+/// layer keeps one forward pass's values for its backward (build one instance per place). An
+/// instance shared with another model is refused by `backward` when that model ran it in between.
 public final class Sequential: LayerContainer {
     public private(set) var layers: [Layer]
     /// An instance found at two places when the list was built or appended to: `forward` refuses.
@@ -145,6 +146,7 @@ public final class Sequential: LayerContainer {
         if let repeated { throw repeatedInstanceError(summary, repeated) }
         let stretches = currentStretches()
         forwardPlan = nil
+        layerOutputs.removeAll(keepingCapacity: true)
         var x = input, i = 0, next = 0
         while i < layers.count {
             if next < stretches.count && stretches[next].start == i {
@@ -153,11 +155,23 @@ public final class Sequential: LayerContainer {
                 next += 1
             } else {
                 x = try layers[i].forward(x)
+                noteOutput(x)
                 i += 1
             }
         }
         forwardPlan = (stretches, threads)
         return x
+    }
+
+    /// Every layer's output in the last forward. Backward first checks that none changed since: a
+    /// layer whose forward ran again (an instance shared with another model) would otherwise pair
+    /// its backward with that other pass.
+    private var layerOutputs: [ForwardRecord] = []
+
+    private func noteOutput(_ t: Tensor) {
+        var record = ForwardRecord()
+        record.save(t)
+        layerOutputs.append(record)
     }
 
     /// The stretches and thread count the last forward ran with: backward runs the same ones,
@@ -169,6 +183,7 @@ public final class Sequential: LayerContainer {
         guard let (stretches, threads) = forwardPlan else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before a forward that completed")
         }
+        for output in layerOutputs { _ = try output.peek(summary) }
         var g = outputGradient, i = layers.count, next = stretches.count - 1
         while i > 0 {
             if next >= 0 && stretches[next].start + stretches[next].layers.count == i {
@@ -192,7 +207,10 @@ public final class Sequential: LayerContainer {
         let count = BatchSlices.count(threads: threads, items: n)
         var t = tensor
         if forward {
-            for layer in stretch.layers { t = try layer.beginForward(t, slices: count) }
+            for layer in stretch.layers {
+                t = try layer.beginForward(t, slices: count)
+                noteOutput(t)
+            }
         } else {
             for layer in stretch.layers.reversed() { t = try layer.beginBackward(t, slices: count) }
         }

@@ -41,4 +41,38 @@ final class APIMisuseTests: XCTestCase {
             XCTAssertEqual(try model.backward(delta).shape, [2, 3, 1])
         }
     }
+
+    /// A layer shared with a second model whose forward ran between this model's forward and
+    /// backward: the layer's backward paired with the other model's pass and returned wrong
+    /// gradients without an error (its output, which the container now notes, says it ran again).
+    func testBackwardRefusesALayerThatRanAnotherModelsForwardSince() throws {
+        let x = try Tensor([0.5, -1, 2, 0.25, -0.75, 1.5], shape: [2, 3])
+        let other = try Tensor([1, 0.5, -0.5, 2, -1, 0.25], shape: [2, 3])
+        let delta = try Tensor([1, -2, 0.5, 0.25, 3, -1], shape: [2, 3])
+        func assertRefused(_ model: Layer, _ shared: Layer, _ what: String) throws {
+            _ = try model.forward(x)
+            model.zeroGrad()
+            _ = try Sequential(shared).forward(other)
+            XCTAssertThrowsError(try model.backward(delta), what) { error in
+                guard case let BackpropError.invalidUse(_, detail) = error else { return XCTFail("\(what): \(error)") }
+                XCTAssertTrue(detail.contains("resized or overwritten"), detail)
+            }
+            for (name, p) in model.namedParameters {
+                XCTAssertTrue(p.grad.scalars.allSatisfy { $0 == 0 }, "\(what): \(name) changed")
+            }
+        }
+        var dense = try Dense(3, 3, seed: 1)
+        try assertRefused(Sequential(dense, Tanh()), dense, "shared first layer")
+        dense = try Dense(3, 3, seed: 2)
+        try assertRefused(Sequential(Tanh(), dense), dense, "shared last layer")
+        dense = try Dense(3, 3, seed: 3)
+        try assertRefused(Residual(dense), dense, "shared residual block")
+
+        let classifier = try SequenceClassifier(kind: .gru, inputSize: 2, hiddenSize: 3, classes: 3, seed: 4)
+        _ = try classifier.forward(try Tensor([0.5, -1, 2, 0.25, -0.75, 1.5, 1, 0], shape: [2, 2, 2]))
+        _ = try Sequential(classifier.fc).forward(other)
+        XCTAssertThrowsError(try classifier.backward(delta)) { error in
+            guard case BackpropError.invalidUse = error else { return XCTFail("\(error)") }
+        }
+    }
 }
