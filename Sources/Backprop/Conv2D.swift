@@ -315,7 +315,7 @@ public final class Conv2D: BatchSliceable {
                       pointwise: pl.pointwise, backward: true)
         // Slice 0 accumulates into the parameters' gradients (β = 0 for the first product after
         // zeroGrad: it overwrites, no memset); slices 1, … into their own buffers, added after.
-        let (dW, betaW) = weight.gradientForAccumulation()
+        let (dW, betaW) = weight.gradientForSlicedAccumulation()   // written: endBackward
         if pl.n == 0 && betaW == 0 { dW.fill(0) }
         let dB = bias?.grad   // zeroed first if zeroGrad() marked it (its sums add into it)
         for (index, s) in slices.prefix(count).enumerated() { s.weightBeta = index == 0 ? betaW : 0 }
@@ -407,6 +407,7 @@ public final class Conv2D: BatchSliceable {
             VectorLoops.add(s.weightGradient.data, into: dW.data, count: dW.count)
             if let dB { VectorLoops.add(s.biasGradient.data, into: dB.data, count: dB.count) }
         }
+        weight.gradientWritten()
         gradientTargets = nil
         outputGradient = nil
     }

@@ -111,7 +111,7 @@ public final class Dense: BatchSliceable {
         try requireMatrixShape(dy, rows: rows, columns: outFeatures, layer: summary)
         let x = try input.take(summary)
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
-        let (dW, betaW) = weight.gradientForAccumulation()
+        let (dW, betaW) = weight.gradientForSlicedAccumulation()   // written: endBackward
         if dy.rows == 0 && betaW == 0 { dW.fill(0) }
         let dB = bias?.grad   // zeroed first if zeroGrad() marked it (its sums add into it)
         while sliceGradients.count < slices { sliceGradients.append(SliceGradients()) }
@@ -161,6 +161,7 @@ public final class Dense: BatchSliceable {
             VectorLoops.add(s.weight.data, into: targets.weight.data, count: targets.weight.count)
             if let dB = targets.bias { VectorLoops.add(s.bias.data, into: dB.data, count: dB.count) }
         }
+        weight.gradientWritten()
         gradientTargets = nil
         outputGradient = nil
     }

@@ -36,6 +36,13 @@ public final class Parameter {
         gradientIsZero = false
         return (gradient, beta)
     }
+
+    /// `gradientForAccumulation` for a batch-sliced backward: the gradient stays logically zero
+    /// until `endBackward` calls `gradientWritten()` once every slice has written it, so a backward
+    /// refused before its slices ran (another layer of the stretch threw) leaves it as it was.
+    func gradientForSlicedAccumulation() -> (buffer: Tensor, beta: Float) { (gradient, gradientIsZero ? 0 : 1) }
+
+    func gradientWritten() { gradientIsZero = false }
 }
 
 /// One stage of a network. Forward and backward of a layer live side by side in its file.

@@ -75,4 +75,32 @@ final class APIMisuseTests: XCTestCase {
             guard case BackpropError.invalidUse = error else { return XCTFail("\(error)") }
         }
     }
+
+    /// In a stretch run in batch slices, the layers begin their backward last to first before any
+    /// product runs. When an earlier layer refused (its input changed), a later one had already
+    /// taken its zeroed gradient for writing: after `zeroGrad` it then read as the stale values of
+    /// the step before. It now reads as zero until the slices have written it.
+    func testRefusedSlicedBackwardLeavesZeroedGradientsZero() throws {
+        var rng = SeededGenerator(seed: 5)
+        let model = Sequential(try Conv2D(inChannels: 1, outChannels: 2, kernelSize: 1, seed: 1),
+                               try Conv2D(inChannels: 2, outChannels: 1, kernelSize: 2, seed: 2),
+                               Flatten(), try Dense(9, 2, seed: 3))
+        model.useThreads(2)
+        let x = try Tensor(zeros: [2, 1, 4, 4])
+        x.fillUniform(-1, 1, using: &rng)
+        let delta = try Tensor(zeros: [2, 2])
+        delta.fillUniform(-1, 1, using: &rng)
+        _ = try model.forward(x)
+        _ = try model.backward(delta)                  // gradients now hold this step's values
+        _ = try model.forward(x)
+        model.zeroGrad()
+        x.fill(1)                                      // the first layer's saved input changed
+        XCTAssertThrowsError(try model.backward(delta)) { error in
+            guard case let BackpropError.invalidUse(_, detail) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(detail.contains("resized or overwritten"), detail)
+        }
+        for (name, p) in model.namedParameters {
+            XCTAssertTrue(p.grad.scalars.allSatisfy { $0 == 0 }, "\(name): \(p.grad.scalars)")
+        }
+    }
 }
