@@ -19,6 +19,7 @@ public final class Sequential: LayerContainer {
     public func append(_ layer: Layer) {
         layers.append(layer)
         stretches = nil
+        forwardPlan = nil   // the new layer had no part in the last forward: backward needs a new one
         repeated = firstRepeatedInstance(in: layers)
     }
 

@@ -103,4 +103,25 @@ final class APIMisuseTests: XCTestCase {
             XCTAssertTrue(p.grad.scalars.allSatisfy { $0 == 0 }, "\(name): \(p.grad.scalars)")
         }
     }
+
+    /// A layer appended between forward and backward had no part in the forward; when a model
+    /// sharing it ran it in between, backward paired it with that model's pass and returned.
+    func testBackwardAfterAppendNeedsANewForward() throws {
+        let gelu = GELU()
+        let model = Sequential(try Dense(2, 3, seed: 1), Tanh())
+        let x = try Tensor([0.5, -1, 2, 0.25], shape: [2, 2])
+        _ = try model.forward(x)
+        model.append(gelu)
+        _ = try Sequential(gelu).forward(try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3]))
+        model.zeroGrad()
+        XCTAssertThrowsError(try model.backward(try Tensor([1, -1, 0.5, 2, 0.25, -3], shape: [2, 3]))) { error in
+            guard case let BackpropError.invalidUse(_, detail) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(detail.contains("before"), detail)
+        }
+        for (name, p) in model.namedParameters {
+            XCTAssertTrue(p.grad.scalars.allSatisfy { $0 == 0 }, "\(name) changed")
+        }
+        _ = try model.forward(x)
+        XCTAssertEqual(try model.backward(try Tensor([1, -1, 0.5, 2, 0.25, -3], shape: [2, 3])).shape, [2, 2])
+    }
 }
