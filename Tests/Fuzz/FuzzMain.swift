@@ -1,7 +1,8 @@
-// libFuzzer entry point for every parser a user can reach. Not part of the SwiftPM package:
-// scripts/fuzz compiles this file together with the sources of Backprop and BackpropData
-// (their `import Backprop` lines stripped) into ONE module, instrumented with
-// `-sanitize=fuzzer,address`, so internal functions are reachable and coverage covers them all.
+// libFuzzer entry point for every parser a user can reach, and for sequences of API calls. Not
+// part of the SwiftPM package: scripts/fuzz compiles this file together with the sources of
+// Backprop, BackpropData and BackpropOptim and Tests/BackpropTests/APISequenceFuzzer.swift (their
+// `import Backprop…` lines stripped) into ONE module, instrumented with `-sanitize=fuzzer,address`,
+// so internal functions are reachable and coverage covers them all.
 //
 // The target is chosen by the environment variable BACKPROP_FUZZ_TARGET:
 //   idx           the input is an IDX file (raw, or gzip when it starts with 1f 8b)
@@ -11,6 +12,10 @@
 //   model         the input is a model file: ModelFile.load (safetensors + architecture JSON)
 //   arch          Architecture(json:source:) on the input as UTF-8 text
 //   pgm           PGM.decode
+//   api           APISequenceFuzzer: the input chooses a small model and a sequence of public calls
+//                 (forward, backward, changes of saved tensors, shared instances, optimizer steps, …),
+//                 every outcome checked against a reference model; a finding is a fatal error. The
+//                 counts (calls, distinct sequences, errors by kind) are printed at exit.
 // Invariant checked for every input: the parser returns or throws BackpropError. Any other
 // error, a trap (overflow, index out of range, force unwrap) or an ASan report is a finding.
 // Oracles on success: IDX raw inputs re-encode to the same bytes; safetensors files re-read
@@ -43,6 +48,15 @@ private func expectBackpropError(_ body: () throws -> Void) {
 }
 
 private let limit = 1 << 20   // byte limits passed to the readers: keeps every run small
+
+private let apiFuzzer = APISequenceFuzzer()
+private var apiReported = false
+
+private func reportAPIFuzzer() {
+    guard target == "api", !apiReported else { return }
+    apiReported = true
+    fputs(apiFuzzer.stats.report + "\n", stderr)
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -92,8 +106,17 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let p = try PGM.decode(bytes, path: "<fuzz>")
             if p.pixels.count != p.width * p.height { fatalError("PGM: pixel count mismatch") }
         }
+    case "api":
+        if apiFuzzer.stats.sequences == 0 { atexit { reportAPIFuzzer() } }
+        let findings = apiFuzzer.run(bytes)
+        if !findings.isEmpty {
+            reportAPIFuzzer()
+            fatalError("api: " + findings.joined(separator: "\n\n"))
+        }
+        let n = apiFuzzer.stats.sequences
+        if n & (n - 1) == 0 && n >= 4096 { fputs(apiFuzzer.stats.report + "\n", stderr) }
     default:
-        fatalError("set BACKPROP_FUZZ_TARGET to one of: idx idx-gz csv safetensors model arch pgm")
+        fatalError("set BACKPROP_FUZZ_TARGET to one of: idx idx-gz csv safetensors model arch pgm api")
     }
     return 0
 }

@@ -41,4 +41,12 @@ public final class Parameter {
         gradientIsZero = false
         return (gradient, beta)
     }
+
+    /// `gradientForAccumulation` for a batch-sliced backward (`SliceGradients`): the gradient stays
+    /// logically zero until `gradientWritten()` once every slice has written it, so a backward
+    /// refused before its slices ran (another layer of the stretch threw) leaves it as it was.
+    func gradientForSlicedAccumulation() -> (buffer: Tensor, beta: Float) { (gradient, gradientIsZero ? 0 : 1) }
+
+    /// Ends a `gradientForSlicedAccumulation`: the buffer now holds the gradient.
+    func gradientWritten() { gradientIsZero = false }
 }

@@ -8,6 +8,7 @@
 public final class Flatten: BatchSliceable {
     public var isTraining = true
     private var inputShape: [Int]?
+    private var backwardDone = false             // a backward used this forward's shapes
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
 
@@ -22,14 +23,19 @@ public final class Flatten: BatchSliceable {
         let n = x.shape[0]
         output.becomeView(of: x, shape: [n, n == 0 ? x.shape.dropFirst().reduce(1, *) : x.count / n])
         inputShape = x.shape
+        backwardDone = false
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let shape = inputShape else {
-            throw BackpropError.invalidArgument("\(summary): backward called before forward")
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
+        }
+        guard !backwardDone else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called twice for one forward pass; run forward again first")
         }
         try requireSameShape(dy, output, layer: summary)
+        backwardDone = true
         inputGradient.becomeView(of: dy, shape: shape)
         return inputGradient
     }

@@ -15,6 +15,7 @@ public final class Residual: LayerContainer {
     private let output = Tensor(uncheckedShape: [0])
     private let inputGradient = Tensor(uncheckedShape: [0])
     private var saved = ForwardRecord()          // the output: this pass's shape and use
+    private var blockOutput = ForwardRecord()    // f(x): the block ran no other forward since
 
     public init(_ block: Layer) { self.block = block }
     public var sublayers: [Layer] { [block] }
@@ -45,11 +46,14 @@ public final class Residual: LayerContainer {
         output.resize(to: x.shape)
         // Element-wise, so it stays right even if the block's output aliases x (a view).
         elementwiseAdd(x.data, fx.data, into: output.data, count: x.count)
+        blockOutput.save(fx)
         saved.save(output)
         return output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.peek(summary)
+        _ = try blockOutput.peek(summary)
         _ = try saved.take(matching: dy, summary)
         let blockGradient = try block.backward(dy)
         guard blockGradient.shape == dy.shape else {

@@ -3,7 +3,8 @@
 ///
 /// A layer instance sits at one place: the same instance twice (directly or inside a nested
 /// container) makes `forward` throw `BackpropError.invalidUse` naming both positions, since each
-/// layer keeps one forward pass's values for its backward (build one instance per place).
+/// layer keeps one forward pass's values for its backward (build one instance per place). An
+/// instance shared with another model is refused by `backward` when that model ran it in between.
 public final class Sequential: LayerContainer {
     public private(set) var layers: [Layer]
     /// An instance found at two places when the list was built or appended to: `forward` refuses.
@@ -18,6 +19,7 @@ public final class Sequential: LayerContainer {
     public func append(_ layer: Layer) {
         layers.append(layer)
         plan = nil
+        forwardPlan = nil   // the new layer had no part in the last forward: backward needs a new one
         repeated = firstRepeatedInstance(in: layers)
     }
 
@@ -91,10 +93,11 @@ public final class Sequential: LayerContainer {
 
     /// Each layer in reverse order, with the last forward's plan.
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
+        if let repeated { throw repeatedInstanceError(summary, repeated) }
         guard let forwardPlan else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before a forward that completed")
         }
-        return try forwardPlan.backward(layers, outputGradient)
+        return try forwardPlan.backward(layers, outputGradient, container: summary)
     }
 
     /// Runs forward and returns a copy of every layer's output, in order, each labelled

@@ -2,9 +2,9 @@
 /// `BatchSlices`): each slice sums its images' contributions into a buffer of its own, and
 /// `finish` adds the slices' buffers in slice order, so results repeat exactly for a slice count.
 ///
-/// Slice 0 writes straight into the parameters' `grad`. Its first product uses the β that
-/// `Parameter.gradientForAccumulation` gives (0 after a lazy `zeroGrad`: it overwrites, no memset),
-/// later ones β = 1. Slices 1, 2, … write into their own buffers, first with β = 0. Loops that add
+/// Slice 0 writes straight into the parameters' `grad`. Its first product uses β = 0 after a lazy
+/// `zeroGrad` (it overwrites, no memset), later ones β = 1; the gradient counts as written only
+/// when `finish` has run, so a pass refused half-way leaves a zeroed gradient zero. Slices 1, 2, … write into their own buffers, first with β = 0. Loops that add
 /// into a gradient (a bias: `db += Σ dY`) ask for `zeroedTarget`, which clears the buffer first when
 /// nothing has been written to it yet.
 ///
@@ -27,7 +27,7 @@ final class SliceGradients {
             betas.append([Float](repeating: 0, count: parameters.count))
         }
         for (i, p) in parameters.enumerated() {
-            let (gradient, beta) = p.gradientForAccumulation()
+            let (gradient, beta) = p.gradientForSlicedAccumulation()
             buffers[0][i] = gradient
             betas[0][i] = beta
             for s in 1..<Swift.max(1, count) { betas[s][i] = 0 }
@@ -59,6 +59,7 @@ final class SliceGradients {
             for s in 1..<Swift.max(1, slices) where betas[s][i] != 0 {
                 VectorLoops.add(buffers[s][i].data, into: total.data, count: total.count)
             }
+            parameters[i].gradientWritten()
         }
         slices = 0
     }

@@ -62,6 +62,10 @@ final class StretchPlan {
 
     let threads: Int
     let stretches: [Stretch]
+    /// Every layer's output in the last forward. Backward first checks that none changed since: a
+    /// layer whose forward ran again (an instance shared with another model) would otherwise pair
+    /// its backward with that other pass.
+    private var outputs: [ForwardRecord] = []
     private let job = StretchJob()
     private let slices = BatchSlices()
 
@@ -92,6 +96,7 @@ final class StretchPlan {
 
     /// Runs `layers` forward: each stretch as one sliced run, every other layer plainly.
     func forward(_ layers: [Layer], _ input: Tensor) throws -> Tensor {
+        outputs.removeAll(keepingCapacity: true)
         var x = input, i = 0, next = 0
         while i < layers.count {
             if next < stretches.count && stretches[next].start == i {
@@ -100,14 +105,17 @@ final class StretchPlan {
                 next += 1
             } else {
                 x = try layers[i].forward(x)
+                noteOutput(x)
                 i += 1
             }
         }
         return x
     }
 
-    /// Runs `layers` backward, in reverse, with the same stretches.
-    func backward(_ layers: [Layer], _ outputGradient: Tensor) throws -> Tensor {
+    /// Runs `layers` backward, in reverse, with the same stretches, after checking that no layer ran
+    /// another forward since this plan's (`container` names the model in the error).
+    func backward(_ layers: [Layer], _ outputGradient: Tensor, container: @autoclosure () -> String) throws -> Tensor {
+        for output in outputs { _ = try output.peek(container()) }
         var g = outputGradient, i = layers.count, next = stretches.count - 1
         while i > 0 {
             if next >= 0 && stretches[next].start + stretches[next].layers.count == i {
@@ -128,7 +136,10 @@ final class StretchPlan {
         let count = BatchSlices.count(threads: threads, items: n)
         var t = tensor
         if forward {
-            for layer in stretch.layers { t = try layer.beginForward(t, slices: count) }
+            for layer in stretch.layers {
+                t = try layer.beginForward(t, slices: count)
+                noteOutput(t)
+            }
         } else {
             for layer in stretch.layers.reversed() { t = try layer.beginBackward(t, slices: count) }
         }
@@ -138,6 +149,12 @@ final class StretchPlan {
         try slices.run(count: count, items: n, job)
         if !forward { for layer in stretch.layers { layer.endBackward(slices: count) } }
         return t
+    }
+
+    private func noteOutput(_ t: Tensor) {
+        var record = ForwardRecord()
+        record.save(t)
+        outputs.append(record)
     }
 
     /// One stretch's slices as `BatchSlices` work (an object: nothing to box per call).

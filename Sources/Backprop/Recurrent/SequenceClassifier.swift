@@ -57,7 +57,17 @@ public final class SequenceClassifier: LayerContainer {
     /// Mean over the batch of ‖∂L/∂h_t‖ of the last recurrent layer, t = 1…T, from the last backward.
     public var hiddenGradientNorms: [Float] { rnn.hiddenGradientNorms }
 
-    public func forward(_ x: Tensor) throws -> Tensor { try fc.forward(try rnn.forward(x)) }
+    /// fc's output: backward checks that fc ran no other forward since (an instance shared with another model).
+    private var saved = ForwardRecord()
 
-    public func backward(_ dy: Tensor) throws -> Tensor { try rnn.backward(try fc.backward(dy)) }
+    public func forward(_ x: Tensor) throws -> Tensor {
+        let y = try fc.forward(try rnn.forward(x))
+        saved.save(y)
+        return y
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.peek(summary)
+        return try rnn.backward(try fc.backward(dy))
+    }
 }
