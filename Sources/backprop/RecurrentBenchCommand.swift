@@ -64,15 +64,14 @@ struct BenchRecurrent: ParsableCommand {
             cpuTimes.append((cpu() - c0) * 1e3)
             for (i, d) in [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0].enumerated() { phases[i].append(Double(d) / 1e6) }
         }
-        // The floor: the layer's matrix products alone, as the layer issues them (RecurrentLayer:
-        // per batch slice, step-major rows, step 0's recurrent products skipped for h_0 = 0, no δ
-        // of the data), the slices run concurrently with single-threaded BLAS as in the layer.
-        let floor = try ProductFloor(kind: kind, batch: batch, steps: steps, features: features, hidden: hidden,
-                                 slices: Swift.max(1, Swift.min(slices, batch)))
+        // The floor: the layer's matrix products alone, issued by the layer itself as its last
+        // forward and backward pass issued them (per batch slice, step-major rows, step 0's
+        // recurrent products skipped for h_0 = 0, no δ of the data), the slices run concurrently
+        // with single-threaded BLAS as in training; no gate kernels, copies or sums.
         var products: [Double] = []
         for rep in 0..<(skipProducts ? 0 : reps + 1) {
             let t0 = now()
-            try floor.run()
+            try model.rnn.runProductsOnly()
             if rep > 0 { products.append(Double(now() - t0) / 1e6) }
         }
         func med(_ v: [Double]) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
@@ -97,108 +96,5 @@ struct BenchRecurrent: ParsableCommand {
         print(String(format: "CPU time per step %.2f ms (all threads)", result["cpu_ms"]!))
         print(String(format: "%.0f images/s  →  %.1f s per 60000-image epoch", result["images_per_second"]!,
                      result["epoch_seconds_60000"]!))
-    }
-}
-
-/// A recurrent layer's matrix products without anything else, for `bench-rnn`'s floor: the same
-/// calls `RecurrentLayer` makes for a first stacked layer in training, on buffers of the same
-/// shapes, each slice's on its own core (WorkerPool) with OpenBLAS on one thread, as in the layer.
-final class ProductFloor: ParallelJob {
-    let kind: RecurrentKind
-    let batch, steps, features, hidden, slices: Int
-    let wih, whh, whhT: Tensor
-    let xs, gates, hn, hprev, dgates, dhn, dh, dwihT, dwhh: [Tensor]
-    /// One error slot per part: parts run concurrently, so each writes only its own slot (as
-    /// `BatchSlices` does); `run` reads them after the pool has returned.
-    private let failures: UnsafeMutableBufferPointer<Error?>
-
-    init(kind: RecurrentKind, batch: Int, steps: Int, features: Int, hidden: Int, slices: Int) throws {
-        self.kind = kind; self.batch = batch; self.steps = steps; self.features = features; self.hidden = hidden
-        self.slices = slices
-        let g = kind == .lstm ? 4 : kind == .gru ? 3 : 1, gh = g * hidden
-        func zeros(_ shape: Int...) throws -> Tensor { try Tensor(zeros: shape) }
-        func perSlice(_ columns: Int, rowsPerSample: Int) throws -> [Tensor] {
-            try (0..<slices).map { k in try zeros((batch * (k + 1) / slices - batch * k / slices) * rowsPerSample, columns) }
-        }
-        wih = try zeros(gh, features); whh = try zeros(gh, hidden); whhT = try zeros(hidden, gh)
-        var rng = SeededGenerator(seed: 7)
-        for t in [wih, whh, whhT] { t.fillUniform(-0.1, 0.1, using: &rng) }
-        xs = try perSlice(features, rowsPerSample: steps); gates = try perSlice(gh, rowsPerSample: steps)
-        hn = try perSlice(hidden, rowsPerSample: steps); hprev = try perSlice(hidden, rowsPerSample: steps)
-        dgates = try perSlice(gh, rowsPerSample: steps); dhn = try perSlice(hidden, rowsPerSample: steps)
-        dh = try perSlice(hidden, rowsPerSample: 1)
-        // (δW_ih)ᵀ [F, G·H] for narrow inputs, δW_ih [G·H, F] otherwise, as the layer does
-        dwihT = try (0..<slices).map { _ in features < 64 ? try zeros(features, gh) : try zeros(gh, features) }
-        dwhh = try (0..<slices).map { _ in try zeros(gh, hidden) }
-        for list in [xs, hprev, dgates, dhn] { for t in list { t.fillUniform(-1, 1, using: &rng) } }
-        failures = .allocate(capacity: slices)
-        failures.initialize(repeating: nil)
-    }
-
-    deinit { failures.deinitialize().deallocate() }
-
-    /// Runs every part's products; rethrows the first part's error (in part order), if any.
-    func run() throws {
-        let saved = BLAS.threadCount
-        if slices > 1 { BLAS.threadCount = 1 }
-        WorkerPool.shared.run(parts: slices, self)
-        if slices > 1 { BLAS.threadCount = saved }
-        var first: Error?
-        for k in 0..<slices {
-            if first == nil { first = failures[k] }
-            failures[k] = nil
-        }
-        if let first { throw first }
-    }
-
-    func runPart(_ k: Int, of parts: Int) {
-        do { try products(k) } catch { failures[k] = error }
-    }
-
-    private func products(_ k: Int) throws {
-        let m = batch * (k + 1) / slices - batch * k / slices, t = steps, h = hidden, f = features
-        let gru = kind == .gru, gh = whh.shape[0], hw = gru ? 2 * h : gh
-        try gemm(Matrix(xs[k]), Matrix(wih), transposeB: true, into: Matrix(gates[k]))
-        for step in 1..<Swift.max(1, t) {
-            let hPrev = Matrix(hprev[k], offset: step * m * h, rows: m, columns: h)
-            try gemm(hPrev, Matrix(whhT, rows: h, columns: hw, stride: gh),
-                     into: Matrix(gates[k], offset: step * m * gh, rows: m, columns: hw, stride: gh), beta: 1)
-            if gru {
-                try gemm(hPrev, Matrix(whhT, offset: 2 * h, rows: h, columns: h, stride: gh),
-                         into: Matrix(hn[k], offset: step * m * h, rows: m, columns: h))
-            }
-        }
-        let rows = m * t, narrow = f < 64, block = RecurrentLayer.weightBlockSteps
-        func weightHH(_ low: Int, _ high: Int) throws {
-            let hPrev = Matrix(hprev[k], offset: low * m * h, rows: (high - low) * m, columns: h)
-            try gemm(Matrix(dgates[k], offset: low * m * gh, rows: (high - low) * m, columns: hw, stride: gh), transposeA: true, hPrev,
-                     into: Matrix(dwhh[k], rows: hw, columns: h), beta: 1)
-            if gru {
-                try gemm(Matrix(dhn[k], offset: low * m * h, rows: (high - low) * m, columns: h), transposeA: true, hPrev,
-                         into: Matrix(dwhh[k], offset: 2 * h * h, rows: h, columns: h), beta: 1)
-            }
-        }
-        var blockEnd = t
-        for step in stride(from: t - 1, through: 0, by: -1) {
-            if narrow {   // (δW_ih)ᵀ += x_tᵀ·δG_t
-                try gemm(Matrix(xs[k], offset: step * m * f, rows: m, columns: f), transposeA: true,
-                         Matrix(dgates[k], offset: step * m * gh, rows: m, columns: gh), into: Matrix(dwihT[k]), beta: step == t - 1 ? 0 : 1)
-            }
-            if step > 0 {
-                try gemm(Matrix(dgates[k], offset: step * m * gh, rows: m, columns: hw, stride: gh), Matrix(whh, rows: hw, columns: h),
-                         into: Matrix(dh[k]), beta: gru ? 1 : 0)
-                if gru {
-                    try gemm(Matrix(dhn[k], offset: step * m * h, rows: m, columns: h),
-                             Matrix(whh, offset: 2 * h * h, rows: h, columns: h), into: Matrix(dh[k]), beta: 1)
-                }
-                if blockEnd - step == block || step == 1 {   // δW_hh over blocks of steps, not step 0 (h_0 = 0)
-                    try weightHH(step, blockEnd)
-                    blockEnd = step
-                }
-            }
-        }
-        if !narrow {
-            try gemm(Matrix(dgates[k], rows: rows, columns: gh), transposeA: true, Matrix(xs[k]), into: Matrix(dwihT[k]))
-        }
     }
 }

@@ -116,7 +116,7 @@ public enum Architecture: Equatable, Sendable {
         case let .lenet(classes):
             add(16, 1 * 25, 1); add(32, 16 * 25, 1); add(128, 32 * 7 * 7, 1); add(classes, 128, 1)
         case let .recurrent(kind, _, inputSize, hidden, layers, classes):
-            let gates = kind == .rnn ? 1 : kind == .lstm ? 4 : 3
+            let gates = kind.gateCount
             for l in 0..<max(layers, 0) {   // W_ih, W_hh, b_ih, b_hh
                 let gh = gates.multipliedReportingOverflow(by: hidden)
                 overflow = overflow || gh.overflow

@@ -12,23 +12,24 @@
 /// `rnn.bias_ih_l0`, `rnn.bias_hh_l0`, …, `fc.weight`, `fc.bias`.
 /// Input `[N, T, F]`, output logits `[N, C]`.
 public final class SequenceClassifier: LayerContainer {
+    /// The recurrent layers' cell (with an RNN's nonlinearity).
     public let kind: RecurrentKind
     public let rnn: RecurrentLayer
     public let fc: Dense
 
     /// Parameters are initialised as PyTorch does (recurrent U(−1/√H, 1/√H), Linear's default)
     /// from one generator seeded with `seed` (or the default generator's next seed), recurrent
-    /// layers first.
+    /// layers first. `nonlinearity`, when given, replaces an RNN kind's own (see `RecurrentLayer.make`).
     public init(kind: RecurrentKind, inputSize: Int, hiddenSize: Int, numLayers: Int = 1, classes: Int,
-                nonlinearity: RecurrentNonlinearity = .tanh, truncation: Int? = nil, seed: UInt64? = nil) throws {
+                nonlinearity: RecurrentNonlinearity? = nil, truncation: Int? = nil, seed: UInt64? = nil) throws {
         guard classes > 0 else {
             throw BackpropError.invalidArgument("SequenceClassifier(\(kind), hiddenSize: \(hiddenSize), classes: \(classes)): classes must be positive")
         }
         var rng = SeededGenerator(seedOrDefault: seed)
-        self.kind = kind
         rnn = try RecurrentLayer.make(kind, inputSize: inputSize, hiddenSize: hiddenSize, numLayers: numLayers,
                                       nonlinearity: nonlinearity, returnSequences: false,
                                       truncation: truncation, rng: &rng)
+        self.kind = rnn.cell
         fc = try Dense(hiddenSize, classes, rng: &rng)
     }
 
