@@ -33,7 +33,7 @@ struct BenchRecurrent: ParsableCommand {
         if let threads { BLAS.threadCount = threads }
         let kind: RecurrentKind = arch == "lstm" ? .lstm : arch == "gru" ? .gru : .rnn
         let model = try SequenceClassifier(kind: kind, inputSize: features, hiddenSize: hidden, classes: 10, seed: 1)
-        model.rnn.threads = slices
+        model.rnn.useThreads(slices)
         model.needsInputGradient = false   // as in training
         var rng = SeededGenerator(seed: 2)
         let x = try Tensor(zeros: [batch, steps, features]); x.fillUniform(0, 1, using: &rng)

@@ -59,7 +59,7 @@ final class RecurrentReferenceTests: XCTestCase {
                 let fcWeight = try f.tensor("fc.weight")
                 let model = try SequenceClassifier(kind: kind, inputSize: x.shape[2], hiddenSize: fcWeight.shape[1],
                                                    numLayers: layers, classes: fcWeight.shape[0])
-                model.rnn.threads = threads
+                model.rnn.useThreads(threads)
                 XCTAssertEqual(Set(model.namedParameters.map(\.name)),
                                Set(f.order.filter { $0.hasPrefix("rnn.") || $0.hasPrefix("fc.") }), what)
                 try loadParameters(model, from: f, what)
@@ -92,7 +92,7 @@ final class RecurrentReferenceTests: XCTestCase {
             var rng = SeededGenerator(seed: 0)
             let layer = try RecurrentLayer.make(kind, inputSize: x.shape[2], hiddenSize: h0.shape[2], numLayers: 2,
                                                 rng: &rng)
-            layer.threads = threads
+            layer.useThreads(threads)
             try loadParameters(layer, from: f, what)
             let c0 = kind == .lstm ? try f.tensor("c0") : nil
             let y = try layer.forward(x, initialHidden: h0, initialCell: c0)

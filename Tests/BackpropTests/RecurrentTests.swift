@@ -138,7 +138,7 @@ final class RecurrentTests: XCTestCase {
             for level in KernelVersionTests.availableLevels {
                 Kernels.limitInstructionSet(to: level)
                 let layer = try make(cell, truncation: nil)
-                layer.threads = 2
+                layer.useThreads(2)
                 let probe = try InitialStateProbe(layer, batch: n, seed: 5)
                 var rng = SeededGenerator(seed: 21)
                 let w = Tensor(uncheckedShape: [n, t, h])
@@ -294,7 +294,7 @@ final class RecurrentTests: XCTestCase {
         func run(_ cell: RecurrentLayer.Cell, _ sequences: Bool, _ truncation: Int?, threads: Int,
                  inputGradient: Bool = true) throws -> [[Float]] {
             let layer = try make(cell, sequences: sequences, truncation: truncation)
-            layer.threads = threads
+            layer.useThreads(threads)
             layer.needsInputGradient = inputGradient
             let probe = try InitialStateProbe(layer, batch: n, seed: 5)
             var rng = SeededGenerator(seed: 21)
@@ -333,7 +333,7 @@ final class RecurrentTests: XCTestCase {
         }
         // And a finite-difference check of the sliced path itself.
         let layer = try make(.lstm)
-        layer.threads = 2
+        layer.useThreads(2)
         let report = try GradientCheck.check(try InitialStateProbe(layer, batch: n, seed: 5), input: try input(),
                                              maxElements: 48)
         XCTAssertLessThan(report.maxError, 3e-4, "\(report)")
@@ -345,13 +345,13 @@ final class RecurrentTests: XCTestCase {
         for cell in Self.cells {
             func run(changeThreads: Bool) throws -> [[Float]] {
                 let layer = try make(cell)
-                layer.threads = 3
+                layer.useThreads(3)
                 var rng = SeededGenerator(seed: 21)
                 let w = Tensor(uncheckedShape: [n, t, h])
                 w.fillUniform(-1, 1, using: &rng)
                 layer.zeroGrad()
                 let y = try layer.forward(try input()).scalars
-                if changeThreads { layer.threads = 1 }
+                if changeThreads { layer.useThreads(1) }
                 let dx = try layer.backward(w).scalars
                 let cells = layer.finalCell?.scalars ?? []
                 return [y, dx, cells] + layer.parameters.map { $0.grad.scalars }
@@ -437,8 +437,8 @@ final class RecurrentTests: XCTestCase {
                     let w = try Tensor(zeros: [n, t, h])
                     w.fillUniform(-1, 1, using: &rng)
                     let skipped = try make(cell, truncation: truncation), full = try make(cell, truncation: truncation)
-                    skipped.threads = threads
-                    full.threads = threads
+                    skipped.useThreads(threads)
+                    full.useThreads(threads)
                     let zeros = try Tensor(zeros: [2, n, h])
                     let y1 = try skipped.forward(x)
                     let y2 = try full.forward(x, initialHidden: zeros, initialCell: cell == .lstm ? zeros : nil)
