@@ -134,6 +134,7 @@ final class AdamCore {
             job.shrink = shrink
             job.ams = ams
             ParallelChunks.run(elements: p.value.count, job)   // large parameters: split across cores
+            p.value.markChanged()   // a forward that saw the old value cannot pair with a backward now
         }
     }
 

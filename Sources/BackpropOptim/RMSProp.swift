@@ -67,6 +67,7 @@ public final class RMSProp: Optimizer {
             job.centered = isCentered
             job.momentum = useMomentum
             ParallelChunks.run(elements: p.value.count, job)   // large parameters: split across cores
+            p.value.markChanged()   // a forward that saw the old value cannot pair with a backward now
         }
     }
 

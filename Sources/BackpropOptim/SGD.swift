@@ -58,6 +58,7 @@ public final class SGD: Optimizer {
             job.first = first
             job.nesterov = nesterov
             ParallelChunks.run(elements: p.value.count, job)   // large parameters: split across cores
+            p.value.markChanged()   // a forward that saw the old value cannot pair with a backward now
         }
         stepCount += 1
     }

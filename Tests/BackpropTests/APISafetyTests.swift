@@ -1,5 +1,6 @@
 import XCTest
 @testable import Backprop
+import BackpropOptim
 
 /// Misuse of the layer API gets PyTorch's answer or a typed error naming the layer, never memory
 /// corruption or silent wrong gradients. The first five tests are the cases found by using the
@@ -248,5 +249,30 @@ final class APISafetyTests: XCTestCase {
         // matrix made after a shrink sees the new count.
         a.resize(to: [2, 6])
         XCTAssertThrowsError(try gemm(Matrix(a, rows: 4, columns: 6), Matrix(b), into: Matrix(c)))
+    }
+
+    /// An optimizer step (or a write to a weight) between a forward and its backward: backward
+    /// would read the new weights (δX = δY·W), so it is refused, as PyTorch refuses a saved tensor
+    /// modified in place. Stepping after backward, as a training loop does, is fine.
+    func testParametersChangedBetweenForwardAndBackwardAreRefused() throws {
+        let cases: [(Layer, [Int])] = [(try Dense(4, 3, seed: 50), [2, 4]),
+                                       (try Conv2D(inChannels: 1, outChannels: 2, kernelSize: 3, seed: 51), [2, 1, 5, 5]),
+                                       (try BatchNorm(features: 4, kind: .d1), [3, 4]),
+                                       (try LSTM(inputSize: 2, hiddenSize: 3, seed: 52), [2, 3, 2])]
+        for (layer, shape) in cases {
+            let x = try random(shape, seed: 53)
+            let optimizer = try SGD(parameters: layer.parameters, lr: 0.1)
+            let dy = try random(try layer(x).shape, seed: 54)
+            _ = try layer.backward(dy)
+            try optimizer.step()                                   // after backward: the usual loop
+            _ = try layer(x)
+            try optimizer.step()                                   // before backward
+            assertInvalidUse(try layer.backward(dy), mentioning: [layer.summary, "parameter changed"])
+            _ = try layer(x)
+            layer.parameters[0].value.fill(0.5)                    // a write through Tensor's methods
+            assertInvalidUse(try layer.backward(dy), mentioning: ["parameter changed"])
+            _ = try layer(x)
+            XCTAssertNoThrow(try layer.backward(dy), layer.summary)
+        }
     }
 }

@@ -67,3 +67,34 @@ struct ForwardRecord {
     /// Forgets the saved tensor (the next backward is "before forward").
     mutating func clear() { tensor = nil; storage = nil; used = false }
 }
+
+/// The values of a layer's parameters as its forward saw them. Backward reads them (W for δ of
+/// the input, γ for batch norm), so an optimizer step or a write to a value between a forward and
+/// its backward (PyTorch: "modified by an inplace operation") is refused, not computed with the
+/// new values. Optimizers mark the values they update (`Tensor.markChanged`).
+struct ParameterRecords {
+    private let parameters: [Parameter]
+    private var records: [ForwardRecord]
+
+    init(_ parameters: [Parameter]) {
+        self.parameters = parameters
+        records = [ForwardRecord](repeating: ForwardRecord(), count: parameters.count)
+    }
+
+    /// Notes every value as it is now (at forward).
+    mutating func save() {
+        for i in parameters.indices { records[i].save(parameters[i].value) }
+    }
+
+    /// Checks that no value changed since `save` (at backward).
+    func check(_ layer: @autoclosure () -> String) throws {
+        for record in records {
+            do { _ = try record.peek(layer()) } catch {
+                throw BackpropError.invalidUse(
+                    where: layer(),
+                    detail: "a parameter changed between forward and backward (an optimizer step or a write to its value); "
+                        + "step after backward, then run forward again")
+            }
+        }
+    }
+}

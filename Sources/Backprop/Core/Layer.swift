@@ -13,7 +13,8 @@
 /// - One `backward` per `forward` (`.invalidUse` for a second one, or for one before any forward).
 /// - The tensors a forward saved (its input; its output, which it returned) must be left as they
 ///   were until backward: resizing or refilling them through `Tensor`'s methods is `.invalidUse`.
-///   Writes through `data` are not tracked.
+///   Writes through `data` are not tracked (`Tensor.markChanged()` declares them). A parameter
+///   changed in between (an optimizer step, a refilled value) is refused the same way.
 /// - An instance sits at one place of one model: containers refuse it twice (`.invalidUse`).
 public protocol Layer: AnyObject {
     /// A one-line description, e.g. `Dense(784 → 256)`.

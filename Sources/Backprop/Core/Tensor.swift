@@ -116,8 +116,10 @@ public final class Tensor {
 
     // MARK: - Resizing and views
 
-    /// Counts a change of contents or shape (see `TensorStorage.version`).
-    @inline(__always) func markChanged() { storage.version &+= 1 }
+    /// Counts a change of contents made through `data` (see `TensorStorage.version`), so a layer
+    /// that saved this tensor for backward notices it. Tensor's own methods call it; optimizers
+    /// call it after updating a parameter in place.
+    @inline(__always) public func markChanged() { storage.version &+= 1 }
 
     /// Reshapes in place to `newShape`, reusing storage when it is large enough (contents are
     /// then unspecified). Used by layers to size their output buffers for a batch, so it counts

@@ -43,6 +43,7 @@ public final class BatchNorm: Layer {
     private var lastForwardTrained = true
     private var inputShape: [Int]?
     private var saved = ForwardRecord()          // the output: this pass's shape and use
+    private lazy var parametersAtForward = ParameterRecords(parameters)   // γ is read again by backward
     private let output = Tensor(uncheckedShape: [0])
     private let normalized = Tensor(uncheckedShape: [0])      // x̂, cached for backward
     private let inputGradient = Tensor(uncheckedShape: [0])
@@ -157,6 +158,7 @@ public final class BatchNorm: Layer {
             }
         }
         saved.save(output)
+        parametersAtForward.save()
         return output
     }
 
@@ -178,6 +180,8 @@ public final class BatchNorm: Layer {
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.peek(summary)
+        try parametersAtForward.check(summary)
         _ = try saved.take(matching: dy, summary)
         guard let shape = inputShape else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")

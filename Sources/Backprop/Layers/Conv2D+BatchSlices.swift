@@ -60,6 +60,7 @@ extension Conv2D: BatchSliceable {
         plan = pl
         output.resize(to: outShape)
         input.save(x)
+        parametersAtForward.save()
         savedOutput.save(output)
         prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
                       pointwise: pl.pointwise, backward: false)
@@ -68,6 +69,7 @@ extension Conv2D: BatchSliceable {
 
     public func beginBackward(_ dy: Tensor, slices count: Int) throws -> Tensor {
         try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
+        try parametersAtForward.check(summary)
         let x = try input.take(summary)
         let pl = plan
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }

@@ -65,6 +65,7 @@ public final class Conv2D: Layer {
     var plan = Plan()
     var outputGradient: Tensor?                         // δ of the output, set by beginBackward
     lazy var sliceGradients = SliceGradients(parameters)  // each slice's dW, db
+    lazy var parametersAtForward = ParameterRecords(parameters)   // W is read again by backward (dcols = Wᵀ·dY)
 
     /// The designated initialiser: kernel, stride and padding as (height, width).
     /// Weight and bias get PyTorch's default, kaiming_uniform(a = √5) = U(−1/√fan_in, 1/√fan_in)

@@ -24,6 +24,7 @@ public final class Dense: Layer {
     // Batch slices: δ of the output between beginBackward and endBackward, and the slices' dW, db.
     var outputGradient: Tensor?
     lazy var sliceGradients = SliceGradients(parameters)
+    lazy var parametersAtForward = ParameterRecords(parameters)   // W is read again by backward (dX = dY·W)
 
     /// - Parameters: `initializer` fills the weight; the bias always gets PyTorch's default
     ///   U(−1/√in, 1/√in) (or zeros when `zeroBias`).
@@ -118,11 +119,13 @@ public final class Dense: Layer {
         try requireFeatures(x, inFeatures, layer: summary)
         output.resize(x.rows, outFeatures)
         input.save(x)
+        parametersAtForward.save()
     }
 
     /// Checks that δ fits the paired forward and that its input is intact, sizes δX, and returns X.
     func prepareBackward(_ dy: Tensor) throws -> Tensor {
         try requireMatrixShape(dy, rows: try input.peek(summary).rows, columns: outFeatures, layer: summary)
+        try parametersAtForward.check(summary)
         let x = try input.take(summary)
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         return x

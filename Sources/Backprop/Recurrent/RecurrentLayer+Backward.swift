@@ -2,6 +2,7 @@ extension RecurrentLayer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
         _ = try savedInput.peek(summary)
+        try parametersAtForward.check(summary)
         if let k = truncation, k <= 0 {
             throw BackpropError.invalidArgument("\(summary): truncation must be positive (or nil), got \(k)")
         }

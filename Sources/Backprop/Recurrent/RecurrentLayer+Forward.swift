@@ -60,6 +60,7 @@ extension RecurrentLayer {
         }
         let top = stages[numLayers - 1].output
         savedInput.save(x)
+        parametersAtForward.save()
         if returnSequences {
             savedOutput.save(top)
             return top

@@ -154,6 +154,7 @@ public class RecurrentLayer: Layer {
     var stateGiven = false, zeroInitialHidden = true
     /// The last forward's input and output, checked by backward (see `ForwardRecord`).
     var savedInput = ForwardRecord(), savedOutput = ForwardRecord()
+    lazy var parametersAtForward = ParameterRecords(parameters)   // W_ih, W_hh are read again by backward
     /// Whether backward has sized its buffers for the last forward's shapes (what
     /// `runProductsOnly` needs).
     var backwardBuffersSized = false
