@@ -24,16 +24,7 @@ extension RecurrentLayer {
                 deltaAllSteps = true
             }
         }
-        // Slices 1, 2, … add their weight and bias gradients, in order.
-        for s in stages {
-            for g in s.sliceGradients.prefix(slices - 1) {
-                for (sum, part) in [(s.weightIH.grad, g.weightIH), (s.weightHH.grad, g.weightHH),
-                                    (s.biasIH.grad, g.biasIH), (s.biasHH.grad, g.biasHH)] {
-                    let a = sum.data, b = UnsafePointer(part.data)
-                    for j in 0..<sum.count { a[j] += b[j] }
-                }
-            }
-        }
+        for s in stages { s.gradients.finish() }   // slices 1, 2, … add their gradients, in order
         if hiddenGradientNorms.count != t { hiddenGradientNorms = [Float](repeating: 0, count: t) }
         for step in 0..<t {
             var total: Float = 0
@@ -67,15 +58,12 @@ extension RecurrentLayer {
             }
             // (dW_ih)ᵀ of a narrow input, gathered per step (`BackwardProducts`)
             let narrow = s.inputSize < 64
-            if narrow { s.weightIHTransposedScratch.resize(s.inputSize, gh) }
-            while s.sliceGradients.count < slices - 1 { s.sliceGradients.append(SliceGradients()) }
-            for g in s.sliceGradients.prefix(slices - 1) {
-                g.weightIH.resize(to: s.weightIH.value.shape)
-                g.weightHH.resize(to: s.weightHH.value.shape)
-                g.biasIH.resize(gh); g.biasIH.fill(0)
-                g.biasHH.resize(gh); g.biasHH.fill(0)
+            while s.scratch.count < slices { s.scratch.append(SliceScratch()) }
+            for g in s.scratch.prefix(slices) {
+                g.biasSum.resize(cell == .gru ? gh + h : gh)
                 if narrow { g.weightIHTransposed.resize(s.inputSize, gh) }
             }
+            s.gradients.begin(slices: slices)
         }
         backwardBuffersSized = true
     }
@@ -101,10 +89,7 @@ extension RecurrentLayer {
         // Bias gradients: the step kernels sum δ rows into a zeroed scratch row [G·H] (GRU: and
         // [H] for b_hn), added to slice 0's parameter gradients or a slice's own buffers after:
         // δb_ih = δb_hh except for GRU's n block.
-        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
-        let dbih = scratch?.biasIH ?? s.biasIH.grad, dbhh = scratch?.biasHH ?? s.biasHH.grad
-        let biasSum = scratch?.biasSum ?? s.biasSumScratch
-        biasSum.resize(gru ? gh + h : gh)
+        let biasSum = s.scratch[slice].biasSum
         biasSum.fill(0)
         let normRow = sliceNorms.data + slice * t
         // The weight products run inside the step loop while their δG rows are in cache: a narrow
@@ -119,6 +104,7 @@ extension RecurrentLayer {
             try products.step(step)
         }
         try products.finish()
+        let dbih = s.gradients.zeroedTarget(2, slice: slice), dbhh = s.gradients.zeroedTarget(3, slice: slice)
         let sv = biasSum.data, a = dbih.data, b = dbhh.data
         for j in 0..<gh { a[j] += sv[j] }
         if gru {
@@ -136,13 +122,13 @@ extension RecurrentLayer {
             let dc0 = initialCellGradient.data + (k * n + n0) * h
             if first == 0 { dc0.update(from: cellNext.data + n0 * h, count: m * h) } else { dc0.update(repeating: 0, count: m * h) }
         }
-        // A narrow dW_ih: its transpose, gathered per step, added in place (slice 0 into the
-        // parameter's gradient; the others fill their own buffers).
+        // A narrow dW_ih: its transpose, gathered per step, written or added in place.
         if products.narrow {
-            let src = UnsafePointer(products.weightIHTransposed.data), dst = products.weightIH.data
+            let (dWih, beta) = s.gradients.target(0, slice: slice)
+            let src = UnsafePointer(products.weightIHTransposed.data), dst = dWih.data
             for r in 0..<gh {
                 let row = dst + r * f
-                if slice != 0 { for c in 0..<f { row[c] = src[c * gh + r] } } else { for c in 0..<f { row[c] += src[c * gh + r] } }
+                if beta == 0 { for c in 0..<f { row[c] = src[c * gh + r] } } else { for c in 0..<f { row[c] += src[c * gh + r] } }
             }
         }
         if inputGradient {   // dX back to batch-first rows

@@ -23,6 +23,7 @@ extension RecurrentLayer {
                 for step in 0..<t { try products.recurrent(step) }
             }
         }
+        for s in stages { s.gradients.begin(slices: slices) }   // as backward: the products write, then add up
         try forEachSlice { slice, samples in
             for k in stride(from: self.numLayers - 1, through: 0, by: -1) {
                 var products = BackwardProducts(self, self.stages[k], samples, slice: slice, first: first,
@@ -31,6 +32,7 @@ extension RecurrentLayer {
                 try products.finish()
             }
         }
+        for s in stages { s.gradients.finish() }
     }
 }
 
@@ -75,8 +77,8 @@ struct ForwardProducts {
 }
 
 /// The backward pass's matrix products for one stage and one batch slice, step by step from the
-/// last (`step`), then `finish`. Weight gradients go to the parameters' `grad` (slice 0, added
-/// to) or the slice's own `SliceGradients` (written).
+/// last (`step`), then `finish`. Weight gradients go to the slice's buffers of the stage's
+/// `SliceGradients` (slice 0: the parameters' `grad`), with the β it gives for the first product.
 struct BackwardProducts {
     let layer: RecurrentLayer, s: RecurrentLayer.Stage
     let n0, m, t, h, gh, f: Int
@@ -89,8 +91,9 @@ struct BackwardProducts {
     let initialStateGradient: Bool
     /// A narrow dW_ih (F < 64) is gathered step by step into its transpose `weightIHTransposed`.
     let narrow: Bool
-    let accumulate: Bool
-    let weightIH, weightIHTransposed, weightHH: Tensor
+    let slice: Int
+    let weightIHTransposed, weightHH: Tensor
+    let weightHHBeta: Float
     /// Whether `finish` computes δ of the input, dX = δGx·W_ih.
     let inputGradient: Bool
     private var blockEnd: Int, firstBlock = true
@@ -108,11 +111,9 @@ struct BackwardProducts {
         lowestStep = max(first, layer.zeroInitialHidden ? 1 : 0)
         initialStateGradient = first == 0 && layer.stateGiven
         narrow = f < 64
-        accumulate = slice == 0
-        let scratch = slice == 0 ? nil : s.sliceGradients[slice - 1]
-        weightIH = scratch?.weightIH ?? s.weightIH.grad
-        weightIHTransposed = scratch?.weightIHTransposed ?? s.weightIHTransposedScratch
-        weightHH = scratch?.weightHH ?? s.weightHH.grad
+        self.slice = slice
+        weightIHTransposed = s.scratch[slice].weightIHTransposed
+        (weightHH, weightHHBeta) = s.gradients.target(1, slice: slice)
         self.inputGradient = inputGradient
         blockEnd = t
     }
@@ -153,8 +154,9 @@ struct BackwardProducts {
         let rows = m * t
         let dgx = Matrix(s.gateGradient, offset: n0 * t * gh, rows: rows, columns: gh)
         if !narrow {
+            let (dWih, beta) = s.gradients.target(0, slice: slice)
             try gemm(dgx, transposeA: true, Matrix(s.stepInput, offset: n0 * t * f, rows: rows, columns: f),
-                     into: Matrix(weightIH), beta: accumulate ? 1 : 0, caller: layer.summary)
+                     into: Matrix(dWih), beta: beta, caller: layer.summary)
         }
         if inputGradient {
             try gemm(dgx, Matrix(s.weightIH.value), into: Matrix(s.stepInputGradient, offset: n0 * t * f, rows: rows, columns: f),
@@ -166,7 +168,7 @@ struct BackwardProducts {
     /// their δG rows are in cache (GRU: rows r, z from δGx, n from δ of W_hn h).
     private mutating func weightHHBlock(from low: Int) throws {
         let r0 = (n0 * t + low * m), used = (blockEnd - low) * m
-        let beta: Float = accumulate || !firstBlock ? 1 : 0
+        let beta: Float = firstBlock ? weightHHBeta : 1
         let hPrev = Matrix(s.previous, offset: r0 * h, rows: used, columns: h)
         try gemm(Matrix(s.gateGradient, offset: r0 * gh, rows: used, columns: whh.rows, stride: gh), transposeA: true, hPrev,
                  into: Matrix(weightHH, rows: whh.rows, columns: h), beta: beta, caller: layer.summary)

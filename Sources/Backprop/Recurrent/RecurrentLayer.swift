@@ -81,11 +81,11 @@ public class RecurrentLayer: Layer {
         let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
         let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
         let weightHHTransposed = Tensor(uncheckedShape: [0])    // [H, G·H] W_hhᵀ, copied per forward pass
-        /// Weight and bias gradients of batch slices 1, 2, … (slice 0 accumulates into the
-        /// parameters' `grad` directly); added to `grad` after the slices finish.
-        var sliceGradients: [SliceGradients] = []
-        let biasSumScratch = Tensor(uncheckedShape: [0])        // [G·H] Σ δ rows of slice 0 (GRU: + [H] of b_hn)
-        let weightIHTransposedScratch = Tensor(uncheckedShape: [0])  // [F, G·H] (dW_ih)ᵀ of slice 0, narrow inputs
+        /// Each batch slice's dW_ih, dW_hh, db_ih, db_hh (indices 0…3), summed in slice order
+        /// after the slices finish (`SliceGradients`, as Dense and Conv2D).
+        lazy var gradients = SliceGradients([weightIH, weightHH, biasIH, biasHH])
+        /// Each slice's scratch: its bias sums and a narrow input's (dW_ih)ᵀ.
+        var scratch: [SliceScratch] = []
 
         init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
             self.inputSize = inputSize
@@ -100,12 +100,10 @@ public class RecurrentLayer: Layer {
         }
     }
 
-    /// One batch slice's share of a stage's weight and bias gradients.
-    final class SliceGradients {
-        let weightIH = Tensor(uncheckedShape: [0]), weightHH = Tensor(uncheckedShape: [0])
-        let biasIH = Tensor(uncheckedShape: [0]), biasHH = Tensor(uncheckedShape: [0])
-        let biasSum = Tensor(uncheckedShape: [0])
-        let weightIHTransposed = Tensor(uncheckedShape: [0])
+    /// One batch slice's scratch in backward.
+    final class SliceScratch {
+        let biasSum = Tensor(uncheckedShape: [0])               // [G·H] Σ δ rows (GRU: + [H] of b_hn)
+        let weightIHTransposed = Tensor(uncheckedShape: [0])    // [F, G·H] (dW_ih)ᵀ, narrow inputs
     }
 
     public let cell: Cell
