@@ -13,32 +13,40 @@ final class SliceGradients {
     private let parameters: [Parameter]
     /// [slice][parameter]: slice 0's entries are the parameters' gradient tensors.
     private var buffers: [[Tensor]] = []
-    /// [slice][parameter]: β of the next product into that buffer.
-    private var betas: [[Float]] = []
+    /// β of the next product into buffer [slice][parameter], at slice · parameters.count + parameter.
+    /// Raw storage: slices write their own entries concurrently, which an array's mutation (a
+    /// uniqueness check on the whole buffer) must not see.
+    private var betas = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+    private var betaCapacity = 0
     private var slices = 0
 
     init(_ parameters: [Parameter]) { self.parameters = parameters }
+    deinit { betas.deallocate() }
 
     /// Starts a backward pass over `count` slices.
     func begin(slices count: Int) {
         slices = count
-        while buffers.count < count {
-            buffers.append(parameters.map { Tensor(uncheckedShape: $0.shape) })
-            betas.append([Float](repeating: 0, count: parameters.count))
+        while buffers.count < count { buffers.append(parameters.map { Tensor(uncheckedShape: $0.shape) }) }
+        let needed = Swift.max(1, count) * parameters.count
+        if betaCapacity < needed {
+            betas.deallocate()
+            betas = .allocate(capacity: needed)
+            betaCapacity = needed
         }
+        betas.update(repeating: 0, count: needed)
         for (i, p) in parameters.enumerated() {
             let (gradient, beta) = p.gradientForSlicedAccumulation()
             buffers[0][i] = gradient
-            betas[0][i] = beta
-            for s in 1..<Swift.max(1, count) { betas[s][i] = 0 }
+            betas[i] = beta
         }
     }
 
     /// Parameter `index`'s buffer for `slice` and the β its next product must use; the β after
     /// it is 1 (call this once per product).
     func target(_ index: Int, slice: Int) -> (buffer: Tensor, beta: Float) {
-        let beta = betas[slice][index]
-        betas[slice][index] = 1
+        let at = slice * parameters.count + index
+        let beta = betas[at]
+        betas[at] = 1
         return (buffers[slice][index], beta)
     }
 
@@ -55,8 +63,8 @@ final class SliceGradients {
     func finish() {
         for i in parameters.indices {
             let total = buffers[0][i]
-            if betas[0][i] == 0 { total.data.update(repeating: 0, count: total.count) }
-            for s in 1..<Swift.max(1, slices) where betas[s][i] != 0 {
+            if betas[i] == 0 { total.data.update(repeating: 0, count: total.count) }
+            for s in 1..<Swift.max(1, slices) where betas[s * parameters.count + i] != 0 {
                 VectorLoops.add(buffers[s][i].data, into: total.data, count: total.count)
             }
             parameters[i].gradientWritten()
