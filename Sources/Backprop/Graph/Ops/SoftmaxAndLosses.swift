@@ -99,7 +99,7 @@ public func crossEntropy(_ logits: Variable, labels: [Int], reduction: Reduction
     loss.data[0] = Float(total) * scale
     return Variable.result("crossEntropy", [logits], loss) { dl, _ in
         let dz = Tensor(uncheckedShape: [n, c])
-        let g = dl.data[0] * scale, d = dz.data
+        let g = dl.data[0] * scale, d = dz.data, p = probabilities.data   // the tensor is captured, not a pointer into it
         for k in 0..<(n * c) { d[k] = p[k] * g }
         for i in 0..<n { d[i * c + labels[i]] -= g }
         return [dz]
