@@ -390,6 +390,18 @@ final class GraphTests: XCTestCase {
         XCTAssertNil(w.grad)
     }
 
+    /// A chain of 100 000 ops: backward walks it without recursion, and releasing it does not
+    /// overflow the stack.
+    func testLongChain() throws {
+        let x = try leaf([1], seed: 46)
+        do {
+            var y = x
+            for _ in 0..<100_000 { y = try y + 1 }
+            try y.backward()
+        }
+        XCTAssertEqual(x.grad?.scalars, [1])
+    }
+
     // MARK: - The graph against the layer API
 
     /// Sequential(Dense, ReLU, Dense) + SoftmaxCrossEntropy and the same network written with

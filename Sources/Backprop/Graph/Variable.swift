@@ -189,7 +189,7 @@ final class Node {
     typealias Backward = (_ outputGradient: Tensor, _ needsGrad: [Bool]) throws -> [Tensor?]
 
     let op: String
-    let inputs: [Variable]
+    private(set) var inputs: [Variable]
     let needsGrad: [Bool]
     let backward: Backward
     /// Each saved tensor with its storage and version then (PyTorch's saved-tensor version check).
@@ -201,6 +201,22 @@ final class Node {
         self.needsGrad = needsGrad
         self.backward = backward
         self.saved = saving.map { ($0, $0.storage, $0.storage.version, $0.shape) }
+    }
+
+    /// Releases the graph under this node with a loop instead of a recursion: releasing the last
+    /// value of a long chain of ops would otherwise run one nested deinit per op and overflow the
+    /// stack (a 100 000-op chain did). Inputs that nothing else holds hand their own inputs to the
+    /// loop before they go.
+    deinit {
+        guard !inputs.isEmpty else { return }
+        var pending = inputs
+        inputs.removeAll()
+        while var v = pending.popLast() {
+            if isKnownUniquelyReferenced(&v), let node = v.node {
+                pending.append(contentsOf: node.inputs)
+                node.inputs.removeAll()
+            }
+        }
     }
 
     /// Throws `.invalidUse` naming the op when a saved tensor was changed since the op ran.

@@ -101,8 +101,9 @@ public func concat(_ xs: [Variable], axis: Int = 0) throws -> Variable {
             (y.data + o * total * inner + offsets[j] * inner).update(from: x.value.data + o * block, count: block)
         }
     }
+    let inputCount = xs.count   // the closure keeps no reference to the inputs themselves
     return Variable.result("concat", xs, y) { dy, needs in
-        xs.indices.map { j -> Tensor? in
+        (0..<inputCount).map { j -> Tensor? in
             guard needs[j] else { return nil }
             let dx = Tensor(uncheckedShape: shapes[j])
             let block = sizes[j] * inner
