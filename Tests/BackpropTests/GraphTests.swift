@@ -350,6 +350,42 @@ final class GraphTests: XCTestCase {
         XCTAssertEqual(z.inputs.first?.op, "exp")
     }
 
+    /// noGrad is per thread: a thread inside it does not stop another from recording.
+    func testNoGradIsPerThread() throws {
+        let x = try leaf([3], seed: 47)
+        let entered = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        let insideWasLeaf = LockedFlag()
+        Thread.detachNewThread {
+            noGrad {
+                entered.signal()
+                release.wait()
+                // A variable of this thread's own (Variable is not Sendable).
+                if let local = try? Variable([1, 2, 3], shape: [3], requiresGrad: true) { insideWasLeaf.set(exp(local).isLeaf) }
+            }
+            done.signal()
+        }
+        entered.wait()
+        // The other thread is inside noGrad now; this one still records.
+        XCTAssertTrue(GradMode.isEnabled)
+        XCTAssertEqual(exp(x).op, "exp")
+        release.signal()
+        done.wait()
+        XCTAssertEqual(insideWasLeaf.get(), true)
+    }
+
+    func testBackwardFromALeafAndDescription() throws {
+        let s = try Variable([3], shape: [], requiresGrad: true)
+        try s.backward()
+        XCTAssertEqual(s.grad?.scalars, [1])
+        let y = try s * 2
+        XCTAssertEqual(y.description, "Variable(shape: [], op: mul, [6.0])")
+        XCTAssertEqual(s.description, "Variable(shape: [], leaf, requiresGrad, [3.0])")
+        // A [1, 1] value broadcasts as a scalar.
+        let x = try leaf([2, 3], seed: 48), one = try leaf([1, 1], seed: 49)
+        try assertGradients([x, one]) { try $0[0] * $0[1] }
+        XCTAssertEqual(try (one + x).shape, [2, 3])
+    }
+
     func testBackwardFromNonScalarIsATypedError() throws {
         let x = try leaf([2, 3], seed: 39)
         let y = relu(x)
@@ -439,4 +475,12 @@ final class GraphTests: XCTestCase {
         assertClose(b2.grad, second.bias!.grad, "db2")
         assertClose(x.grad, dx, "dX")
     }
+}
+
+/// A Bool set on one thread and read on another.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Bool?
+    func set(_ v: Bool) { lock.lock(); value = v; lock.unlock() }
+    func get() -> Bool? { lock.lock(); defer { lock.unlock() }; return value }
 }

@@ -248,3 +248,12 @@ extension Variable {
         return Variable(t)
     }
 }
+
+extension Variable: CustomStringConvertible {
+    /// `Variable(shape: [2, 3], op: matmul, [0.1, …])`, or `leaf, requiresGrad` in place of the op.
+    public var description: String {
+        let origin = op.map { "op: \($0)" } ?? (requiresGrad ? "leaf, requiresGrad" : "leaf")
+        let shown = value.scalars.prefix(6).map { String(describing: $0) }.joined(separator: ", ")
+        return "Variable(shape: \(shape), \(origin), [\(shown)\(value.count > 6 ? ", …" : "")])"
+    }
+}
