@@ -138,7 +138,7 @@ final class GraphTests: XCTestCase {
         }
         try assertGradients([x]) { try ((2 * $0[0] + 1) / 3 - 0.5) * $0[0] }
         try assertGradients([x]) { try (1 - $0[0]) + (2 / $0[0]) }
-        let y = try 2 - x * 3
+        let y = 2 - x * 3   // Float operands: no try
         for i in 0..<x.value.count { XCTAssertEqual(y.value.data[i], 2 - 3 * x.value.data[i], accuracy: 1e-6) }
     }
 
@@ -308,7 +308,7 @@ final class GraphTests: XCTestCase {
 
     func testAccumulationAndZeroGrad() throws {
         let x = try leaf([4], seed: 34)
-        let y = try sum(x * 3)
+        let y = sum(x * 3)
         try y.backward()
         XCTAssertEqual(x.grad?.scalars, [3, 3, 3, 3])
         try y.backward()   // a second pass adds, as PyTorch with retain_graph
@@ -328,9 +328,9 @@ final class GraphTests: XCTestCase {
     func testNoGradRecordsNothing() throws {
         let x = try leaf([2, 3], seed: 37)
         XCTAssertTrue(GradMode.isEnabled)
-        let y = try noGrad { () throws -> Variable in
+        let y = noGrad { () -> Variable in
             XCTAssertFalse(GradMode.isEnabled)
-            return sum(try relu(x) * 2)
+            return sum(relu(x) * 2)
         }
         XCTAssertTrue(GradMode.isEnabled)
         XCTAssertTrue(y.isLeaf)
@@ -377,7 +377,7 @@ final class GraphTests: XCTestCase {
         let s = try Variable([3], shape: [], requiresGrad: true)
         try s.backward()
         XCTAssertEqual(s.grad?.scalars, [1])
-        let y = try s * 2
+        let y = s * 2
         XCTAssertEqual(y.description, "Variable(shape: [], op: mul, [6.0])")
         XCTAssertEqual(s.description, "Variable(shape: [], leaf, requiresGrad, [3.0])")
         // A [1, 1] value broadcasts as a scalar.
@@ -432,7 +432,7 @@ final class GraphTests: XCTestCase {
         let x = try leaf([1], seed: 46)
         do {
             var y = x
-            for _ in 0..<100_000 { y = try y + 1 }
+            for _ in 0..<100_000 { y = y + 1 }
             try y.backward()
         }
         XCTAssertEqual(x.grad?.scalars, [1])

@@ -1,6 +1,7 @@
 /// `+ − × ÷` between Variables, and with a Float on either side, with row and column
-/// broadcasting. Each operator throws `BackpropError.shapeMismatch` (naming it and both shapes)
-/// for shapes that do not broadcast, so an expression takes one `try`: `try (a + b) * c`.
+/// broadcasting. Between two Variables each operator throws `BackpropError.shapeMismatch` (naming
+/// it and both shapes) for shapes that do not broadcast, so an expression takes one `try`:
+/// `try (a + b) * c`. With a Float (`x * 2`, `1 - x`) and for `-x` nothing can fail: no `throws`.
 ///
 /// Shapes that combine (the result has the larger):
 ///
@@ -48,6 +49,15 @@ struct Broadcast {
         } else {
             rows = 1; columns = shape.reduce(1, *)
         }
+    }
+
+    /// A value of `shape` with a one-element constant on the left or right: always fits.
+    init(shape: [Int], constantOnLeft: Bool) {
+        self.shape = shape
+        rows = 1
+        columns = shape.reduce(1, *)
+        a = constantOnLeft ? .scalar : .full
+        b = constantOnLeft ? .full : .scalar
     }
 
     /// How `small` is read against `big` (≠ small), or nil when it does not broadcast.
@@ -127,7 +137,10 @@ struct Broadcast {
 enum Arithmetic {
     // C = A + B            dA = Σ_broadcast dC        dB = Σ_broadcast dC
     static func add(_ x: Variable, _ y: Variable) throws -> Variable {
-        let p = try Broadcast("+", x.shape, y.shape)
+        add(x, y, try Broadcast("+", x.shape, y.shape))
+    }
+
+    static func add(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
         let c = p.apply(x.value, y.value, +)
         let (sa, sb) = (x.shape, y.shape)
         return Variable.result("add", [x, y], c) { dc, needs in
@@ -138,7 +151,10 @@ enum Arithmetic {
 
     // C = A − B            dA = Σ_broadcast dC        dB = −Σ_broadcast dC
     static func subtract(_ x: Variable, _ y: Variable) throws -> Variable {
-        let p = try Broadcast("-", x.shape, y.shape)
+        subtract(x, y, try Broadcast("-", x.shape, y.shape))
+    }
+
+    static func subtract(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
         let c = p.apply(x.value, y.value, -)
         let (sa, sb) = (x.shape, y.shape)
         let (va, vb) = (x.value, y.value)
@@ -150,7 +166,10 @@ enum Arithmetic {
 
     // C = A ⊙ B            dA = Σ_broadcast dC ⊙ B    dB = Σ_broadcast dC ⊙ A
     static func multiply(_ x: Variable, _ y: Variable) throws -> Variable {
-        let p = try Broadcast("*", x.shape, y.shape)
+        multiply(x, y, try Broadcast("*", x.shape, y.shape))
+    }
+
+    static func multiply(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
         let (va, vb) = (x.value, y.value)
         let c = p.apply(va, vb, *)
         return Variable.result("mul", [x, y], c, saving: [va, vb]) { dc, needs in
@@ -161,7 +180,10 @@ enum Arithmetic {
 
     // C = A ⊘ B            dA = Σ_broadcast dC ⊘ B    dB = −Σ_broadcast dC ⊙ A ⊘ B²
     static func divide(_ x: Variable, _ y: Variable) throws -> Variable {
-        let p = try Broadcast("/", x.shape, y.shape)
+        divide(x, y, try Broadcast("/", x.shape, y.shape))
+    }
+
+    static func divide(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
         let (va, vb) = (x.value, y.value)
         let c = p.apply(va, vb, /)
         return Variable.result("div", [x, y], c, saving: [va, vb]) { dc, needs in
@@ -181,16 +203,16 @@ extension Variable {
     /// Element-wise quotient with broadcasting.
     public static func / (lhs: Variable, rhs: Variable) throws -> Variable { try Arithmetic.divide(lhs, rhs) }
 
-    // A Float on either side is a one-element constant (it broadcasts against any shape, so these
-    // never fail; they are declared `throws` only to share the operators' form).
-    public static func + (lhs: Variable, rhs: Float) throws -> Variable { try Arithmetic.add(lhs, .constant(rhs)) }
-    public static func + (lhs: Float, rhs: Variable) throws -> Variable { try Arithmetic.add(.constant(lhs), rhs) }
-    public static func - (lhs: Variable, rhs: Float) throws -> Variable { try Arithmetic.subtract(lhs, .constant(rhs)) }
-    public static func - (lhs: Float, rhs: Variable) throws -> Variable { try Arithmetic.subtract(.constant(lhs), rhs) }
-    public static func * (lhs: Variable, rhs: Float) throws -> Variable { try Arithmetic.multiply(lhs, .constant(rhs)) }
-    public static func * (lhs: Float, rhs: Variable) throws -> Variable { try Arithmetic.multiply(.constant(lhs), rhs) }
-    public static func / (lhs: Variable, rhs: Float) throws -> Variable { try Arithmetic.divide(lhs, .constant(rhs)) }
-    public static func / (lhs: Float, rhs: Variable) throws -> Variable { try Arithmetic.divide(.constant(lhs), rhs) }
+    // A Float on either side is a one-element constant: it broadcasts against any shape, so
+    // these cannot fail and do not throw.
+    public static func + (lhs: Variable, rhs: Float) -> Variable { Arithmetic.add(lhs, .constant(rhs), .init(shape: lhs.shape, constantOnLeft: false)) }
+    public static func + (lhs: Float, rhs: Variable) -> Variable { Arithmetic.add(.constant(lhs), rhs, .init(shape: rhs.shape, constantOnLeft: true)) }
+    public static func - (lhs: Variable, rhs: Float) -> Variable { Arithmetic.subtract(lhs, .constant(rhs), .init(shape: lhs.shape, constantOnLeft: false)) }
+    public static func - (lhs: Float, rhs: Variable) -> Variable { Arithmetic.subtract(.constant(lhs), rhs, .init(shape: rhs.shape, constantOnLeft: true)) }
+    public static func * (lhs: Variable, rhs: Float) -> Variable { Arithmetic.multiply(lhs, .constant(rhs), .init(shape: lhs.shape, constantOnLeft: false)) }
+    public static func * (lhs: Float, rhs: Variable) -> Variable { Arithmetic.multiply(.constant(lhs), rhs, .init(shape: rhs.shape, constantOnLeft: true)) }
+    public static func / (lhs: Variable, rhs: Float) -> Variable { Arithmetic.divide(lhs, .constant(rhs), .init(shape: lhs.shape, constantOnLeft: false)) }
+    public static func / (lhs: Float, rhs: Variable) -> Variable { Arithmetic.divide(.constant(lhs), rhs, .init(shape: rhs.shape, constantOnLeft: true)) }
 
     // −A                   dA = −dC
     /// Negation (cannot fail).
