@@ -1,0 +1,99 @@
+import Foundation
+import BackpropKernels
+
+/// Element-wise functions of one value: exp, log, tanh, sigmoid, relu, gelu. None can fail (the
+/// result has the input's shape). ReLU, tanh and sigmoid run the C kernels (`bp_relu`,
+/// `bp_relu_backward`, `bp_fast_tanh`, `bp_fast_sigmoid`: AVX-512 where present); the others are
+/// plain loops with the formulas of the matching layers.
+
+/// A fresh tensor of `x`'s shape with y[i] = f(x[i]).
+@inline(__always)
+private func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
+    let y = Tensor(uncheckedShape: x.shape)
+    let s = x.data, d = y.data
+    for i in 0..<x.count { d[i] = f(s[i]) }
+    return y
+}
+
+/// A fresh tensor with dx[i] = dy[i] · f'(i), f' read from a saved tensor `t`.
+@inline(__always)
+private func chain(_ dy: Tensor, _ t: Tensor, _ derivative: (Float) -> Float) -> Tensor {
+    let dx = Tensor(uncheckedShape: dy.shape)
+    let g = dy.data, s = t.data, d = dx.data
+    for i in 0..<dy.count { d[i] = g[i] * derivative(s[i]) }
+    return dx
+}
+
+// y = eˣ                    dx = dy · y
+/// eˣ element-wise.
+public func exp(_ x: Variable) -> Variable {
+    let y = map(x.value) { expf($0) }
+    return Variable.result("exp", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { $0 }] }
+}
+
+// y = ln x                  dx = dy / x
+/// Natural logarithm element-wise (−∞ at 0 and NaN below, as PyTorch).
+public func log(_ x: Variable) -> Variable {
+    let v = x.value
+    let y = map(v) { logf($0) }
+    return Variable.result("log", [x], y, saving: [v]) { dy, _ in [chain(dy, v) { 1 / $0 }] }
+}
+
+// y = tanh x                dx = dy · (1 − y²)
+/// Hyperbolic tangent element-wise (the C kernel's Cephes formula, about 2e-7 absolute error).
+public func tanh(_ x: Variable) -> Variable {
+    let y = Tensor(uncheckedShape: x.shape)
+    bp_fast_tanh(x.value.data, y.data, x.value.count)
+    return Variable.result("tanh", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { 1 - $0 * $0 }] }
+}
+
+// y = 1 / (1 + e⁻ˣ)         dx = dy · y · (1 − y)
+/// Logistic sigmoid element-wise (the C kernel).
+public func sigmoid(_ x: Variable) -> Variable {
+    let y = Tensor(uncheckedShape: x.shape)
+    bp_fast_sigmoid(x.value.data, y.data, x.value.count)
+    return Variable.result("sigmoid", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { $0 * (1 - $0) }] }
+}
+
+// y = max(x, 0)             dx = dy · [y > 0]
+/// Rectified linear unit element-wise (the C kernels; NaN stays NaN).
+public func relu(_ x: Variable) -> Variable {
+    let y = Tensor(uncheckedShape: x.shape)
+    bp_relu(x.value.data, y.data, x.value.count)
+    return Variable.result("relu", [x], y, saving: [y]) { dy, _ in
+        let dx = Tensor(uncheckedShape: dy.shape)
+        bp_relu_backward(y.data, dy.data, dx.data, dy.count)
+        return [dx]
+    }
+}
+
+private let invSqrt2: Float = 0.70710678118654752
+private let invSqrt2Pi: Float = 0.39894228040143268
+private let sqrt2OverPi: Float = 0.79788456080286536
+private let cubic: Float = 0.044715
+
+// exact:  y = x · Φ(x)                  dx = dy · (Φ(x) + x · φ(x))
+// tanh:   y = ½ x (1 + t), t = tanh(u), u = √(2/π)(x + 0.044715 x³)
+//         dx = dy · (½ (1 + t) + ½ x (1 − t²) √(2/π)(1 + 3·0.044715 x²))
+/// GELU element-wise, exact (erf) or with PyTorch's tanh approximation: the `GELU` layer's formulas.
+public func gelu(_ x: Variable, approximate: GELU.Approximation = .none) -> Variable {
+    let v = x.value
+    let y: Tensor
+    switch approximate {
+    case .none: y = map(v) { 0.5 * $0 * (1 + erff($0 * invSqrt2)) }
+    case .tanh: y = map(v) { 0.5 * $0 * (1 + tanhf(sqrt2OverPi * ($0 + cubic * $0 * $0 * $0))) }
+    }
+    return Variable.result("gelu", [x], y, saving: [v]) { dy, _ in
+        switch approximate {
+        case .none:
+            return [chain(dy, v) { s in
+                0.5 * (1 + erff(s * invSqrt2)) + s * invSqrt2Pi * expf(-0.5 * s * s)
+            }]
+        case .tanh:
+            return [chain(dy, v) { s in
+                let t = tanhf(sqrt2OverPi * (s + cubic * s * s * s))
+                return 0.5 * (1 + t) + 0.5 * s * (1 - t * t) * sqrt2OverPi * (1 + 3 * cubic * s * s)
+            }]
+        }
+    }
+}

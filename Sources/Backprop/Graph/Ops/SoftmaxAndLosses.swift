@@ -1,0 +1,140 @@
+import Foundation
+
+/// Softmax and log-softmax along an axis, cross-entropy from class labels, and mean squared error.
+/// Softmax runs as e^(x − max) per slice, so large logits do not overflow.
+
+/// Calls `body(base)` for the first element of every slice along the layout's axis; the slice's
+/// k-th element is at base + k·inner.
+@inline(__always)
+private func forEachSlice(_ l: AxisLayout, _ body: (Int) -> Void) {
+    for o in 0..<l.outer { for i in 0..<l.inner { body(o * l.size * l.inner + i) } }
+}
+
+// y = e^(x − max) / Σ e^(x − max)    (per slice along axis)
+// dx = y ⊙ (dy − Σ_slice dy ⊙ y)
+/// Softmax along `axis` (default the last, −1), PyTorch's `torch.softmax(x, dim)`;
+/// `.shapeMismatch` for an axis outside the shape.
+public func softmax(_ x: Variable, axis: Int = -1) throws -> Variable {
+    let l = try AxisLayout("softmax", x.shape, axis: axis)
+    let y = Tensor(uncheckedShape: x.shape)
+    let src = x.value.data, dst = y.data, step = l.inner, n = l.size
+    forEachSlice(l) { b in
+        var m = -Float.infinity
+        for k in 0..<n { m = max(m, src[b + k * step]) }
+        var s: Float = 0
+        for k in 0..<n { let e = expf(src[b + k * step] - m); dst[b + k * step] = e; s += e }
+        let inv = 1 / s
+        for k in 0..<n { dst[b + k * step] *= inv }
+    }
+    return Variable.result("softmax", [x], y, saving: [y]) { dy, _ in
+        let dx = Tensor(uncheckedShape: dy.shape)
+        let g = dy.data, p = y.data, d = dx.data
+        forEachSlice(l) { b in
+            var dot: Float = 0
+            for k in 0..<n { dot += g[b + k * step] * p[b + k * step] }
+            for k in 0..<n { d[b + k * step] = p[b + k * step] * (g[b + k * step] - dot) }
+        }
+        return [dx]
+    }
+}
+
+// y = x − max − ln Σ e^(x − max)     (per slice along axis)
+// dx = dy − softmax(x) ⊙ Σ_slice dy   (softmax = eʸ)
+/// Log-softmax along `axis` (default −1), PyTorch's `torch.log_softmax(x, dim)`.
+public func logSoftmax(_ x: Variable, axis: Int = -1) throws -> Variable {
+    let l = try AxisLayout("logSoftmax", x.shape, axis: axis)
+    let y = Tensor(uncheckedShape: x.shape)
+    let src = x.value.data, dst = y.data, step = l.inner, n = l.size
+    forEachSlice(l) { b in
+        var m = -Float.infinity
+        for k in 0..<n { m = max(m, src[b + k * step]) }
+        var s: Float = 0
+        for k in 0..<n { s += expf(src[b + k * step] - m) }
+        let shift = m + logf(s)
+        for k in 0..<n { dst[b + k * step] = src[b + k * step] - shift }
+    }
+    return Variable.result("logSoftmax", [x], y, saving: [y]) { dy, _ in
+        let dx = Tensor(uncheckedShape: dy.shape)
+        let g = dy.data, ly = y.data, d = dx.data
+        forEachSlice(l) { b in
+            var total: Float = 0
+            for k in 0..<n { total += g[b + k * step] }
+            for k in 0..<n { d[b + k * step] = g[b + k * step] - expf(ly[b + k * step]) * total }
+        }
+        return [dx]
+    }
+}
+
+// L = −s Σ_n ln softmax(z_n)[label_n]      []      (s = 1/N for .mean, 1 for .sum)
+// dz = dL · s · (softmax(z) − onehot(labels))     [N, C]
+/// Cross-entropy of logits `[N, C]` against one class label per row, PyTorch's
+/// `F.cross_entropy(logits, labels)`: the same math as the `SoftmaxCrossEntropy` loss (without
+/// label smoothing). `.shapeMismatch` unless logits are [N, C] (C > 0) with N labels;
+/// `.invalidArgument` for a label outside 0..<C.
+public func crossEntropy(_ logits: Variable, labels: [Int], reduction: Reduction = .mean) throws -> Variable {
+    let z = logits.value
+    guard z.rank == 2, z.shape[0] == labels.count, z.shape[1] > 0 else {
+        throw BackpropError.shapeMismatch(where: "crossEntropy",
+                                          detail: "logits \(z.shape) need [N, C] with C > 0 and N = \(labels.count) labels")
+    }
+    let n = z.shape[0], c = z.shape[1]
+    for (i, label) in labels.enumerated() where label < 0 || label >= c {
+        throw BackpropError.invalidArgument("crossEntropy: label \(label) at row \(i) is outside 0..<\(c)")
+    }
+    let probabilities = Tensor(uncheckedShape: [n, c])
+    let zs = z.data, p = probabilities.data
+    var total: Double = 0
+    for i in 0..<n {
+        let zi = zs + i * c, pi = p + i * c
+        var m = -Float.infinity
+        for j in 0..<c { m = max(m, zi[j]) }
+        var s: Float = 0
+        for j in 0..<c { let e = expf(zi[j] - m); pi[j] = e; s += e }
+        let inv = 1 / s
+        for j in 0..<c { pi[j] *= inv }
+        total -= Double(zi[labels[i]] - m - logf(s))
+    }
+    let scale = reduction.scale(count: n)
+    let loss = Tensor(uncheckedShape: [])
+    loss.data[0] = Float(total) * scale
+    return Variable.result("crossEntropy", [logits], loss) { dl, _ in
+        let dz = Tensor(uncheckedShape: [n, c])
+        let g = dl.data[0] * scale, d = dz.data, p = probabilities.data   // the tensor is captured, not a pointer into it
+        for k in 0..<(n * c) { d[k] = p[k] * g }
+        for i in 0..<n { d[i * c + labels[i]] -= g }
+        return [dz]
+    }
+}
+
+// L = s Σ (p − t)²      []      (s = 1/count for .mean, 1 for .sum)
+// dp = dL · 2s (p − t)     dt = −dp
+/// Mean squared error of `prediction` against `target` of the same shape, PyTorch's
+/// `F.mse_loss`; gradients flow to both when they require them. `.shapeMismatch` for shapes that differ.
+public func mse(_ prediction: Variable, _ target: Variable, reduction: Reduction = .mean) throws -> Variable {
+    let vp = prediction.value, vt = target.value
+    guard vp.shape == vt.shape else {
+        throw BackpropError.shapeMismatch(where: "mse", detail: "prediction \(vp.shape) and target \(vt.shape) differ")
+    }
+    let diff = Tensor(uncheckedShape: vp.shape)
+    var total: Double = 0
+    for k in 0..<vp.count {
+        let e = vp.data[k] - vt.data[k]
+        diff.data[k] = e
+        total += Double(e) * Double(e)
+    }
+    let scale = reduction.scale(count: vp.count)
+    let loss = Tensor(uncheckedShape: [])
+    loss.data[0] = Float(total) * scale
+    return Variable.result("mse", [prediction, target], loss, saving: [vp, vt]) { dl, needs in
+        let dp = Tensor(uncheckedShape: diff.shape)
+        let f = 2 * scale * dl.data[0]
+        for k in 0..<diff.count { dp.data[k] = f * diff.data[k] }
+        var dt: Tensor?
+        if needs[1] {
+            let t = Tensor(uncheckedShape: diff.shape)
+            for k in 0..<diff.count { t.data[k] = -dp.data[k] }
+            dt = t
+        }
+        return [needs[0] ? dp : nil, dt]
+    }
+}
