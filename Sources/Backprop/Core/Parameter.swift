@@ -20,6 +20,10 @@ public final class Parameter {
 
     public var shape: [Int] { value.shape }
 
+    /// This parameter as a leaf of the computational graph (`Variable`): it shares the value, and
+    /// a graph's backward adds into this parameter's `grad`, as a layer's backward does.
+    public private(set) lazy var variable = Variable(parameter: self)
+
     /// ∂L/∂value accumulated since the last `zeroGrad()`.
     public var grad: Tensor {
         if gradientIsZero {

@@ -34,7 +34,20 @@ public final class Variable {
     public var requiresGrad: Bool
     /// ∂(the value backward started from)/∂(this value), accumulated over backward passes: nil
     /// until a backward reaches this leaf (as PyTorch's `.grad`). Only leaves receive it.
-    public var grad: Tensor?
+    public var grad: Tensor? {
+        get { parameter?.grad ?? leafGrad }
+        set {
+            if let parameter {
+                if let newValue { try? parameter.grad.assign(newValue) } else { parameter.zeroGrad() }
+            } else {
+                leafGrad = newValue
+            }
+        }
+    }
+    private var leafGrad: Tensor?
+    /// For `Parameter.variable`: the parameter whose value this leaf is and whose `grad` receives
+    /// its gradient, so layers used on the graph and optimizers share one gradient.
+    private(set) weak var parameter: Parameter?
     /// The op that made this value, nil for a leaf (and for any result made under `noGrad` or
     /// from inputs that require no grad).
     let node: Node?
@@ -49,6 +62,14 @@ public final class Variable {
     /// A leaf holding `values` (row-major) in a tensor of `shape`; throws when they do not fit.
     public convenience init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) throws {
         self.init(try Tensor(values, shape: shape), requiresGrad: requiresGrad)
+    }
+
+    /// The leaf of a layer's parameter (`Parameter.variable`).
+    init(parameter: Parameter) {
+        self.value = parameter.value
+        self.requiresGrad = true
+        self.node = nil
+        self.parameter = parameter
     }
 
     init(value: Tensor, node: Node) {
@@ -165,6 +186,16 @@ public final class Variable {
 
     /// grad += g (grad = a copy of g the first time: `g` may be shared with other inputs).
     private func accumulate(_ g: Tensor) throws {
+        if let parameter {   // into the parameter's gradient, as a layer's backward adds into it
+            let (buffer, beta) = parameter.gradientForAccumulation()
+            guard buffer.shape == g.shape else {
+                throw BackpropError.shapeMismatch(where: "Variable.backward",
+                                                  detail: "parameter gradient \(buffer.shape) for a value of shape \(g.shape)")
+            }
+            if beta == 0 { buffer.data.update(from: g.data, count: g.count) } else { try buffer.add(g) }
+            buffer.markChanged()
+            return
+        }
         guard let grad else { self.grad = g.copy(); return }
         guard grad.shape == g.shape else {
             throw BackpropError.shapeMismatch(where: "Variable.backward",

@@ -77,39 +77,52 @@ public final class Dense: Layer {
         return inputGradient
     }
 
-    // MARK: - The math, on a block of rows (the whole batch, or one batch slice's rows)
+    // MARK: - The math, on a block of rows (the whole batch, one batch slice's rows, or a graph call)
 
     /// Y[rows] = X[rows]·Wᵀ + b     [R, out] = [R, in]·[in, out]     sgemm NoTrans/Trans
     /// (Y is pre-filled with b and the product adds onto it with β = 1.)
-    func forwardRows(_ rows: Range<Int>, _ x: Tensor) throws {
-        let y = Matrix(output, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
+    static func forward(rows: Range<Int>, x: Tensor, weight: Tensor, bias: Tensor?, into output: Tensor,
+                        caller: @autoclosure () -> String) throws {
+        let out = weight.shape[0], inF = weight.shape[1]
+        let y = Matrix(output, offset: rows.lowerBound * out, rows: rows.count, columns: out)
         if let bias {
-            for i in 0..<rows.count { (y.base + i * outFeatures).update(from: bias.value.data, count: outFeatures) }
+            for i in 0..<rows.count { (y.base + i * out).update(from: bias.data, count: out) }
         }
-        try gemm(Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures), Matrix(weight.value),
-                 transposeB: true, into: y, beta: bias == nil ? 0 : 1, caller: summary)
+        try gemm(Matrix(x, offset: rows.lowerBound * inF, rows: rows.count, columns: inF), Matrix(weight, rows: out, columns: inF),
+                 transposeB: true, into: y, beta: bias == nil ? 0 : 1, caller: caller())
     }
 
     /// dW = β·dW + dY[rows]ᵀ·X[rows]    [out, in] = [out, R]·[R, in]     sgemm Trans/NoTrans
     /// db += Σ_rows dY[rows]
-    /// dX[rows] = dY[rows]·W            [R, in]  = [R, out]·[out, in]    sgemm NoTrans/NoTrans  (if needed)
-    func backwardRows(_ rows: Range<Int>, _ x: Tensor, _ dy: Tensor,
-                      weightGradient dW: (buffer: Tensor, beta: Float), biasGradient db: Tensor?) throws {
-        let dyM = Matrix(dy, offset: rows.lowerBound * outFeatures, rows: rows.count, columns: outFeatures)
-        let xM = Matrix(x, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures)
-        try gemm(dyM, transposeA: true, xM, into: Matrix(dW.buffer, rows: outFeatures, columns: inFeatures), beta: dW.beta,
-                 caller: summary)
+    /// dX[rows] = dY[rows]·W            [R, in]  = [R, out]·[out, in]    sgemm NoTrans/NoTrans  (if dX is given)
+    static func backward(rows: Range<Int>, x: Tensor, dy: Tensor, weight: Tensor,
+                         weightGradient dW: (buffer: Tensor, beta: Float), biasGradient db: Tensor?,
+                         inputGradient dx: Tensor?, caller: @autoclosure () -> String) throws {
+        let out = weight.shape[0], inF = weight.shape[1]
+        let dyM = Matrix(dy, offset: rows.lowerBound * out, rows: rows.count, columns: out)
+        let xM = Matrix(x, offset: rows.lowerBound * inF, rows: rows.count, columns: inF)
+        try gemm(dyM, transposeA: true, xM, into: Matrix(dW.buffer, rows: out, columns: inF), beta: dW.beta, caller: caller())
         if let db {
             for i in 0..<rows.count {
-                let row = dyM.base + i * outFeatures
-                for j in 0..<outFeatures { db.data[j] += row[j] }
+                let row = dyM.base + i * out
+                for j in 0..<out { db.data[j] += row[j] }
             }
         }
-        if needsInputGradient {
-            try gemm(dyM, Matrix(weight.value),
-                     into: Matrix(inputGradient, offset: rows.lowerBound * inFeatures, rows: rows.count, columns: inFeatures),
-                     caller: summary)
+        if let dx {
+            try gemm(dyM, Matrix(weight, rows: out, columns: inF),
+                     into: Matrix(dx, offset: rows.lowerBound * inF, rows: rows.count, columns: inF), caller: caller())
         }
+    }
+
+    /// The layer's own pass over `rows`, into its buffers.
+    func forwardRows(_ rows: Range<Int>, _ x: Tensor) throws {
+        try Dense.forward(rows: rows, x: x, weight: weight.value, bias: bias?.value, into: output, caller: summary)
+    }
+
+    func backwardRows(_ rows: Range<Int>, _ x: Tensor, _ dy: Tensor,
+                      weightGradient dW: (buffer: Tensor, beta: Float), biasGradient db: Tensor?) throws {
+        try Dense.backward(rows: rows, x: x, dy: dy, weight: weight.value, weightGradient: dW, biasGradient: db,
+                           inputGradient: needsInputGradient ? inputGradient : nil, caller: summary)
     }
 
     // MARK: - Checks and buffers around the math

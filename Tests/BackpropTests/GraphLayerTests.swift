@@ -1,0 +1,141 @@
+import XCTest
+@testable import Backprop
+import BackpropOptim
+
+/// Built-in layers on the graph: the same gradients as the layer API, parameter gradients in the
+/// same `Parameter.grad`, and what only the graph can do (a layer used twice, tied weights),
+/// checked against finite differences.
+final class GraphLayerTests: XCTestCase {
+    func random(_ shape: [Int], seed: UInt64, range: Float = 1) throws -> Tensor {
+        var rng = SeededGenerator(seed: seed)
+        let t = try Tensor(zeros: shape)
+        t.fillUniform(-range, range, using: &rng)
+        return t
+    }
+
+    func assertClose(_ a: [Float], _ b: [Float], _ what: String, tolerance: Float = 1e-5,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, what, file: file, line: line)
+        let scale = max(b.map(abs).max() ?? 1, 1e-6)
+        for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: tolerance * scale, what, file: file, line: line) }
+    }
+
+    /// Central differences of `loss` with respect to every element of `parameter`, compared with
+    /// its `grad` (loss in Double, step 1e-2).
+    func assertParameterGradient(_ parameter: Parameter, _ what: String, loss: () throws -> Float,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
+        let analytic = parameter.grad.scalars
+        var worst: Float = 0
+        for i in 0..<parameter.value.count {
+            let keep = parameter.value.data[i]
+            parameter.value.data[i] = keep + 1e-2
+            let up = Double(try noGrad { try loss() })
+            parameter.value.data[i] = keep - 1e-2
+            let down = Double(try noGrad { try loss() })
+            parameter.value.data[i] = keep
+            let numeric = Float((up - down) / 2e-2)
+            worst = max(worst, abs(numeric - analytic[i]) / max(1, abs(numeric)))
+        }
+        XCTAssertLessThan(worst, 2e-3, what, file: file, line: line)
+    }
+
+    func testDenseOnTheGraphMatchesTheLayer() throws {
+        let dense = try Dense(5, 3, seed: 1)
+        let x = try random([4, 5], seed: 2), dy = try random([4, 3], seed: 3)
+        let y = try dense(x).copy()
+        dense.zeroGrad()
+        let dx = try dense.backward(dy).copy()
+        let layerGrads = dense.parameters.map(\.grad.scalars)
+        dense.zeroGrad()
+        let xv = Variable(x.copy(), requiresGrad: true)
+        let yv = try dense(xv)
+        XCTAssertEqual(yv.value.scalars, y.scalars)
+        try yv.backward(gradient: dy)
+        XCTAssertEqual(xv.grad?.scalars ?? [], dx.scalars)
+        XCTAssertEqual(dense.parameters.map(\.grad.scalars), layerGrads)
+        XCTAssertEqual(dense.weight.variable.grad?.scalars ?? [], layerGrads[0], "the leaf's grad is the parameter's")
+    }
+
+    /// An MLP through `Sequential(x: Variable)` and `crossEntropy`, then an optimizer step, against
+    /// the layer API with `SoftmaxCrossEntropy`.
+    func testSequentialOnTheGraphTrainsLikeTheLayerAPI() throws {
+        func model() throws -> Sequential { Sequential(try Dense(6, 8, seed: 4), ReLU(), try Dense(8, 3, seed: 5)) }
+        let a = try model(), b = try model()
+        let x = try random([5, 6], seed: 6), labels = [0, 2, 1, 1, 0]
+        let sa = try SGD(parameters: a.parameters, lr: 0.1, momentum: 0.9), sb = try SGD(parameters: b.parameters, lr: 0.1, momentum: 0.9)
+        for _ in 0..<3 {
+            sa.zeroGrad()
+            let (_, delta) = try SoftmaxCrossEntropy()(try a(x), labels: labels.map(Int32.init))
+            _ = try a.backward(delta)
+            try sa.step()
+            sb.zeroGrad()
+            try crossEntropy(try b(Variable(x)), labels: labels).backward()
+            try sb.step()
+        }
+        for (p, q) in zip(a.namedParameters, b.namedParameters) {
+            assertClose(q.parameter.value.scalars, p.parameter.value.scalars, p.name)
+        }
+    }
+
+    /// One Dense at two places of one graph: its gradients are the sum over both uses (the layer
+    /// API refuses this; the graph keeps each call's saved tensors).
+    func testLayerUsedTwiceSumsItsGradients() throws {
+        let d = try Dense(4, 4, seed: 7)
+        let x = try random([3, 4], seed: 8), w = try random([3, 4], seed: 9)
+        let weights = Variable(w)
+        func loss() throws -> Float { try sum(try d(try tanh(try d(Variable(x)))) * weights).item() }
+        d.zeroGrad()
+        try sum(try d(try tanh(try d(Variable(x)))) * weights).backward()
+        try assertParameterGradient(d.weight, "Dense used twice: weight") { try loss() }
+        try assertParameterGradient(d.bias!, "Dense used twice: bias") { try loss() }
+    }
+
+    /// Tied weights: a decoder that multiplies by the encoder's weight (decoder = encoderᵀ), the
+    /// tied autoencoder's pattern.
+    func testTiedWeights() throws {
+        let encoder = try Dense(6, 3, seed: 10)
+        let x = try random([4, 6], seed: 11)
+        func reconstructionLoss() throws -> Variable {
+            let h = relu(try encoder(Variable(x)))
+            let back = try matmul(h, encoder.weight.variable)        // [4, 3]·[3, 6]: Wᵀ of the encoder's X·Wᵀ
+            return try mse(back, Variable(x))
+        }
+        encoder.zeroGrad()
+        try reconstructionLoss().backward()
+        try assertParameterGradient(encoder.weight, "tied weight") { try reconstructionLoss().item() }
+        try assertParameterGradient(encoder.bias!, "encoder bias") { try reconstructionLoss().item() }
+    }
+
+    /// zeroGrad then a graph backward overwrites, as a layer backward does; a second adds.
+    func testGraphBackwardAccumulatesIntoParameterGrad() throws {
+        let d = try Dense(3, 2, seed: 12)
+        let x = try random([2, 3], seed: 13)
+        d.weight.grad.fill(99)
+        d.zeroGrad()
+        try sum(try d(Variable(x))).backward()
+        let once = d.weight.grad.scalars
+        try sum(try d(Variable(x))).backward()
+        assertClose(d.weight.grad.scalars, once.map { 2 * $0 }, "second backward adds")
+        XCTAssertFalse(once.contains(99), "the stale gradient was overwritten")
+    }
+
+    /// An optimizer step between a graph's forward and its backward is refused (the node saved W).
+    func testStepBeforeGraphBackwardIsRefused() throws {
+        let d = try Dense(3, 2, seed: 14)
+        let optimizer = try SGD(parameters: d.parameters, lr: 0.1)
+        let loss = try sum(try d(Variable(try random([2, 3], seed: 15))))
+        try sum(try d(Variable(try random([2, 3], seed: 15)))).backward()
+        try optimizer.step()
+        XCTAssertThrowsError(try loss.backward()) {
+            guard case .invalidUse? = $0 as? BackpropError else { return XCTFail("\($0)") }
+        }
+    }
+
+    func testLayerWithoutGraphSupportIsATypedError() throws {
+        let model = Sequential(try Dense(3, 3, seed: 16), try Dropout(p: 0.5, seed: 1))
+        XCTAssertThrowsError(try model(Variable(try random([2, 3], seed: 17)))) {
+            guard case .invalidArgument(let message)? = $0 as? BackpropError else { return XCTFail("\($0)") }
+            XCTAssertTrue(message.contains("Dropout"), message)
+        }
+    }
+}
