@@ -139,3 +139,60 @@ final class GraphLayerTests: XCTestCase {
         }
     }
 }
+
+/// Layers written with graph ops (`GraphModule`): their layer API is the graph's backward.
+final class GraphModuleTests: XCTestCase {
+    func input(_ shape: [Int], seed: UInt64) throws -> Tensor {
+        var rng = SeededGenerator(seed: seed)
+        let t = try Tensor(zeros: shape)
+        t.fillUniform(-2, 2, using: &rng)
+        return t
+    }
+
+    func testLayerNormNormalisesEachRow() throws {
+        let ln = try LayerNorm(5)
+        let y = try ln(try input([3, 5], seed: 1))
+        for r in 0..<3 {
+            let row = (0..<5).map { y[r, $0] }
+            let mean = row.reduce(0, +) / 5
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 5
+            XCTAssertEqual(mean, 0, accuracy: 1e-5)
+            XCTAssertEqual(variance, 1, accuracy: 1e-3)   // eps = 1e-5 makes it slightly below 1
+        }
+        // γ and β: y = x̂·γ + β, checked element by element against the formula.
+        ln.weight.value.fill(2); ln.bias.value.fill(0.5)
+        let x = try input([2, 5], seed: 2)
+        let z = try ln(x)
+        for r in 0..<2 {
+            let row = (0..<5).map { x[r, $0] }
+            let mean = row.reduce(0, +) / 5
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 5
+            for j in 0..<5 { XCTAssertEqual(z[r, j], (row[j] - mean) / (variance + 1e-5).squareRoot() * 2 + 0.5, accuracy: 1e-4) }
+        }
+        XCTAssertThrowsError(try ln(try input([2, 4], seed: 3)))
+    }
+
+    func testGradientsThroughTheLayerAPI() throws {
+        var rng = SeededGenerator(seed: 99)
+        let ln = try LayerNorm(6)
+        ln.weight.value.fillUniform(0.5, 1.5, using: &rng)
+        ln.bias.value.fillUniform(-0.5, 0.5, using: &rng)
+        for layer in [ln, SiLU(), Sequential(try Dense(4, 6, seed: 4), try LayerNorm(6), SiLU(), try Dense(6, 3, seed: 5))] as [Layer] {
+            let shape = layer is Sequential ? [3, 4] : [3, 6]
+            let report = try GradientCheck.check(layer, input: try input(shape, seed: 6))
+            XCTAssertGreaterThan(report.checked, 0)
+            XCTAssertLessThan(report.maxError, 2e-3, "\(layer.summary): \(report)")
+        }
+    }
+
+    func testOneBackwardPerForward() throws {
+        let silu = SiLU()
+        let y = try silu(try input([2, 3], seed: 7))
+        let dy = try Tensor(zeros: y.shape); dy.fill(1)
+        _ = try silu.backward(dy)
+        XCTAssertThrowsError(try silu.backward(dy)) {
+            guard case .invalidUse? = $0 as? BackpropError else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try SiLU().backward(dy))
+    }
+}

@@ -1,0 +1,84 @@
+/// A layer written with graph ops: subclass, override `callAsFunction(_: Variable)` (and
+/// `namedParameters` for parameters, using their `Parameter.variable` in the ops), and the layer API
+/// (`forward(Tensor)`, `backward(Tensor)`) comes from automatic differentiation: no backward to
+/// write by hand. `SiLU` and `LayerNorm` are built this way.
+///
+/// As a `Layer`, `forward` runs the graph on a copy of its input and keeps the result for
+/// `backward` (one backward per forward, as every layer), which returns ∂L/∂x and adds the
+/// parameters' gradients into their `grad`.
+open class GraphModule: GraphLayer {
+    public var isTraining = true
+    public var needsInputGradient = true
+    private var input: Variable?
+    private var result: Variable?
+
+    public init() {}
+
+    /// The layer's forward on the graph. Subclasses override it.
+    open func callAsFunction(_ x: Variable) throws -> Variable {
+        throw BackpropError.invalidUse(where: summary, detail: "GraphModule subclasses override callAsFunction(_: Variable)")
+    }
+
+    open var summary: String { String(describing: type(of: self)) }
+    open var namedParameters: [(name: String, parameter: Parameter)] { [] }
+
+    public func forward(_ x: Tensor) throws -> Tensor {
+        result = nil
+        let v = Variable(x.copy(), requiresGrad: needsInputGradient)
+        let y = try self(v)
+        input = v
+        result = y
+        return y.value
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let input, let result else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward, or twice for one forward pass")
+        }
+        try requireSameShape(dy, result.value, layer: summary)
+        self.result = nil
+        try result.backward(gradient: dy)
+        return needsInputGradient ? (input.grad ?? Tensor(uncheckedShape: input.shape)) : Tensor(uncheckedShape: [0])
+    }
+}
+
+/// SiLU (swish), PyTorch's `nn.SiLU`: y = x · σ(x), differentiated by the graph.
+public final class SiLU: GraphModule {
+    public override var summary: String { "SiLU" }
+    public override func callAsFunction(_ x: Variable) throws -> Variable { try x * sigmoid(x) }
+}
+
+/// Layer normalisation over the last dimension, PyTorch's `nn.LayerNorm(features)` on `[N, F]`:
+/// y = (x − mean) / √(var + eps) · γ + β, mean and (biased) variance per row; γ = 1, β = 0 at
+/// the start. Parameters `weight` (γ) and `bias` (β), as PyTorch names them. Differentiated by the
+/// graph.
+public final class LayerNorm: GraphModule {
+    public let features: Int
+    public let eps: Float
+    public let weight: Parameter
+    public let bias: Parameter
+
+    public init(_ features: Int, eps: Float = 1e-5) throws {
+        guard features > 0 else { throw BackpropError.invalidArgument("LayerNorm(\(features)): features must be positive") }
+        guard eps > 0, eps.isFinite else { throw BackpropError.invalidArgument("LayerNorm: eps must be positive, got \(eps)") }
+        self.features = features
+        self.eps = eps
+        weight = Parameter(try Tensor(zeros: [features]))
+        weight.value.fill(1)
+        bias = Parameter(try Tensor(zeros: [features]))
+        super.init()
+    }
+
+    public override var summary: String { "LayerNorm(\(features))" }
+    public override var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
+
+    public override func callAsFunction(_ x: Variable) throws -> Variable {
+        guard x.value.rank == 2, x.shape[1] == features else {
+            throw BackpropError.shapeMismatch(where: summary, detail: "expected input [N, \(features)], got \(x.shape)")
+        }
+        let centred = try x - (try mean(x, axis: -1, keepDim: true))                   // [N, F] − [N, 1]
+        let variance = try mean(try centred * centred, axis: -1, keepDim: true)         // [N, 1]
+        let inverseStd = exp(log(variance + eps) * -0.5)                               // 1/√(var + eps)
+        return try (try centred * inverseStd) * weight.variable + bias.variable         // row-broadcast γ, β
+    }
+}
