@@ -196,3 +196,55 @@ final class GraphModuleTests: XCTestCase {
         XCTAssertThrowsError(try SiLU().backward(dy))
     }
 }
+
+final class EmbeddingAndLinearTests: XCTestCase {
+    func testEmbeddingLooksUpAndScatterAdds() throws {
+        let emb = try Embedding(5, 3, seed: 1)
+        let indices = [4, 0, 4, 2]
+        let y = try emb(indices, shape: [2, 2])
+        XCTAssertEqual(y.shape, [2, 2, 3])
+        for (k, i) in indices.enumerated() {
+            for j in 0..<3 { XCTAssertEqual(y.value.data[k * 3 + j], emb.weight.value[i, j]) }
+        }
+        var rng = SeededGenerator(seed: 2)
+        let w = try Tensor(zeros: [2, 2, 3]); w.fillUniform(-1, 1, using: &rng)
+        emb.weight.zeroGrad()
+        try sum(try y * Variable(w)).backward()
+        // Row 4 is used twice: its gradient is the sum of both positions' weights; rows 1, 3 unused.
+        for j in 0..<3 {
+            XCTAssertEqual(emb.weight.grad[4, j], w.data[j] + w.data[6 + j], accuracy: 1e-6)
+            XCTAssertEqual(emb.weight.grad[0, j], w.data[3 + j], accuracy: 1e-6)
+            XCTAssertEqual(emb.weight.grad[2, j], w.data[9 + j], accuracy: 1e-6)
+            XCTAssertEqual(emb.weight.grad[1, j], 0)
+            XCTAssertEqual(emb.weight.grad[3, j], 0)
+        }
+        XCTAssertThrowsError(try emb([5])) { guard case .invalidArgument? = $0 as? BackpropError else { return XCTFail("\($0)") } }
+        XCTAssertThrowsError(try emb([-1]))
+        XCTAssertThrowsError(try emb([1, 2], shape: [3]))
+    }
+
+    func testLinearOverLeadingDimensions() throws {
+        let dense = try Dense(4, 5, seed: 3)
+        var rng = SeededGenerator(seed: 4)
+        let x = try Tensor(zeros: [2, 3, 4]); x.fillUniform(-1, 1, using: &rng)
+        let y = try dense.applyingToLastDimension(Variable(x))
+        XCTAssertEqual(y.shape, [2, 3, 5])
+        let rows = try dense(x.reshaped([6, 4])).copy()   // the layer API on the rows
+        XCTAssertEqual(y.value.scalars, rows.scalars)
+        let w = try Tensor(zeros: [2, 3, 5]); w.fillUniform(-1, 1, using: &rng)
+        dense.zeroGrad()
+        try sum(try dense.applyingToLastDimension(Variable(x)) * Variable(w)).backward()
+        let analytic = dense.weight.grad.scalars
+        for i in 0..<dense.weight.value.count {
+            let keep = dense.weight.value.data[i]
+            func loss() throws -> Double {
+                Double(try noGrad { try sum(try dense.applyingToLastDimension(Variable(x)) * Variable(w)).item() })
+            }
+            dense.weight.value.data[i] = keep + 1e-2; let up = try loss()
+            dense.weight.value.data[i] = keep - 1e-2; let down = try loss()
+            dense.weight.value.data[i] = keep
+            XCTAssertEqual(Float((up - down) / 2e-2), analytic[i], accuracy: 2e-3 * max(1, abs(analytic[i])))
+        }
+        XCTAssertThrowsError(try dense.applyingToLastDimension(Variable(try Tensor(zeros: [2, 3, 5]))))
+    }
+}
