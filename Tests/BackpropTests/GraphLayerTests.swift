@@ -248,3 +248,17 @@ final class EmbeddingAndLinearTests: XCTestCase {
         XCTAssertThrowsError(try dense.applyingToLastDimension(Variable(try Tensor(zeros: [2, 3, 5]))))
     }
 }
+
+final class ReshapeLayerTests: XCTestCase {
+    func testReshapeAndUnflattenRoundTripThroughTheLayerAPI() throws {
+        let model = Sequential(try Unflatten([2, 3]), try Reshape([-1]), try Dense(6, 2, seed: 1))
+        var rng = SeededGenerator(seed: 2)
+        let x = try Tensor(zeros: [4, 6]); x.fillUniform(-1, 1, using: &rng)
+        XCTAssertEqual(try Unflatten([2, 3])(x).shape, [4, 2, 3])
+        let report = try GradientCheck.check(model, input: x)
+        XCTAssertLessThan(report.maxError, 2e-3, "\(report)")
+        XCTAssertThrowsError(try Unflatten([4, 2])(x))
+        XCTAssertThrowsError(try Reshape([-1, -1]))
+        XCTAssertThrowsError(try Reshape([4])(x))
+    }
+}

@@ -82,3 +82,40 @@ public final class LayerNorm: GraphModule {
         return try (try centred * inverseStd) * weight.variable + bias.variable         // row-broadcast γ, β
     }
 }
+
+/// Reshapes every sample, keeping the batch dimension: `[N, …] → [N] + shape` (one entry may be
+/// −1), as `x.view(N, *shape)` in PyTorch. The element count per sample must stay.
+public final class Reshape: GraphModule {
+    public let shape: [Int]
+    public init(_ shape: [Int]) throws {
+        guard !shape.isEmpty, shape.filter({ $0 == -1 }).count <= 1, shape.allSatisfy({ $0 > 0 || $0 == -1 }) else {
+            throw BackpropError.invalidArgument("Reshape(\(shape)): sizes must be positive, with at most one −1")
+        }
+        self.shape = shape
+        super.init()
+    }
+    public override var summary: String { "Reshape(\(shape))" }
+    public override func callAsFunction(_ x: Variable) throws -> Variable {
+        guard x.value.rank >= 1 else { throw BackpropError.shapeMismatch(where: summary, detail: "expected [N, …], got \(x.shape)") }
+        return try reshape(x, [x.shape[0]] + shape)
+    }
+}
+
+/// PyTorch's `nn.Unflatten(1, sizes)`: `[N, F] → [N] + sizes` with F = the product of `sizes`.
+public final class Unflatten: GraphModule {
+    public let sizes: [Int]
+    public init(_ sizes: [Int]) throws {
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 > 0 }) else {
+            throw BackpropError.invalidArgument("Unflatten(\(sizes)): sizes must be positive")
+        }
+        self.sizes = sizes
+        super.init()
+    }
+    public override var summary: String { "Unflatten(1, \(sizes))" }
+    public override func callAsFunction(_ x: Variable) throws -> Variable {
+        guard x.value.rank == 2, x.shape[1] == sizes.reduce(1, *) else {
+            throw BackpropError.shapeMismatch(where: summary, detail: "expected [N, \(sizes.reduce(1, *))], got \(x.shape)")
+        }
+        return try reshape(x, [x.shape[0]] + sizes)
+    }
+}
