@@ -28,12 +28,31 @@ public func graphDOT(_ root: Variable, title: String? = nil, names: [String: Var
     return s
 }
 
-/// The graph under `root` as a self-contained SVG: ops in columns left → right by depth (a
-/// value's column is one left of its first consumer's, the root rightmost), forward arrows
-/// solid, backward δ arrows dashed beside them.
-public func graphSVG(_ root: Variable, title: String? = nil, names: [String: Variable] = [:]) -> String {
+/// How `graphSVG` orders the ranks (the depths) of a graph.
+public enum GraphLayout: Sendable {
+    /// Columns left → right, the root rightmost.
+    case leftToRight
+    /// Rows top → bottom, the root at the bottom.
+    case topToBottom
+    /// Left → right for a graph of at most 4 ranks, top → bottom for a deeper one (it stays
+    /// narrow enough to read when a page scales it down).
+    case automatic
+}
+
+/// The graph under `root` as a self-contained SVG: ops ranked by depth (the longest path from
+/// the leaves, then each value moved next to its nearest consumer, so a leaf sits beside the op
+/// that reads it), forward arrows solid, backward δ arrows dashed beside them.
+public func graphSVG(_ root: Variable, title: String? = nil, names: [String: Variable] = [:],
+                     layout: GraphLayout = .automatic) -> String {
     var picture = GraphPicture(root, names: names)
     picture.layOut()
+    let ranks = (picture.nodes.map(\.column).max() ?? 0) + 1
+    switch layout {
+    case .leftToRight: picture.vertical = false
+    case .topToBottom: picture.vertical = true
+    case .automatic: picture.vertical = ranks > 4
+    }
+    picture.layOut()   // again: the sizes along a rank differ between the two
     return picture.svg(title: title)
 }
 
@@ -42,10 +61,12 @@ struct GraphPicture {
     struct Node {
         let variable: Variable
         var lines: [String]
-        var column = 0
-        var y = 0.0        // top of the box
+        var column = 0          // the rank: a column left → right, or a row top → bottom
+        var position = 0.0      // where the box starts along its rank (top, or left)
     }
-    struct Edge { let from: Int; let to: Int; let slot: Int }   // slot: the input's position in the op
+    struct Edge { let from: Int; let to: Int; let slot: Int }
+    /// Ranks as rows top → bottom rather than columns left → right.
+    var vertical = false   // slot: the input's position in the op
 
     var nodes: [Node] = []
     /// input → op, one per input slot.
@@ -114,7 +135,10 @@ struct GraphPicture {
     // MARK: - Layout
 
     static let lineHeight = 16.0, padding = 8.0, charWidth = 7.0
-    static let columnGap = 90.0, rowGap = 26.0, margin = 24.0
+    static let margin = 24.0
+    /// Between ranks, and between boxes of a rank.
+    var rankGap: Double { vertical ? 56 : 90 }
+    var boxGap: Double { vertical ? 28 : 26 }
 
     var boxWidth: Double {
         let widest = nodes.flatMap(\.lines).map(\.count).max() ?? 4
@@ -123,6 +147,10 @@ struct GraphPicture {
     func boxHeight(_ i: Int) -> Double {
         Double(nodes[i].lines.count) * GraphPicture.lineHeight + 2 * GraphPicture.padding
     }
+    /// The box's size along its rank.
+    func extent(_ i: Int) -> Double { vertical ? boxWidth : boxHeight(i) }
+    /// The thickness of a rank: every box of the graph fits in it.
+    var rankSize: Double { vertical ? (nodes.indices.map(boxHeight).max() ?? 0) : boxWidth }
 
     /// Columns: the longest path from the leaves, then each value moved right to just left of its
     /// nearest consumer (leaves sit next to the op that reads them). Rows: from the root leftwards,
@@ -151,7 +179,7 @@ struct GraphPicture {
             // Where each box would like its centre: at its consumers' input slots.
             var desired: [(node: Int, y: Double)] = members.map { i in
                 let targets = consumers[i].map { e -> Double in
-                    let top = nodes[e.to].y, h = boxHeight(e.to)
+                    let top = nodes[e.to].position, h = extent(e.to)
                     return top + h * Double(e.slot + 1) / Double(inputCount[e.to] + 1)
                 }
                 return (i, targets.isEmpty ? 0 : targets.reduce(0, +) / Double(targets.count))
@@ -160,16 +188,16 @@ struct GraphPicture {
             var tops: [Double] = []
             var cursor = -Double.infinity
             for d in desired {
-                let top = max(d.y - boxHeight(d.node) / 2, cursor)
+                let top = max(d.y - extent(d.node) / 2, cursor)
                 tops.append(top)
-                cursor = top + boxHeight(d.node) + GraphPicture.rowGap
+                cursor = top + extent(d.node) + boxGap
             }
             // Shift the stack so its centres sit around the desired ones on average.
-            let shift = zip(desired, tops).map { d, top in d.y - (top + boxHeight(d.node) / 2) }.reduce(0, +) / Double(desired.count)
-            for (d, top) in zip(desired, tops) { nodes[d.node].y = top + shift }
+            let shift = zip(desired, tops).map { d, top in d.y - (top + extent(d.node) / 2) }.reduce(0, +) / Double(desired.count)
+            for (d, top) in zip(desired, tops) { nodes[d.node].position = top + shift }
         }
-        let top = nodes.map(\.y).min()!
-        for i in nodes.indices { nodes[i].y -= top }
+        let top = nodes.map(\.position).min()!
+        for i in nodes.indices { nodes[i].position -= top }
     }
 
     // MARK: - SVG
@@ -177,14 +205,22 @@ struct GraphPicture {
     func svg(title: String?) -> String {
         let w = boxWidth, m = GraphPicture.margin
         let titleHeight = title == nil ? 0.0 : 34.0
-        let columns = (nodes.map(\.column).max() ?? 0) + 1
-        let graphHeight = nodes.indices.map { nodes[$0].y + boxHeight($0) }.max() ?? 0
+        let ranks = Double((nodes.map(\.column).max() ?? 0) + 1)
+        let along = nodes.indices.map { nodes[$0].position + extent($0) }.max() ?? 0   // the longest rank
+        let across = ranks * rankSize + (ranks - 1) * rankGap
         let legendHeight = 34.0
-        let width = max(2 * m + Double(columns) * w + Double(columns - 1) * GraphPicture.columnGap, 480)
-        let height = 2 * m + titleHeight + graphHeight + legendHeight
+        let titleWidth = Double(title?.count ?? 0) * 9 + 2 * m
+        let width = max(2 * m + (vertical ? along : across), 480, titleWidth)
+        let height = 2 * m + titleHeight + (vertical ? across : along) + legendHeight
         let top = m + titleHeight
-        func x(_ i: Int) -> Double { m + Double(nodes[i].column) * (w + GraphPicture.columnGap) }
-        func y(_ i: Int) -> Double { top + nodes[i].y }
+        // Centre the drawing horizontally under the title.
+        let left = (width - (vertical ? along : across)) / 2
+        func x(_ i: Int) -> Double {
+            left + (vertical ? nodes[i].position : Double(nodes[i].column) * (rankSize + rankGap))
+        }
+        func y(_ i: Int) -> Double {
+            top + (vertical ? Double(nodes[i].column) * (rankSize + rankGap) : nodes[i].position)
+        }
 
         var s = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(f(width))" height="\(f(height))" \
@@ -210,9 +246,10 @@ struct GraphPicture {
         // Ends of the forward edge k: the right side of its input, the left side of its op.
         func ends(_ k: Int) -> (x1: Double, y1: Double, x2: Double, y2: Double) {
             let e = forwardEdges[k]
-            let y1 = y(e.from) + boxHeight(e.from) * Double(outPosition[k] + 1) / Double(outCount[e.from] + 1)
-            let y2 = y(e.to) + boxHeight(e.to) * Double(e.slot + 1) / Double(inputCount[e.to] + 1)
-            return (x(e.from) + w, y1, x(e.to), y2)
+            let a1 = extent(e.from) * Double(outPosition[k] + 1) / Double(outCount[e.from] + 1)
+            let a2 = extent(e.to) * Double(e.slot + 1) / Double(inputCount[e.to] + 1)
+            if vertical { return (x(e.from) + a1, y(e.from) + boxHeight(e.from), x(e.to) + a2, y(e.to)) }
+            return (x(e.from) + w, y(e.from) + a1, x(e.to), y(e.to) + a2)
         }
         let offset = 4.0
         for k in forwardEdges.indices {
