@@ -96,17 +96,53 @@ final class GraphPictureTests: XCTestCase {
         XCTAssertTrue(texts.contains("a · leaf"))
         XCTAssertEqual(texts.filter { $0 == "‖grad‖ 4" }.count, 2)
         XCTAssertTrue(texts.contains("(a + b) × c"))
-        // Boxes do not overlap.
+        assertBoxesApart(elements)
+        // Arrowheads are markers defined in the file.
+        XCTAssertEqual(elements.filter { $0.name == "marker" }.count, 2)
+    }
+
+    private func assertBoxesApart(_ elements: [(name: String, attributes: [String: String], text: String)],
+                                  file: StaticString = #filePath, line: UInt = #line) {
         let rects = elements.filter { $0.name == "rect" }.map { r -> (Double, Double, Double, Double) in
             (Double(r.attributes["x"]!)!, Double(r.attributes["y"]!)!, Double(r.attributes["width"]!)!, Double(r.attributes["height"]!)!)
         }
         for i in rects.indices { for j in rects.indices where i < j {
             let (p, q) = (rects[i], rects[j])
             let apart = p.0 + p.2 <= q.0 || q.0 + q.2 <= p.0 || p.1 + p.3 <= q.1 || q.1 + q.3 <= p.1
-            XCTAssertTrue(apart, "boxes \(i) and \(j) overlap")
+            XCTAssertTrue(apart, "boxes \(i) and \(j) overlap", file: file, line: line)
         } }
-        // Arrowheads are markers defined in the file.
-        XCTAssertEqual(elements.filter { $0.name == "marker" }.count, 2)
+    }
+
+    /// Forward arrows run left → right (or top → bottom), backward ones the other way, and every
+    /// box lies inside the picture.
+    func testLayoutsOfRegressionGraph() throws {
+        let (loss, names) = try Self.regressionGraph()
+        var widths: [Double] = []
+        for layout in [GraphLayout.leftToRight, .topToBottom] {
+            let elements = parseXML(graphSVG(loss, title: "regression", names: names, layout: layout))
+            assertBoxesApart(elements)
+            let vertical = layout == .topToBottom
+            let (a1, a2) = vertical ? ("y1", "y2") : ("x1", "x2")
+            for e in elements where e.attributes["class"] == "forward" || e.attributes["class"] == "backward" {
+                let (p, q) = (Double(e.attributes[a1]!)!, Double(e.attributes[a2]!)!)
+                if e.attributes["class"] == "forward" { XCTAssertLessThan(p, q, "\(layout)") } else { XCTAssertGreaterThan(p, q, "\(layout)") }
+            }
+            let svg = elements.first!.attributes
+            let (width, height) = (Double(svg["width"]!)!, Double(svg["height"]!)!)
+            for r in elements where r.name == "rect" {
+                let (x, y) = (Double(r.attributes["x"]!)!, Double(r.attributes["y"]!)!)
+                XCTAssertGreaterThanOrEqual(x, 0); XCTAssertGreaterThanOrEqual(y, 0)
+                XCTAssertLessThanOrEqual(x + Double(r.attributes["width"]!)!, width)
+                XCTAssertLessThanOrEqual(y + Double(r.attributes["height"]!)!, height)
+            }
+            widths.append(width)
+        }
+        // 8 ranks (W1, transpose, matmul, add, relu, matmul, add, mse): far narrower top → bottom.
+        XCTAssertLessThan(widths[1], widths[0] / 2)
+        // .automatic picks top → bottom for 8 ranks and left → right for the 3 of (a + b) × c.
+        XCTAssertEqual(graphSVG(loss, names: names), graphSVG(loss, names: names, layout: .topToBottom))
+        let (y, _, _, _) = try abc()
+        XCTAssertEqual(graphSVG(y), graphSVG(y, layout: .leftToRight))
     }
 
     func testTextIsEscaped() throws {
