@@ -156,6 +156,8 @@ final class GraphPictureTests: XCTestCase {
         let texts = elements.filter { $0.name == "text" }.map(\.text)
         XCTAssertTrue(texts.contains("a < b & c"))
         XCTAssertTrue(texts.contains("\"x\" <&> · leaf"))
+        // A control character XML cannot hold becomes U+FFFD; the file still parses.
+        XCTAssertTrue(parseXML(graphSVG(y, title: "bell \u{07} nul \u{0}")).contains { $0.text == "bell \u{FFFD} nul \u{FFFD}" })
         let dot = graphDOT(y, title: "say \"hi\"\\", names: ["q\"": a])
         XCTAssertTrue(dot.contains(#"label="say \"hi\"\\";"#))
         XCTAssertTrue(dot.contains(#"[label="q\" · leaf\n"#))

@@ -307,6 +307,10 @@ func xmlEscaped(_ s: String) -> String {
         case ">": out += "&gt;"
         case "\"": out += "&quot;"
         case "'": out += "&apos;"
+        // Characters XML 1.0 cannot hold at all (control characters other than tab and line breaks).
+        case _ where ch.unicodeScalars.contains { $0.value < 0x20 && $0 != "\t" && $0 != "\n" && $0 != "\r" }
+            || ch.unicodeScalars.contains { $0.value == 0xFFFE || $0.value == 0xFFFF }:
+            out += "\u{FFFD}"
         default: out.append(ch)
         }
     }
