@@ -298,7 +298,7 @@ struct GraphPicture {
 }
 
 /// Text for XML content and attribute values.
-func xmlEscaped(_ s: String) -> String {
+private func xmlEscaped(_ s: String) -> String {
     var out = ""
     for ch in s {
         switch ch {
