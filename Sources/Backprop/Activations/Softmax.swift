@@ -24,15 +24,7 @@ public final class Softmax: Layer {
         }
         output.resize(to: x.shape)
         let rows = x.count / c
-        for r in 0..<rows {
-            let xi = x.data + r * c, yi = output.data + r * c
-            var m = -Float.infinity
-            for j in 0..<c { m = max(m, xi[j]) }
-            var s: Float = 0
-            for j in 0..<c { let e = expf(xi[j] - m); yi[j] = e; s += e }
-            let inv = 1 / s
-            for j in 0..<c { yi[j] *= inv }
-        }
+        for r in 0..<rows { softmaxSlice(x.data + r * c, into: output.data + r * c, count: c) }
         saved.save(output)
         return output
     }
@@ -43,11 +35,39 @@ public final class Softmax: Layer {
         guard let c = dy.shape.last, c > 0 else { return inputGradient }
         let rows = dy.count / c
         for r in 0..<rows {
-            let yi = output.data + r * c, gi = dy.data + r * c, dxi = inputGradient.data + r * c
-            var dot: Float = 0
-            for j in 0..<c { dot += gi[j] * yi[j] }
-            for j in 0..<c { dxi[j] = yi[j] * (gi[j] - dot) }
+            softmaxBackwardSlice(output.data + r * c, dy.data + r * c, into: inputGradient.data + r * c, count: c)
         }
         return inputGradient
     }
+}
+
+// The softmax math, shared by this layer, `SoftmaxCrossEntropy` and the graph's `softmax`,
+// `logSoftmax` and `crossEntropy`: one slice of `n` values `step` apart (a row: step 1).
+
+/// Writes e^(x_k − m) into `e` (m = max_k x_k, so nothing overflows) and returns m and Σ_k e^(x_k − m):
+/// softmax is e / Σ, and log Σ_k e^(x_k) = m + log Σ.
+@inline(__always)
+func exponentiateShifted(_ x: UnsafePointer<Float>, into e: UnsafeMutablePointer<Float>, count n: Int,
+                         step: Int = 1) -> (max: Float, sum: Float) {
+    var m = -Float.infinity
+    for k in 0..<n { m = max(m, x[k * step]) }
+    var s: Float = 0
+    for k in 0..<n { let v = expf(x[k * step] - m); e[k * step] = v; s += v }
+    return (m, s)
+}
+
+/// y = softmax(x) over one slice.
+@inline(__always)
+func softmaxSlice(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, step: Int = 1) {
+    let inv = 1 / exponentiateShifted(x, into: y, count: n, step: step).sum
+    for k in 0..<n { y[k * step] *= inv }
+}
+
+/// dx = y ⊙ (dy − Σ_k dy_k y_k) over one slice (the softmax Jacobian diag(y) − y yᵀ times dy).
+@inline(__always)
+func softmaxBackwardSlice(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
+                          count n: Int, step: Int = 1) {
+    var dot: Float = 0
+    for k in 0..<n { dot += dy[k * step] * y[k * step] }
+    for k in 0..<n { dx[k * step] = y[k * step] * (dy[k * step] - dot) }
 }

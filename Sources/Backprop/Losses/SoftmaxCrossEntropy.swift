@@ -65,10 +65,7 @@ public final class SoftmaxCrossEntropy: ClassLabelLoss {
         var total: Double = 0
         for i in 0..<n {
             let zi = z + i * c, pi = p + i * c, gi = g + i * c
-            var m = -Float.infinity
-            for j in 0..<c { m = max(m, zi[j]) }
-            var s: Float = 0
-            for j in 0..<c { let e = expf(zi[j] - m); pi[j] = e; s += e }
+            let (m, s) = exponentiateShifted(zi, into: pi, count: c)
             let logS = logf(s), inv = 1 / s
             var rowLoss: Float = 0
             for j in 0..<c {

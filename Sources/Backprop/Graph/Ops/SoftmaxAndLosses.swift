@@ -18,22 +18,11 @@ public func softmax(_ x: Variable, axis: Int = -1) throws -> Variable {
     let l = try AxisLayout("softmax", x.shape, axis: axis)
     let y = Tensor(uncheckedShape: x.shape)
     let src = x.value.data, dst = y.data, step = l.inner, n = l.size
-    forEachSlice(l) { b in
-        var m = -Float.infinity
-        for k in 0..<n { m = max(m, src[b + k * step]) }
-        var s: Float = 0
-        for k in 0..<n { let e = expf(src[b + k * step] - m); dst[b + k * step] = e; s += e }
-        let inv = 1 / s
-        for k in 0..<n { dst[b + k * step] *= inv }
-    }
+    forEachSlice(l) { b in softmaxSlice(src + b, into: dst + b, count: n, step: step) }
     return Variable.result("softmax", [x], y, saving: [y]) { dy, _ in
         let dx = Tensor(uncheckedShape: dy.shape)
         let g = dy.data, p = y.data, d = dx.data
-        forEachSlice(l) { b in
-            var dot: Float = 0
-            for k in 0..<n { dot += g[b + k * step] * p[b + k * step] }
-            for k in 0..<n { d[b + k * step] = p[b + k * step] * (g[b + k * step] - dot) }
-        }
+        forEachSlice(l) { b in softmaxBackwardSlice(p + b, g + b, into: d + b, count: n, step: step) }
         return [dx]
     }
 }
@@ -46,10 +35,7 @@ public func logSoftmax(_ x: Variable, axis: Int = -1) throws -> Variable {
     let y = Tensor(uncheckedShape: x.shape)
     let src = x.value.data, dst = y.data, step = l.inner, n = l.size
     forEachSlice(l) { b in
-        var m = -Float.infinity
-        for k in 0..<n { m = max(m, src[b + k * step]) }
-        var s: Float = 0
-        for k in 0..<n { s += expf(src[b + k * step] - m) }
+        let (m, s) = exponentiateShifted(src + b, into: dst + b, count: n, step: step)   // dst as scratch
         let shift = m + logf(s)
         for k in 0..<n { dst[b + k * step] = src[b + k * step] - shift }
     }
@@ -86,10 +72,7 @@ public func crossEntropy(_ logits: Variable, labels: [Int], reduction: Reduction
     var total: Double = 0
     for i in 0..<n {
         let zi = zs + i * c, pi = p + i * c
-        var m = -Float.infinity
-        for j in 0..<c { m = max(m, zi[j]) }
-        var s: Float = 0
-        for j in 0..<c { let e = expf(zi[j] - m); pi[j] = e; s += e }
+        let (m, s) = exponentiateShifted(zi, into: pi, count: c)
         let inv = 1 / s
         for j in 0..<c { pi[j] *= inv }
         total -= Double(zi[labels[i]] - m - logf(s))
