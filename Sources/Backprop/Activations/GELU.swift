@@ -39,7 +39,23 @@ public final class GELU: Layer {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         output.resize(to: x.shape)
-        let src = x.data, dst = output.data, n = x.count
+        GELU.forward(x, approximate, into: output)
+        input.save(x)
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        let x = try input.take(matching: dy, summary)
+        inputGradient.resize(to: dy.shape)
+        GELU.backward(x, dy, approximate, into: inputGradient)
+        return inputGradient
+    }
+
+    // MARK: - The math (the layer and the graph's `gelu` share it); y, dx have x's element count
+
+    /// y = gelu(x) element-wise.
+    static func forward(_ x: Tensor, _ approximate: Approximation, into y: Tensor) {
+        let src = x.data, dst = y.data, n = x.count
         switch approximate {
         case .none:
             for i in 0..<n {
@@ -53,13 +69,10 @@ public final class GELU: Layer {
                 dst[i] = 0.5 * v * (1 + t)
             }
         }
-        input.save(x)
-        return output
     }
 
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        let x = try input.take(matching: dy, summary)
-        inputGradient.resize(to: dy.shape)
+    /// dx = dy · gelu′(x) element-wise.
+    static func backward(_ x: Tensor, _ dy: Tensor, _ approximate: Approximation, into inputGradient: Tensor) {
         let xs = x.data, g = dy.data, dx = inputGradient.data, n = dy.count
         switch approximate {
         case .none:
@@ -77,6 +90,5 @@ public final class GELU: Layer {
                 dx[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
             }
         }
-        return inputGradient
     }
 }

@@ -67,33 +67,16 @@ public func relu(_ x: Variable) -> Variable {
     }
 }
 
-private let invSqrt2: Float = 0.70710678118654752
-private let invSqrt2Pi: Float = 0.39894228040143268
-private let sqrt2OverPi: Float = 0.79788456080286536
-private let cubic: Float = 0.044715
-
 // exact:  y = x · Φ(x)                  dx = dy · (Φ(x) + x · φ(x))
 // tanh:   y = ½ x (1 + t), t = tanh(u), u = √(2/π)(x + 0.044715 x³)
-//         dx = dy · (½ (1 + t) + ½ x (1 − t²) √(2/π)(1 + 3·0.044715 x²))
-/// GELU element-wise, exact (erf) or with PyTorch's tanh approximation: the `GELU` layer's formulas.
+/// GELU element-wise, exact (erf) or with PyTorch's tanh approximation: the `GELU` layer's math.
 public func gelu(_ x: Variable, approximate: GELU.Approximation = .none) -> Variable {
     let v = x.value
-    let y: Tensor
-    switch approximate {
-    case .none: y = map(v) { 0.5 * $0 * (1 + erff($0 * invSqrt2)) }
-    case .tanh: y = map(v) { 0.5 * $0 * (1 + tanhf(sqrt2OverPi * ($0 + cubic * $0 * $0 * $0))) }
-    }
+    let y = Tensor(uncheckedShape: v.shape)
+    GELU.forward(v, approximate, into: y)
     return Variable.result("gelu", [x], y, saving: [v]) { dy, _ in
-        switch approximate {
-        case .none:
-            return [chain(dy, v) { s in
-                0.5 * (1 + erff(s * invSqrt2)) + s * invSqrt2Pi * expf(-0.5 * s * s)
-            }]
-        case .tanh:
-            return [chain(dy, v) { s in
-                let t = tanhf(sqrt2OverPi * (s + cubic * s * s * s))
-                return 0.5 * (1 + t) + 0.5 * s * (1 - t * t) * sqrt2OverPi * (1 + 3 * cubic * s * s)
-            }]
-        }
+        let dx = Tensor(uncheckedShape: dy.shape)
+        GELU.backward(v, dy, approximate, into: dx)
+        return [dx]
     }
 }
