@@ -2,9 +2,9 @@ import Foundation
 import BackpropKernels
 
 /// Element-wise functions of one value: exp, log, tanh, sigmoid, relu, gelu. None can fail (the
-/// result has the input's shape). ReLU, tanh and sigmoid run the C kernels (`bp_relu`,
-/// `bp_relu_backward`, `bp_fast_tanh`, `bp_fast_sigmoid`: AVX-512 where present); the others are
-/// plain loops with the formulas of the matching layers.
+/// result has the input's shape). Each computes what the matching layer computes: ReLU with the
+/// layer's C kernels (`bp_relu`, `bp_relu_backward`), tanh and sigmoid with the layers' per-element
+/// functions, GELU with the layer's own math (`GELU.forward`/`backward`).
 
 /// A fresh tensor of `x`'s shape with y[i] = f(x[i]).
 @inline(__always)
@@ -40,18 +40,16 @@ public func log(_ x: Variable) -> Variable {
 }
 
 // y = tanh x                dx = dy · (1 − y²)
-/// Hyperbolic tangent element-wise (the C kernel's Cephes formula, about 2e-7 absolute error).
+/// Hyperbolic tangent element-wise (libm's `tanhf`, as the `Tanh` layer: the same values).
 public func tanh(_ x: Variable) -> Variable {
-    let y = Tensor(uncheckedShape: x.shape)
-    bp_fast_tanh(x.value.data, y.data, x.value.count)
+    let y = map(x.value) { tanhf($0) }
     return Variable.result("tanh", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { 1 - $0 * $0 }] }
 }
 
 // y = 1 / (1 + e⁻ˣ)         dx = dy · y · (1 − y)
-/// Logistic sigmoid element-wise (the C kernel).
+/// Logistic sigmoid element-wise (`stableSigmoid`, as the `Sigmoid` layer: the same values).
 public func sigmoid(_ x: Variable) -> Variable {
-    let y = Tensor(uncheckedShape: x.shape)
-    bp_fast_sigmoid(x.value.data, y.data, x.value.count)
+    let y = map(x.value) { stableSigmoid($0) }
     return Variable.result("sigmoid", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { $0 * (1 - $0) }] }
 }
 
