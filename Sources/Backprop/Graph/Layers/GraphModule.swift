@@ -3,7 +3,7 @@
 /// (`forward(Tensor)`, `backward(Tensor)`) comes from automatic differentiation: no backward to
 /// write by hand. `SiLU` and `LayerNorm` are built this way.
 ///
-/// As a `Layer`, `forward` runs the graph on a copy of its input and keeps the result for
+/// As a `Layer`, `forward` runs the graph on its input and keeps the result for
 /// `backward` (one backward per forward, as every layer), which returns ∂L/∂x and adds the
 /// parameters' gradients into their `grad`.
 open class GraphModule: GraphLayer {
@@ -24,7 +24,7 @@ open class GraphModule: GraphLayer {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         result = nil
-        let v = Variable(x.copy(), requiresGrad: needsInputGradient)
+        let v = Variable(x, requiresGrad: needsInputGradient)   // shared: the nodes check it is left unchanged
         let y = try self(v)
         input = v
         result = y
