@@ -37,7 +37,7 @@ extension Conv2D: GraphLayer {
 }
 
 /// Int32 storage owned by one graph call (the max pooling's argmax indices).
-final class IndexBuffer {
+final class MaxPoolIndices {
     let base: UnsafeMutablePointer<Int32>
     init(count: Int) {
         base = .allocate(capacity: Swift.max(count, 1))
@@ -53,7 +53,7 @@ extension MaxPool2D: GraphLayer {
         let outShape = try geometry.outputShape(for: x.shape, layer: summary)
         let xv = x.value, inShape = x.shape, g = geometry, images = 0..<inShape[0]
         let y = Tensor(uncheckedShape: outShape)
-        let argmax = IndexBuffer(count: y.count)
+        let argmax = MaxPoolIndices(count: y.count)
         MaxPool2D.forward(images: images, x: xv, geometry: g, into: y, argmax: argmax.base)
         return Variable.result(summary, [x], y) { dy, _ in
             let dx = Tensor(uncheckedShape: inShape)
