@@ -47,7 +47,7 @@ public final class BatchNorm: Layer {
     private let output = Tensor(uncheckedShape: [0])
     private let normalized = Tensor(uncheckedShape: [0])      // x̂, cached for backward
     private let inputGradient = Tensor(uncheckedShape: [0])
-    let invStd: Tensor                                 // 1/√(σ² + ε) of the last forward, per channel
+    private let invStd: Tensor                                 // 1/√(σ² + ε) of the last forward, per channel
 
     public init(features: Int, kind: Kind, eps: Float = 1e-5, momentum: Float? = 0.1, affine: Bool = true) throws {
         let name = kind == .d1 ? "BatchNorm1d" : "BatchNorm2d"
