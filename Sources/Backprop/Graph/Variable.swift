@@ -33,7 +33,8 @@ public final class Variable {
     /// have it set.
     public var requiresGrad: Bool
     /// ∂(the value backward started from)/∂(this value), accumulated over backward passes: nil
-    /// until a backward reaches this leaf (as PyTorch's `.grad`). Only leaves receive it.
+    /// until a backward reaches this leaf (as PyTorch's `.grad`). Only leaves receive it, and results
+    /// of ops after `retainGrad()`.
     public var grad: Tensor? {
         get { parameter?.grad ?? leafGrad }
         set {
@@ -97,6 +98,14 @@ public final class Variable {
 
     /// A leaf sharing this value, cut from the graph (PyTorch's `detach()`).
     public func detach() -> Variable { Variable(value) }
+
+    /// Keeps this value's gradient in `grad` when backward passes through it, though it is the
+    /// result of an op (PyTorch's `retain_grad()`): for looking at δ inside a graph (the pictures
+    /// show ‖grad‖ of every node that keeps one). A leaf keeps its gradient anyway.
+    public func retainGrad() { retainsGrad = true }
+    /// Whether `grad` receives this value's gradient (leaves with `requiresGrad`, and results of
+    /// ops after `retainGrad()`); PyTorch's `retains_grad` for the latter.
+    public private(set) var retainsGrad = false
 
     /// Sets `grad` to zeros in place when there is one (PyTorch's `zero_grad(set_to_none=False)`);
     /// `grad = nil` is the `set_to_none` form.
@@ -169,6 +178,7 @@ public final class Variable {
                 if v.requiresGrad { try v.accumulate(g) }
                 continue
             }
+            if v.retainsGrad { try v.accumulate(g) }
             let inputGradients = try node.backward(g, node.needsGrad)
             for (k, input) in node.inputs.enumerated() where node.needsGrad[k] {
                 guard k < inputGradients.count, let gk = inputGradients[k] else { continue }
