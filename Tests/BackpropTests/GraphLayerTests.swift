@@ -255,6 +255,13 @@ final class EmbeddingAndLinearTests: XCTestCase {
             XCTAssertEqual(Float((up - down) / 2e-2), analytic[i], accuracy: 2e-3 * max(1, abs(analytic[i])))
         }
         XCTAssertThrowsError(try dense.applyingToLastDimension(Variable(try Tensor(zeros: [2, 3, 5]))))
+        // Called directly, as PyTorch's nn.Linear: [N, T, in] → [N, T, out], the same values.
+        let direct = try dense(Variable(x))
+        XCTAssertEqual(direct.shape, [2, 3, 5])
+        XCTAssertEqual(direct.value.scalars, rows.scalars)
+        // [N, C, H, W] whose C·H·W is `in` still reads each row as one input, as the layer API.
+        let flat = try Dense(12, 2, seed: 5)
+        XCTAssertEqual(try flat(Variable(try Tensor(zeros: [2, 3, 2, 2]))).shape, [2, 2])
     }
 }
 

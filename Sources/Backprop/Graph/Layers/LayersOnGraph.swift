@@ -11,7 +11,11 @@ public protocol GraphLayer: Layer {
 
 extension Dense: GraphLayer {
     /// Y = X·Wᵀ + b on the graph (`Dense.forward` / `Dense.backward`: the layer's own math).
+    /// As PyTorch's `nn.Linear`, an input with leading dimensions `[N, T, …, in]` maps its last
+    /// dimension: `[N, T, …, out]`. Otherwise, as the layer API, each of the N rows is one
+    /// input of `in` values (`[N, C, H, W]` with C·H·W = in reads as `[N, in]`).
     public func callAsFunction(_ x: Variable) throws -> Variable {
+        if x.value.rank > 2, x.shape.last == inFeatures { return try applyingToLastDimension(x) }
         try requireFeatures(x.value, inFeatures, layer: summary)
         let xv = x.value, w = weight.value, n = xv.rows, out = outFeatures, inF = inFeatures, name = summary
         let y = Tensor(uninitializedShape: [n, out])
