@@ -13,13 +13,16 @@
 ///     GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
 ///           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
 ///
-/// Files: this one holds the layer's state, shapes and parameters; `RecurrentLayer+Forward`,
-/// `RecurrentLayer+Backward` the passes; `RecurrentLayer+Products` the matrix products of both
+/// Files: this one holds the layer's settings and parameters (`Weights`) and `RecurrentTape`, the
+/// state of one pass (every stacked layer's buffers, `Stage`); `RecurrentLayer+Forward`,
+/// `RecurrentLayer+Backward` the passes, run on a tape; `RecurrentLayer+Products` the matrix products of both
 /// (`ForwardProducts`, `BackwardProducts`; run alone by `backprop bench-rnn`); `RNNCell`, `LSTMCell`, `GRUCell`
-/// each cell's gate layout, its gate kernels and its public layer class.
+/// each cell's gate layout, its gate kernels and its public layer class. The layer API runs on the
+/// tape the layer keeps; each call on the autodiff graph (`Graph/Layers/RecurrentOnGraph`) runs the
+/// same passes on a tape of its own.
 ///
 /// Layout: the batch is split into contiguous slices of samples run concurrently (`threads`).
-/// The layer's own buffers hold each slice's rows as one block, step-major inside it: the rows of
+/// A tape's buffers hold each slice's rows as one block, step-major inside it: the rows of
 /// slice [n0, n0 + m) start at row n0·T, and step t of that slice is the m consecutive rows from
 /// n0·T + t·m. So every per-step product and gate kernel works on contiguous memory (batch-major
 /// rows, T apart, made the hardware prefetchers miss and aliased in the caches). The input is
@@ -45,7 +48,7 @@
 /// The per-step and per-block weight products run while their δG rows are still in cache.
 ///
 /// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
-/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch
+/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` of the tape, resized per batch
 /// shape and reused; the step loops allocate nothing.
 ///
 /// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
@@ -338,7 +341,7 @@ final class RecurrentTape {
     }
 
     /// Where step `step` of the batch slice `samples` lies in a stage's buffers, for the gate
-    /// kernels (see the layout above).
+    /// kernels (see `RecurrentLayer`'s layout).
     func stepRows(_ samples: Range<Int>, _ step: Int) -> StepRows {
         StepRows(n0: samples.lowerBound, m: samples.count, t: steps, h: hiddenSize, gh: cell.gateCount * hiddenSize,
                  step: step)
