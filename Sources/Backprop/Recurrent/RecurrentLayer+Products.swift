@@ -33,6 +33,7 @@ extension RecurrentTape {
                 for step in 0..<t { try products.recurrent(step) }
             }
         }
+        // As backward: the products write, then add up.
         for s in stages { s.gradients.begin(slices: slices, into: ownsGradients ? s.ownGradients : nil) }
         try forEachSlice { slice, samples in
             for k in stride(from: self.numLayers - 1, through: 0, by: -1) {
@@ -88,7 +89,8 @@ struct ForwardProducts {
 
 /// The backward pass's matrix products for one stage and one batch slice, step by step from the
 /// last (`step`), then `finish`. Weight gradients go to the slice's buffers of the stage's
-/// `SliceGradients` (slice 0: the parameters' `grad`), with the β it gives for the first product.
+/// `SliceGradients` (slice 0: the parameters' `grad`, or a graph call's `ownGradients`), with the β
+/// it gives for the first product.
 struct BackwardProducts {
     let tape: RecurrentTape, s: RecurrentLayer.Stage
     let n0, m, t, h, gh, f: Int
