@@ -231,6 +231,26 @@ final class GraphRecurrentLayerTests: XCTestCase {
         }
     }
 
+    /// Once a call's node is gone its tape serves the next call: warm calls of one shape run on
+    /// the same buffers (nothing of the passes' state is allocated again).
+    func testWarmGraphCallsReuseTheirTape() throws {
+        for cell in Self.cells {
+            let layer = try make(cell, layers: 2)
+            let x = try random([n, t, f], seed: 91)
+            try sum(try layer(Variable(x, requiresGrad: true))).backward()   // the graph is gone after this line
+            XCTAssertEqual(layer.spareTapes.count, 1, "\(cell)")
+            let tape = try XCTUnwrap(layer.spareTapes.first)
+            func buffers() -> [[UnsafeMutablePointer<Float>]] {
+                tape.stages.map { [$0.gates.data, $0.gateGradient.data, $0.previous.data, $0.stepInput.data, $0.inputGradient.data] }
+            }
+            let before = buffers()
+            for _ in 0..<3 { try sum(try layer(Variable(x, requiresGrad: true))).backward() }
+            XCTAssertEqual(layer.spareTapes.count, 1, "\(cell)")
+            XCTAssertTrue(layer.spareTapes.first === tape, "\(cell): the same tape")
+            XCTAssertEqual(buffers(), before, "\(cell): the same buffers")
+        }
+    }
+
     // MARK: - (4) Training through the graph
 
     /// SGD with momentum on a SequenceClassifier through the graph (`crossEntropy`) against the
