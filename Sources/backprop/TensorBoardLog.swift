@@ -15,10 +15,14 @@ import Foundation
 /// - recurrent models, each epoch: `hidden_grad_norm/tNN`, the mean ‖∂L/∂h_t‖ over a fixed batch
 ///   (the first 64 test images, plain cross-entropy) for t = 1…T, as `backprop grads` reports it;
 /// - at the start: the model's graph and the run's command line and settings as text (`flags`).
-/// Records reach the file at the end of every epoch.
+/// Records reach the file at the end of every epoch. With the environment variable
+/// `BACKPROP_TENSORBOARD_TIMING=1`, `close()` prints the time spent in these calls to stderr
+/// (scripts/tensorboard-cost reads it).
 final class TrainingBoard {
     let writer: SummaryWriter
     let logEvery: Int
+    /// Nanoseconds spent in `start`, `step`, `epoch` and `close`.
+    private(set) var spent: UInt64 = 0
     /// The fixed batch of the hidden-state gradients (recurrent models only).
     private var probe: (input: Tensor, labels: [Int32])?
     /// The histograms of the last batch's gradients, written with the epoch's other records.
@@ -38,6 +42,8 @@ final class TrainingBoard {
 
     /// The graph (traced on one test image) and the flags; `step` is the epoch before the first.
     func start(model: Layer, architecture: Architecture, test: Dataset, settings: [(String, String)], step: Int) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { spent += DispatchTime.now().uptimeNanoseconds - t0 }
         var sample: Tensor?
         if test.count > 0 {
             var batcher = try Batcher(test, batchSize: 1, shuffle: false, seed: 0, layout: architecture.batchLayout)
@@ -55,6 +61,8 @@ final class TrainingBoard {
     /// After a batch's backward pass and health check, before clipping. `squares`: Σ‖g‖².
     func step(epoch: Int, batch: Int, batches: Int, loss: Float, squares: Double,
               parameters: [(name: String, parameter: Parameter)]) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { spent += DispatchTime.now().uptimeNanoseconds - t0 }
         let global = (epoch - 1) * batches + batch
         if global % logEvery == 0 {
             try writer.addScalar("loss/step", Double(loss), step: global)
@@ -70,6 +78,8 @@ final class TrainingBoard {
 
     /// The epoch's records, then a flush.
     func epoch(_ r: EpochRecord, model: Layer, parameters: [(name: String, parameter: Parameter)]) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { spent += DispatchTime.now().uptimeNanoseconds - t0 }
         let e = r.epoch
         for (tag, value) in [("loss/train", r.train_loss), ("loss/test", r.test_loss),
                              ("accuracy/train", r.train_accuracy), ("accuracy/test", r.test_accuracy),
@@ -98,5 +108,12 @@ final class TrainingBoard {
         try writer.flush()
     }
 
-    func close() throws { try writer.close() }
+    func close() throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try writer.close()
+        spent += DispatchTime.now().uptimeNanoseconds - t0
+        if ProcessInfo.processInfo.environment["BACKPROP_TENSORBOARD_TIMING"] == "1" {
+            FileHandle.standardError.write(Data(String(format: "tensorboard-timing: %.6f s in logging\n", Double(spent) / 1e9).utf8))
+        }
+    }
 }
