@@ -34,26 +34,62 @@ public struct Histogram: Equatable, Sendable {
         self.bucketLimits = bucketLimits; self.buckets = buckets
     }
 
+    /// The positive default edges, p_0 = 1e-12 < p_1 < … (the upper half of `defaultEdges`).
+    static let positiveEdges: [Double] = Array(defaultEdges[(defaultEdges.count / 2 + 1)...])
+
+    /// For each cell of positive Floats sharing their exponent and top 4 mantissa bits (the bit
+    /// pattern >> 19), the number of positive edges below the cell's smallest value. A cell spans
+    /// a ratio of at most 17/16 < 1.1, so it holds at most one edge: one comparison places a value.
+    static let cellBase: [Int32] = {
+        let p = positiveEdges
+        return (0..<(1 << 12)).map { cell -> Int32 in
+            let lo = Double(Float(bitPattern: UInt32(cell) << 19))
+            var a = 0, b = p.count  // first index with p[i] >= lo
+            while a < b {
+                let m = (a + b) >> 1
+                if p[m] < lo { a = m + 1 } else { b = m }
+            }
+            return Int32(a)
+        }
+    }()
+
+    /// The bin of `x` among the `2P` bins of `defaultEdges` ([e_i, e_{i+1}), the last closed), or
+    /// -1 outside them. (Same answer as a binary search over `defaultEdges`; tested against one.)
+    @inline(__always)
+    static func bin(_ x: Float, positive p: UnsafeBufferPointer<Double>, base: UnsafeBufferPointer<Int32>) -> Int {
+        let count = p.count
+        let a = x.magnitude
+        if a == 0 { return count }  // [0, p_0)
+        let v = Double(a)
+        let c = Int(base[Int(a.bitPattern >> 19)])
+        if x > 0 {
+            // i = P + #(p_k ≤ v); v == p_{P-1} falls in the last (closed) bin, beyond it in none.
+            let n = c + (c < count && p[c] <= v ? 1 : 0)
+            if n < count { return count + n }
+            return v == p[count - 1] ? 2 * count - 1 : -1
+        }
+        // x < 0: i = P − 1 − #(p_k < |x|); |x| beyond every edge: none.
+        let m = c + (c < count && p[c] < v ? 1 : 0)
+        return m < count ? count - 1 - m : -1
+    }
+
     /// The histogram of `values`, or nil when none of them is finite (or all lie beyond ±1e20).
     public init?(_ values: UnsafeBufferPointer<Float>) {
         let edges = Histogram.defaultEdges
         let bins = edges.count - 1
         var counts = [Double](repeating: 0, count: bins)
         var lo = Double.infinity, hi = -Double.infinity, sum = 0.0, squares = 0.0, n = 0
-        let first = edges[0], last = edges[bins]
-        edges.withUnsafeBufferPointer { e in
-            for x in values where x.isFinite {
-                let v = Double(x)
-                lo = Swift.min(lo, v); hi = Swift.max(hi, v)
-                sum += v; squares += v * v; n += 1
-                guard v >= first, v <= last else { continue }  // outside every bin, as numpy
-                // Largest i with e[i] ≤ v (the closed last bin takes v == last).
-                var a = 0, b = bins  // invariant: e[a] ≤ v, and e[b] > v or b == bins
-                while b - a > 1 {
-                    let m = (a + b) >> 1
-                    if e[m] <= v { a = m } else { b = m }
+        Histogram.positiveEdges.withUnsafeBufferPointer { p in
+            Histogram.cellBase.withUnsafeBufferPointer { base in
+                counts.withUnsafeMutableBufferPointer { counts in
+                    for x in values where x.isFinite {
+                        let v = Double(x)
+                        lo = Swift.min(lo, v); hi = Swift.max(hi, v)
+                        sum += v; squares += v * v; n += 1
+                        let i = Histogram.bin(x, positive: p, base: base)
+                        if i >= 0 { counts[i] += 1 }
+                    }
                 }
-                counts[a] += 1
             }
         }
         guard n > 0, let f = counts.firstIndex(where: { $0 > 0 }),

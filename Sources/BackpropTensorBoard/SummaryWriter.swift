@@ -18,7 +18,7 @@ public enum TensorBoardError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .notADirectory(let p): return "\(p): not a directory (TensorBoard log directory)"
-        case .cannotCreate(let p, let r): return "\(p): cannot create TensorBoard log file: \(r)"
+        case .cannotCreate(let p, let r): return "\(p): cannot create the TensorBoard log: \(r)"
         case .cannotWrite(let p, let r): return "\(p): cannot write TensorBoard events: \(r)"
         case .closed(let p): return "\(p): SummaryWriter used after close()"
         }
@@ -65,16 +65,7 @@ public final class SummaryWriter {
     init(logDirectory: String, fileName: String, suffix: String = "", clock: @escaping () -> Double) throws {
         self.logDirectory = logDirectory
         self.clock = clock
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: logDirectory, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw TensorBoardError.notADirectory(path: logDirectory) }
-        } else {
-            do {
-                try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            } catch {
-                throw TensorBoardError.cannotCreate(path: logDirectory, reason: SummaryWriter.reason(error))
-            }
-        }
+        try SummaryWriter.makeDirectory(logDirectory)
         var candidate = "", descriptor: Int32 = -1
         for n in 0..<1000 {
             candidate = logDirectory + "/" + fileName + (n == 0 ? "" : ".\(n)") + suffix
@@ -212,12 +203,24 @@ public final class SummaryWriter {
 
     private func littleEndian(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * UInt32($0))) } }
 
-    private static func reason(_ error: Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
+    /// `mkdir -p`, with the system's reason when a folder cannot be made; a path that exists
+    /// and is not a folder is `.notADirectory`.
+    static func makeDirectory(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw TensorBoardError.notADirectory(path: path) }
+            return
         }
-        return ns.localizedDescription
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw TensorBoardError.cannotCreate(path: prefix, reason: "cannot make the folder: " + String(cString: strerror(errno)))
+            }
+        }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw TensorBoardError.notADirectory(path: path)
+        }
     }
 
     /// The largest `<seconds>` of the `events.out.tfevents.<seconds>.…` files in `directory`.

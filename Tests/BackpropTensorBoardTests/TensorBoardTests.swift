@@ -119,6 +119,41 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(Histogram.defaultEdges[774], 0)
     }
 
+    /// The table-driven bin equals a binary search over the edges (numpy's rule) for values at,
+    /// next to and between every edge, zeros, and values beyond ±1e20.
+    func testBinningEqualsBinarySearch() {
+        let edges = Histogram.defaultEdges
+        func reference(_ x: Float) -> Int {
+            let v = Double(x)
+            guard v >= edges[0], v <= edges[edges.count - 1] else { return -1 }
+            if v == edges[edges.count - 1] { return edges.count - 2 }
+            var a = 0, b = edges.count - 1  // e[a] ≤ v < e[b]
+            while b - a > 1 {
+                let m = (a + b) >> 1
+                if edges[m] <= v { a = m } else { b = m }
+            }
+            return a
+        }
+        var values: [Float] = [0, -0, 1e-12, -1e-12, 1e-13, -1e-13, 1e20, -1e20, 3e20, -3e20,
+                               .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .leastNonzeroMagnitude]
+        for e in edges {
+            let f = Float(e)
+            values += [f, f.nextUp, f.nextDown, Float(e * 1.05)]
+        }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20000 { values.append(Float(bitPattern: UInt32.random(in: 0..<0x7F80_0000, using: &rng) | (Bool.random() ? 0x8000_0000 : 0))) }
+        var mismatches = 0
+        Histogram.positiveEdges.withUnsafeBufferPointer { p in
+            Histogram.cellBase.withUnsafeBufferPointer { base in
+                for x in values where Histogram.bin(x, positive: p, base: base) != reference(x) {
+                    if mismatches < 5 { XCTFail("bin(\(x)) = \(Histogram.bin(x, positive: p, base: base)), expected \(reference(x))") }
+                    mismatches += 1
+                }
+            }
+        }
+        XCTAssertEqual(mismatches, 0)
+    }
+
     // MARK: Files
 
     /// Every record of an event file, checking both CRCs; throws at a truncated record.
@@ -179,6 +214,10 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertThrowsError(try SummaryWriter(logDirectory: "/proc")) { error in
             guard case .cannotCreate(let path, _)? = error as? TensorBoardError else { return XCTFail("\(error)") }
             XCTAssertTrue(path.hasPrefix("/proc/events.out.tfevents."))
+        }
+        // The first folder that cannot be made is named, with the system's reason.
+        XCTAssertThrowsError(try SummaryWriter(logDirectory: "/proc/backprop-tb/run")) { error in
+            XCTAssertEqual("\(error)", "/proc/backprop-tb: cannot create the TensorBoard log: cannot make the folder: No such file or directory")
         }
     }
 
