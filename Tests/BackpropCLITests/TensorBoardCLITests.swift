@@ -165,7 +165,7 @@ final class TensorBoardCLITests: XCTestCase {
         let dir = try TempDir()
         try writeTinyDataset(into: dir.path)
         let plain = dir.file("plain")
-        FileManager.default.createFile(atPath: plain, contents: Data("x".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: plain, contents: Data("x".utf8)))
         for bad in [plain, plain + "/below", "/proc/backprop-tb"] {
             let r = try CLI.run(["train", "--data", dir.path, "--epochs", "1", "--json", "--layers", "16,8,2",
                                  "--out", dir.file("m.safetensors"), "--tensorboard", bad])

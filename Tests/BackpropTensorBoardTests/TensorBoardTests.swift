@@ -199,7 +199,7 @@ final class TensorBoardTests: XCTestCase {
 
     func testFileInsteadOfDirectoryIsRefused() throws {
         let file = try tempDirectory() + "/plain"
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
         XCTAssertThrowsError(try SummaryWriter(logDirectory: file)) {
             XCTAssertEqual($0 as? TensorBoardError, .notADirectory(path: file))
         }
