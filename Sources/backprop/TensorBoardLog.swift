@@ -14,13 +14,16 @@ import Foundation
 ///   batch's loss) and `grad_norm/total` (its global gradient norm before clipping);
 /// - recurrent models, each epoch: `hidden_grad_norm/tNN`, the mean ‖∂L/∂h_t‖ over a fixed batch
 ///   (the first 64 test images, plain cross-entropy) for t = 1…T, as `backprop grads` reports it;
-/// - at the start: the model's graph and the run's command line and settings as text (`flags`).
+/// - at the start: the model's graph (unless DIR already holds a run's files) and the run's
+///   command line and settings as text (`flags`).
 /// Records reach the file at the end of every epoch. With the environment variable
 /// `BACKPROP_TENSORBOARD_TIMING=1`, `close()` prints the time spent in these calls to stderr
 /// (scripts/tensorboard-cost reads it).
 final class TrainingBoard {
     let writer: SummaryWriter
     let logEvery: Int
+    /// DIR already held event files (a resumed run): its graph is there, not written again.
+    let continuing: Bool
     /// Nanoseconds spent in `start`, `step`, `epoch` and `close`.
     private(set) var spent: UInt64 = 0
     /// The fixed batch of the hidden-state gradients (recurrent models only).
@@ -30,6 +33,8 @@ final class TrainingBoard {
 
     /// Opens the log directory (creating it); an unusable one stops the run here, before training.
     init(directory: String, logEvery: Int, test: Dataset, architecture: Architecture) throws {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        continuing = names.contains { $0.hasPrefix("events.out.tfevents.") }
         writer = try SummaryWriter(logDirectory: directory)
         try TrainingSession.checkWritable(writer.path, bytes: 1 << 20)
         self.logEvery = logEvery
@@ -50,7 +55,7 @@ final class TrainingBoard {
             batcher.startEpoch(1)
             sample = batcher.next()?.input.copy()
         }
-        try writer.addGraph(model, input: sample)
+        if !continuing { try writer.addGraph(model, input: sample) }
         var text = "    " + CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ") + "\n\n"
         text += "| setting | value |\n|---|---|\n"
         for (k, v) in settings { text += "| \(k) | \(v) |\n" }

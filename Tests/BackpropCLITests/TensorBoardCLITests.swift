@@ -156,6 +156,7 @@ final class TensorBoardCLITests: XCTestCase {
         XCTAssertEqual(records.compactMap { $0["epoch"] as? Int }, [1, 2, 3])
         let (events, files) = try Self.read(logdir)
         XCTAssertEqual(files, 2)
+        XCTAssertEqual(events.graphs, 1)  // the resumed run does not write the graph again
         try checkEpochs(events, records)
         XCTAssertEqual(events.series["loss/step"]?.map(\.step), [5, 10, 15, 20, 25, 30])
         XCTAssertEqual(events.series["flags"]?.map(\.step), [0, 2])
