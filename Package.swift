@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "Backprop", targets: ["Backprop"]),
         .library(name: "BackpropOptim", targets: ["BackpropOptim"]),
         .library(name: "BackpropData", targets: ["BackpropData"]),
+        .library(name: "BackpropTensorBoard", targets: ["BackpropTensorBoard"]),
         .executable(name: "backprop", targets: ["backprop"]),
     ],
     dependencies: [
@@ -29,16 +30,19 @@ let package = Package(
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
+        // TensorBoard event files (hand-written protobuf encoder, CRC-32C).
+        .target(name: "BackpropTensorBoard", dependencies: ["Backprop"]),
         .executableTarget(
             name: "backprop",
             dependencies: [
-                "Backprop", "BackpropOptim", "BackpropData",
+                "Backprop", "BackpropOptim", "BackpropData", "BackpropTensorBoard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackpropTensorBoardTests", dependencies: ["BackpropTensorBoard", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
     ]
 )
