@@ -1,11 +1,11 @@
 import Foundation
 
 /// The figure: the digit (row t is token t) beside its attention matrix (row t: the weights
-/// token t gives every token s, summing to 1), each drawn as one `<rect>` per run of equal
-/// shade along a row.
+/// token t gives every token s, summing to 1; shade ∝ √(weight / largest weight), so small weights
+/// stay visible), each drawn as one `<rect>` per run of equal shade along a row.
 enum AttentionPicture {
     static let cell = 8
-    static let top = 46
+    static let top = 62
 
     static func svg(digit: [UInt8], rows: Int, columns: Int, attention: [Float], tokens: Int, title: String) -> String {
         let size = cell * max(rows, tokens)
@@ -14,7 +14,8 @@ enum AttentionPicture {
         let height = top + size + 40
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">One head of self-attention over MNIST rows — \(escaped(title))</text>\n"
+        s += "<text x=\"\(left)\" y=\"18\" font-size=\"14\">One head of self-attention over the \(tokens) rows of an MNIST digit</text>\n"
+        s += "<text x=\"\(left)\" y=\"36\">\(escaped(title))</text>\n"
         // The digit: ink dark on white.
         s += "<text x=\"\(left)\" y=\"\(top - 8)\">input: row t = token t</text>\n"
         s += cells(x: left, y: top, rows: rows, columns: columns) { i, j in
@@ -25,10 +26,10 @@ enum AttentionPicture {
         // The attention matrix: white (0) to dark blue (the largest weight).
         let ax = left + columns * cell + gap
         let peak = max(attention.max() ?? 1, 1e-6)
-        s += "<text x=\"\(ax)\" y=\"\(top - 8)\">attention: row t = softmax(q_t·Kᵀ/√D), peak \(String(format: "%.2f", peak))</text>\n"
+        s += "<text x=\"\(ax)\" y=\"\(top - 8)\">A = softmax(QKᵀ/√D), largest \(String(format: "%.2f", peak))</text>\n"
         s += cells(x: ax, y: top, rows: tokens, columns: tokens) { i, j in
-            let v = attention[i * tokens + j] / peak
-            return v < 0.02 ? nil : blue(v)
+            let v = (max(attention[i * tokens + j], 0) / peak).squareRoot()
+            return v < 0.05 ? nil : blue(v)
         }
         s += "<rect x=\"\(ax)\" y=\"\(top)\" width=\"\(tokens * cell)\" height=\"\(tokens * cell)\" fill=\"none\" stroke=\"#999\"/>\n"
         s += "<text x=\"\(ax)\" y=\"\(top + tokens * cell + 16)\">key token s →</text>\n"

@@ -3,18 +3,18 @@
 // [N, T, D], differentiated by the graph. Adam with a cosine learning rate; prints per-epoch
 // loss and accuracy and draws the attention map of one test digit into docs/attention-map.svg.
 //
-//     swift run -c release attention-example [--epochs 4] [--width 64] [--data data/mnist] [--out docs/attention-map.svg]
+//     swift run -c release attention-example [--epochs 6] [--width 64] [--data data/mnist] [--out docs/attention-map.svg]
 import Backprop
 import BackpropData
 import BackpropOptim
 import Foundation
 
 struct Options {
-    var epochs = 4
+    var epochs = 6
     var width = 64
     var hidden = 128
     var batch = 64
-    var lr: Float = 2e-3
+    var lr: Float = 3e-3
     var data = "data/mnist"
     var out = "docs/attention-map.svg"
 
@@ -76,6 +76,9 @@ func evaluate(_ model: AttentionClassifier, _ data: Dataset) throws -> (loss: Do
 do {
     let options = try Options(Array(CommandLine.arguments.dropFirst()))
     let (train, test) = try Dataset.loadMNIST(directory: options.data)
+    guard train.count > 0, test.count > 0 else {
+        throw BackpropError.invalidArgument("\(options.data): needs training and test images, found \(train.count) and \(test.count)")
+    }
     let model = try AttentionClassifier(tokens: train.rows, features: train.columns * train.channels,
                                         width: options.width, hidden: options.hidden, classes: 10, seed: 1)
     let parameterCount = model.parameters.reduce(0) { $0 + $1.value.count }

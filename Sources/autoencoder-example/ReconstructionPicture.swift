@@ -7,7 +7,7 @@ enum ReconstructionPicture {
     static let cell = 3
 
     static func svg(originals: [Float], reconstructions: [Float], count: Int, rows: Int, columns: Int, title: String) -> String {
-        let pad = 10, left = 96, top = 34
+        let pad = 10, left = 112, top = 34
         let w = columns * cell, h = rows * cell
         let width = left + count * (w + pad) + pad
         let height = top + 2 * (h + pad) + pad

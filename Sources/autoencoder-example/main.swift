@@ -72,6 +72,9 @@ func evaluate(_ model: TiedAutoencoder, _ data: Dataset) throws -> Double {
 do {
     let options = try Options(Array(CommandLine.arguments.dropFirst()))
     let (train, test) = try Dataset.loadMNIST(directory: options.data)
+    guard train.count > 0, test.count > 0 else {
+        throw BackpropError.invalidArgument("\(options.data): needs training and test images, found \(train.count) and \(test.count)")
+    }
     let model = try TiedAutoencoder(features: train.featureCount, hidden: options.hidden, seed: 1)
     say("\(model.summary): \(model.parameters.reduce(0) { $0 + $1.value.count }) parameters (W used by encoder and decoder)")
     let optimizer = try Adam(parameters: model.parameters, lr: options.lr)
