@@ -259,6 +259,10 @@ final class GraphBatchedOpsTests: XCTestCase {
         }
         try Self.checkGradients([x], parameters: [ln.weight, ln.bias]) { try ln($0[0]) }
         XCTAssertThrowsError(try ln(try leaf([2, 4, 3], seed: 26)))
+        // Rank 1, [F]: one row.
+        let v = try leaf([4], seed: 27)
+        XCTAssertEqual(try ln(v).value.scalars, try ln(try reshape(v, [1, 4])).value.scalars)
+        try Self.checkGradients([v], parameters: [ln.weight, ln.bias]) { try ln($0[0]) }
     }
 
     func testArgmax() throws {
