@@ -51,6 +51,14 @@ public final class MLPTrainingStep {
         self.labels = labels
     }
 
+    /// The prepared batch of `n` rows: its input and labels.
+    public func batch(_ n: Int) throws -> (input: Tensor, labels: [Int32]) {
+        guard let x = inputs[n], let y = labels[n] else {
+            throw BackpropError.invalidArgument("MLPTrainingStep: no batch of \(n) prepared")
+        }
+        return (x, y)
+    }
+
     /// zeroGrad, forward, loss, backward, SGD step on the prepared batch of `batch` rows.
     @inline(__always)
     public func step(batch: Int = MNISTJob.batch) throws {
@@ -148,4 +156,43 @@ public func epochSeconds(_ step: (Int) throws -> Void) rethrows -> Double {
 public func median(_ values: [Double]) -> Double {
     let s = values.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// The same training step as `MLPTrainingStep` — same weights (same seed), same batch, same
+/// optimizer — run through the computational graph: `model(Variable(x))`, `crossEntropy`,
+/// `backward()`, then the optimizer step. The graph's cost against the layer API's is the ratio
+/// of the two steps' times.
+public final class MLPGraphStep {
+    public let model: Sequential
+    public let optimizer: SGD
+    private let inputs: [Int: Tensor]
+    private let labels: [Int: [Int]]
+    public private(set) var lastLoss: Float = 0
+
+    public init(sizes: [Int] = MNISTJob.sizes, batchSizes: [Int] = [MNISTJob.batch, 96], seed: UInt64 = 1) throws {
+        // The layer-API step's model, batch and labels for this seed, so both steps do the same work.
+        let twin = try MLPTrainingStep(sizes: sizes, batchSizes: batchSizes, seed: seed)
+        model = twin.model
+        optimizer = try SGD(parameters: model.namedParameters.map(\.parameter), lr: 0.05, momentum: 0.9)
+        var inputs: [Int: Tensor] = [:], labels: [Int: [Int]] = [:]
+        for n in Set(batchSizes) {
+            inputs[n] = try twin.batch(n).input
+            labels[n] = try twin.batch(n).labels.map(Int.init)
+        }
+        self.inputs = inputs
+        self.labels = labels
+    }
+
+    /// zeroGrad, forward on the graph, cross-entropy, backward, SGD step on the prepared batch.
+    @inline(__always)
+    public func step(batch: Int = MNISTJob.batch) throws {
+        guard let x = inputs[batch], let y = labels[batch] else {
+            throw BackpropError.invalidArgument("MLPGraphStep: no batch of \(batch) prepared")
+        }
+        optimizer.zeroGrad()
+        let loss = try crossEntropy(try model(Variable(x)), labels: y)
+        try loss.backward()
+        try optimizer.step()
+        lastLoss = try loss.item()
+    }
 }
