@@ -40,6 +40,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .executableTarget(name: "attention-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "autoencoder-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropTensorBoardTests", dependencies: ["BackpropTensorBoard", "Backprop"], resources: [.copy("Fixtures")]),
