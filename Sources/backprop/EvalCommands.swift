@@ -21,12 +21,31 @@ struct Eval: ParsableCommand {
         guard loaded.architecture.outputs >= test.classCount else {
             throw ValidationError("\(model): the model has \(loaded.architecture.outputs) outputs but the labels have \(test.classCount) classes")
         }
-        let (loss, accuracy) = try evaluate(loaded.model, on: test, batchSize: max(1, batch), loss: SoftmaxCrossEntropy(),
-                                            layout: loaded.architecture.batchLayout)
+        let m = loaded.model
+        let wasTraining = m.isTraining
+        m.eval()
+        defer { m.isTraining = wasTraining }
+        var batcher = try Batcher(test, batchSize: max(1, batch), shuffle: false, seed: 0, layout: loaded.architecture.batchLayout)
+        batcher.startEpoch(1)
+        let lossFunction = SoftmaxCrossEntropy()
+        var matrix = try ConfusionMatrix(classes: max(loaded.architecture.outputs, 1))
+        var total = 0.0
+        while let b = batcher.next() {
+            let out = try m.forward(b.input)
+            let (value, _) = try lossFunction(out, labels: b.labels)
+            total += Double(value) * Double(b.count)
+            try matrix.add(logits: out, labels: b.labels)
+        }
+        let loss = total / Double(max(matrix.total, 1)), accuracy = matrix.accuracy
         if json {
-            print("{\"test_loss\": \(loss), \"test_accuracy\": \(accuracy), \"images\": \(test.count)}")
+            let rows = matrix.counts.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ")
+            let perClass = matrix.perClassAccuracy.map { $0.map { "\($0)" } ?? "null" }.joined(separator: ", ")
+            print("{\"test_loss\": \(loss), \"test_accuracy\": \(accuracy), \"images\": \(test.count), "
+                  + "\"confusion_matrix\": [\(rows)], \"per_class_accuracy\": [\(perClass)]}")
         } else {
             print(String(format: "test loss %.4f  test accuracy %.2f%% on %d images", loss, accuracy * 100, test.count))
+            print("confusion matrix (rows: true class, columns: predicted class):")
+            print(matrix)
         }
     }
 }
