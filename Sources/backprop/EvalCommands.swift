@@ -13,8 +13,8 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let loaded = try loadModel(model, arch)
         let (_, test) = try Dataset.loadMNIST(directory: data)
+        let loaded = try loadModel(model, arch, steps: test.rows)
         guard loaded.architecture.inputFeatures == test.featureCount else {
             throw ValidationError("\(model): the model takes \(loaded.architecture.inputFeatures) features but \(data) has \(test.featureCount)")
         }
@@ -66,14 +66,19 @@ struct Predict: ParsableCommand {
         let loaded = try loadModel(model, arch)
         let m = loaded.model
         m.eval()
-        let features = loaded.architecture.inputFeatures
-        let input = try Tensor(zeros: loaded.architecture.inputShape(batch: 1))
         let softmax = SoftmaxCrossEntropy()
         for path in images {
             let image = try PGM.read(path: path)
+            // A recurrent model reads one image row per step: any height, rows of its input size.
+            var architecture = loaded.architecture
+            if case let .recurrent(_, _, inputSize, _, _, _) = architecture, image.width == inputSize {
+                architecture = architecture.withSteps(image.height)
+            }
+            let features = architecture.inputFeatures
             guard image.pixels.count == features else {
                 throw ValidationError("\(path): \(image.width)×\(image.height) = \(image.pixels.count) pixels but the model takes \(features)")
             }
+            let input = try Tensor(zeros: architecture.inputShape(batch: 1))
             for (i, p) in image.pixels.enumerated() { input.data[i] = Float(p) / 255 }
             let out = try m.forward(input)
             _ = try softmax(out, labels: [0])
@@ -90,8 +95,14 @@ struct Predict: ParsableCommand {
     }
 }
 
-/// Loads a model file; the architecture flags are used only when the file has no metadata.
-func loadModel(_ path: String, _ options: ModelOptions) throws -> ModelFile.Loaded {
-    let fallback: Architecture? = options.given ? try options.architecture() : nil
-    return try ModelFile.load(path, fallback: fallback)
+/// Loads a model file. The architecture comes from its metadata; a file without (PyTorch's) is
+/// rebuilt from the family given by --arch and its tensors' names and shapes, with `steps`
+/// (from the data) as a recurrent model's sequence length.
+func loadModel(_ path: String, _ options: ModelOptions, steps: Int? = nil) throws -> ModelFile.Loaded {
+    guard options.given else { return try ModelFile.load(path) }
+    let file = try SafetensorsFile.read(path: path)
+    if file.metadata[ModelFile.architectureKey] != nil { return try ModelFile.load(path) }
+    let shapes = file.tensors.filter { !$0.key.hasPrefix("optimizer.") }.mapValues(\.shape)
+    let architecture = try options.architecture(fromShapes: shapes, steps: steps, source: path)
+    return try ModelFile.load(path, fallback: architecture)
 }

@@ -68,3 +68,76 @@ extension Architecture {
         }
     }
 }
+
+extension Architecture {
+    /// The architecture of family `family` (`mlp`, `lenet`, `rnn`, `lstm`, `gru`) whose state
+    /// dict has these names and shapes: every size is read from them — an MLP's layer widths,
+    /// a recurrent model's input size, hidden size, layer count and classes, LeNet's classes.
+    /// `steps` (not in a state dict) is the sequence length of a recurrent model's input (1 when
+    /// unknown); `activation` is an MLP's (not in a state dict either). Errors
+    /// (`badFile` naming `source`) say which tensor does not fit the family.
+    public static func inferred(family: String, shapes: [String: [Int]], steps: Int? = nil,
+                                activation: ActivationKind = .relu, source: String) throws -> Architecture {
+        func bad(_ reason: String) -> BackpropError { .badFile(path: source, offset: nil, reason: reason) }
+        func shape(_ name: String, rank: Int) throws -> [Int] {
+            guard let s = shapes[name] else {
+                let near = shapes.keys.sorted().prefix(6).joined(separator: ", ")
+                throw bad("no tensor \"\(name)\", which a \(family) state dict has (the file holds \(near)\(shapes.count > 6 ? ", …" : ""))")
+            }
+            guard s.count == rank else { throw bad("tensor \"\(name)\" has shape \(s); a \(family) needs rank \(rank)") }
+            return s
+        }
+        let architecture: Architecture
+        switch family {
+        case "mlp":
+            // Linear layers at 0, 2, 4, … (an activation between each): nn.Sequential's names.
+            let indices = shapes.keys.compactMap { name -> Int? in
+                guard name.hasSuffix(".weight"), let i = Int(name.dropLast(7)) else { return nil }
+                return i
+            }.sorted()
+            guard !indices.isEmpty else { throw bad("no \"0.weight\", \"2.weight\", … tensors: not an MLP state dict") }
+            guard indices == Array(stride(from: 0, to: 2 * indices.count, by: 2)) else {
+                throw bad("Linear layers at positions \(indices); an mlp has them at 0, 2, 4, … (an activation between each)")
+            }
+            var sizes: [Int] = []
+            for i in indices {
+                let w = try shape("\(i).weight", rank: 2)
+                if let last = sizes.last, w[1] != last {
+                    throw bad("tensor \"\(i).weight\" has shape \(w) but the layer before it has \(last) outputs")
+                }
+                if sizes.isEmpty { sizes.append(w[1]) }
+                sizes.append(w[0])
+            }
+            architecture = .mlp(sizes: sizes, activation: activation)
+        case "lenet":
+            architecture = .lenet(classes: try shape("9.weight", rank: 2)[0])
+        default:
+            guard let kind = Architecture.kind(named: family) else {
+                throw BackpropError.invalidArgument("unknown architecture \(family); choose one of \(Architecture.names.joined(separator: ", "))")
+            }
+            let ih = try shape("rnn.weight_ih_l0", rank: 2), hh = try shape("rnn.weight_hh_l0", rank: 2)
+            let hidden = hh[1]
+            guard hidden > 0, hh[0] % hidden == 0 else { throw bad("tensor \"rnn.weight_hh_l0\" has shape \(hh): not [gates × H, H]") }
+            let gates = hh[0] / hidden
+            guard gates == kind.gateCount else {
+                let named = [1: "an rnn", 3: "a gru", 4: "an lstm"][gates] ?? "no recurrent cell"
+                throw bad("tensor \"rnn.weight_hh_l0\" has shape \(hh): \(gates) gate\(gates == 1 ? "" : "s") of \(hidden), "
+                          + "which is \(named), not \(Architecture.name(of: kind)) (\(kind.gateCount) gate\(kind.gateCount == 1 ? "" : "s"))")
+            }
+            var layers = 1
+            while shapes["rnn.weight_ih_l\(layers)"] != nil { layers += 1 }
+            let fc = try shape("fc.weight", rank: 2)
+            architecture = .recurrent(kind: kind, steps: steps ?? 1, inputSize: ih[1], hidden: hidden, layers: layers, classes: fc[0])
+        }
+        do { try architecture.validate() } catch { throw bad("\(error)") }
+        return architecture
+    }
+
+    /// This architecture with a recurrent model's sequence length set to `steps` (others unchanged).
+    public func withSteps(_ steps: Int) -> Architecture {
+        if case let .recurrent(kind, _, inputSize, hidden, layers, classes) = self {
+            return .recurrent(kind: kind, steps: steps, inputSize: inputSize, hidden: hidden, layers: layers, classes: classes)
+        }
+        return self
+    }
+}
