@@ -5,15 +5,15 @@ import Foundation
 
 /// `backprop eval`: test loss and accuracy of a model file.
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a model file on the MNIST test set.")
+    static let configuration = CommandConfiguration(abstract: "Evaluate a model file on the MNIST test set (or any IDX folder or CSV file).")
     @Option(help: "Model file (safetensors).") var model: String
     @OptionGroup var arch: ModelOptions
-    @Option(help: "Folder with the MNIST files.") var data = "data/mnist"
+    @Option(help: "Folder with the MNIST-format IDX files (its test set), or a CSV file of label,pixel0,… lines (all of it).") var data = "data/mnist"
     @Option(help: "Batch size.") var batch = 500
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let (_, test) = try Dataset.loadMNIST(directory: data)
+        let test = try DataSources.loadTest(data: data)
         let loaded = try loadModel(model, arch, steps: test.rows)
         guard loaded.architecture.inputFeatures == test.featureCount else {
             throw ValidationError("\(model): the model takes \(loaded.architecture.inputFeatures) features but \(data) has \(test.featureCount)")
