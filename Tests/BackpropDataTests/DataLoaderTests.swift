@@ -134,6 +134,39 @@ final class DataLoaderTests: DataTestCase {
         XCTAssertEqual(try CSV.readTable(path: noHeader, header: true).count, 1)
     }
 
+    /// Random mutations of a valid file (bytes replaced by CSV's own characters, cut short,
+    /// lines duplicated) either parse into a consistent data set or give a badFile error naming
+    /// the file: never a trap or a wrong count.
+    func testReadTableFuzzedParsesOrNamesTheFile() throws {
+        let valid = Array("x,y,label\n5.1,-3e-2,0\n4.9,3.0,2\n\n0.5, 7 ,1\r\n".utf8)
+        let alphabet = Array("0123456789.,-+eE \t\r\nax".utf8)
+        var rng = SeededGenerator(seed: 11)
+        var parsed = 0
+        for trial in 0..<1500 {
+            var bytes = valid
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let i = Int(rng.next() % UInt64(bytes.count))
+                switch rng.next() % 4 {
+                case 0: bytes[i] = alphabet[Int(rng.next() % UInt64(alphabet.count))]
+                case 1: bytes.removeSubrange(i...)
+                case 2: bytes.insert(alphabet[Int(rng.next() % UInt64(alphabet.count))], at: i)
+                default: bytes.remove(at: i)
+                }
+                if bytes.isEmpty { break }
+            }
+            let p = try write(bytes, "fuzz-\(trial % 7).csv")
+            do {
+                let d = try CSV.readTable(path: p, target: .label(column: -1))
+                XCTAssertEqual(d.features.count, d.count * d.featureCount)
+                XCTAssertEqual(d.labels?.count, d.count)
+                parsed += 1
+            } catch let BackpropError.badFile(path, _, _) {
+                XCTAssertEqual(path, p)
+            }
+        }
+        XCTAssertGreaterThan(parsed, 50, "some mutations stay valid")
+    }
+
     func testReadTableErrorsNameTheFileLineAndCell() throws {
         func expect(_ text: String, _ words: [String], target: CSV.Target = .label(column: 0), classes: Int? = nil,
                     line: UInt = #line) throws {
