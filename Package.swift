@@ -29,6 +29,13 @@ let package = Package(
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
+        // Library examples (each a short program using only the public API; ExamplesTests runs them).
+        .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .executableTarget(name: "custom-layer-example", dependencies: ["Backprop"]),
+        .executableTarget(name: "mnist-library-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "lstm-sequence-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "sgd-schedule-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "pytorch-import-example", dependencies: ["Backprop"]),
         .executableTarget(
             name: "backprop",
             dependencies: [
