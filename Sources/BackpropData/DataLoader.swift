@@ -133,7 +133,7 @@ public final class DataLoader: Sequence {
         }
 
         public mutating func next() -> Batch? {
-            if batcher != nil { return batcher!.next() }
+            if batcher != nil { return batcher?.next() ?? nil }   // mutated in place
             guard case let .tensors(data) = loader.source else { return nil }
             let remaining = order.count - position
             guard remaining > 0, !(loader.dropLast && remaining < loader.batchSize) else { return nil }
