@@ -29,13 +29,6 @@ let package = Package(
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
-        // Library examples (each a short program using only the public API; ExamplesTests runs them).
-        .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"]),
-        .executableTarget(name: "custom-layer-example", dependencies: ["Backprop"]),
-        .executableTarget(name: "mnist-library-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "lstm-sequence-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "sgd-schedule-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "pytorch-import-example", dependencies: ["Backprop"]),
         .executableTarget(
             name: "backprop",
             dependencies: [
@@ -47,5 +40,12 @@ let package = Package(
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
+        // Library examples (each a short program using only the public API; ExamplesTests runs them).
+        .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .executableTarget(name: "custom-layer-example", dependencies: ["Backprop"]),
+        .executableTarget(name: "mnist-library-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "lstm-sequence-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "sgd-schedule-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "pytorch-import-example", dependencies: ["Backprop"]),
     ]
 )
