@@ -46,5 +46,12 @@ let package = Package(
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropTensorBoardTests", dependencies: ["BackpropTensorBoard", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
+        // Library examples (each a short program using only the public API; ExamplesTests runs them).
+        .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .executableTarget(name: "custom-layer-example", dependencies: ["Backprop"]),
+        .executableTarget(name: "mnist-library-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "lstm-sequence-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "sgd-schedule-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "pytorch-import-example", dependencies: ["Backprop"]),
     ]
 )

@@ -219,7 +219,8 @@ public enum Normalization: Sendable, Equatable {
     }
 }
 
-/// One batch: the input tensor and the labels, valid until the batcher's next `next()`.
+/// One batch: the input tensor and the labels (or Float targets), valid until the batcher's or
+/// loader's next batch.
 public struct Batch {
     /// `[B, …]` in the batcher's layout; the batcher's own buffer, overwritten by the next batch
     /// (copy it with `input.copy()` to keep it).
@@ -230,6 +231,17 @@ public struct Batch {
     public let indices: ArraySlice<Int>
     /// The batch's number within its epoch, from 0.
     public let index: Int
+    /// Float targets `[B] + targetShape` when the data set has them (a `TensorDataset` with
+    /// values; `labels` is then empty), else nil. The loader's own buffer, like `input`.
+    public let targets: Tensor?
     /// B: `batchSize`, or fewer for the last batch of an epoch.
-    public var count: Int { labels.count }
+    public var count: Int { indices.count }
+
+    init(input: Tensor, labels: [Int32], indices: ArraySlice<Int>, index: Int, targets: Tensor? = nil) {
+        self.input = input
+        self.labels = labels
+        self.indices = indices
+        self.index = index
+        self.targets = targets
+    }
 }

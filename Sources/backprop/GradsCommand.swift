@@ -24,7 +24,7 @@ struct Grads: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try loadModel(model, arch)
+        let loaded = try loadModel(model, arch, steps: try BatchFile.steps(batchFile))
         let m = loaded.model
         let batch = try BatchFile(batchFile, for: loaded, loss: loss)
         m.train()
@@ -59,7 +59,7 @@ struct Grads: ParsableCommand {
             print("{\"loss\": \(value), \"gradients\": {" + grads.joined(separator: ", ") + "}" + extra + "}")
             return
         }
-        print("loss \(value)   (\(loss), batch of \(batch.rows), model \(loaded.architecture.json))")
+        print("loss \(value)   (\(loss), batch of \(batch.rows), model \(batch.architecture.json))")
         if let seq = m as? SequenceClassifier {
             print("mean ‖∂L/∂h_t‖ for t = 1…\(seq.rnn.hiddenGradientNorms.count): "
                   + seq.rnn.hiddenGradientNorms.map { String(format: "%.3g", $0) }.joined(separator: " "))
@@ -89,6 +89,16 @@ struct BatchFile {
     let input: Tensor
     let target: Target
     let rows: Int
+    /// The model's architecture with a recurrent model's steps taken from this batch.
+    let architecture: Architecture
+
+    /// The sequence length of a batch file's `input` when it is `[N, T, F]` (nil otherwise),
+    /// for rebuilding a recurrent model from a file without metadata.
+    static func steps(_ path: String) throws -> Int? {
+        let batch = try SafetensorsFile.read(path: path)
+        guard let input = batch.tensors["input"], input.rank == 3 else { return nil }
+        return input.shape[1]
+    }
 
     init(_ path: String, for loaded: ModelFile.Loaded, loss: String) throws {
         let batch = try SafetensorsFile.read(path: path)
@@ -98,13 +108,20 @@ struct BatchFile {
         guard batch.tensors["target"] != nil else {
             throw BackpropError.badFile(path: path, offset: nil, reason: "no tensor named \"target\"")
         }
-        let features = loaded.architecture.inputFeatures
+        // A recurrent model takes any sequence length: [N, T, F], or [N, T·F] split into steps of F.
+        var architecture = loaded.architecture
+        if case let .recurrent(_, _, inputSize, _, _, _) = architecture, input.rank >= 2, input.rows >= 1, inputSize > 0,
+           input.columnsPerRow % inputSize == 0, input.rank == 2 || input.shape.last == inputSize {
+            architecture = architecture.withSteps(input.columnsPerRow / inputSize)
+        }
+        let features = architecture.inputFeatures
         guard input.rank >= 2, input.rows >= 1, input.columnsPerRow == features else {
             throw BackpropError.badFile(path: path, offset: nil,
-                                        reason: "input has shape \(input.shape) but the model takes \(loaded.architecture.inputShape(batch: max(input.rows, 1)))")
+                                        reason: "input has shape \(input.shape) but the model takes \(architecture.inputShape(batch: max(input.rows, 1)))")
         }
+        self.architecture = architecture
         self.rows = input.rows
-        self.input = try input.reshaped(loaded.architecture.inputShape(batch: input.rows))
+        self.input = try input.reshaped(architecture.inputShape(batch: input.rows))
         if loss == "mse" {
             target = .values(try batch.tensor("target"))
         } else {

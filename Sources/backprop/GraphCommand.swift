@@ -31,7 +31,7 @@ struct GraphCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try loadModel(model, arch)
+        let loaded = try loadModel(model, arch, steps: try batchFile.flatMap(BatchFile.steps))
         guard let graphModel = loaded.model as? GraphLayer else {
             throw ValidationError("\(model): a \(loaded.model.summary) cannot run on the computational graph")
         }

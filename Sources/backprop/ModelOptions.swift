@@ -6,12 +6,16 @@ import BackpropData
 /// `--arch NAME` picks the family; `--layers`/`--activation` shape an MLP, `--hidden` and
 /// `--num-layers` a recurrent model. Input and class counts come from the data or the file.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Architecture: mlp (default), lenet, rnn, lstm, gru.") var arch: String = "mlp"
+    @Option(name: .customLong("arch"), help: "Architecture: mlp (default), lenet, rnn, lstm, gru. For a model file without metadata, the family alone: sizes are read from its tensors.")
+    var archOption: String?
     @Option(help: "MLP layer sizes, input first, e.g. 784,256,128,10.") var layers: String?
     @Option(help: "MLP activation: relu, tanh, sigmoid, gelu, leaky_relu.") var activation: String = "relu"
-    @Option(help: "Hidden size of rnn, lstm, gru.") var hidden: Int = 128
-    @Option(help: "Stacked recurrent layers.") var numLayers: Int = 1
-    @Option(help: "Classes, when no data set says (eval/predict/grads of a file without metadata).") var classes: Int = 10
+    @Option(help: "Hidden size of rnn, lstm, gru (default 128).") var hidden: Int?
+    @Option(help: "Stacked recurrent layers (default 1).") var numLayers: Int?
+    @Option(help: "Classes, when no data set says (default 10).") var classes: Int?
+
+    /// The family named by --arch (mlp when not given).
+    var arch: String { archOption ?? "mlp" }
 
     static let defaultLayers = "784,256,128,10"
 
@@ -20,7 +24,8 @@ struct ModelOptions: ParsableArguments {
     /// Without data (`rows`/`columns` nil) an MLP takes `--layers` as given and the other
     /// families assume MNIST's 28×28.
     func architecture(rows dataRows: Int? = nil, columns dataColumns: Int? = nil, classes dataClasses: Int? = nil) throws -> Architecture {
-        let classes = dataClasses ?? self.classes
+        let classes = dataClasses ?? self.classes ?? 10
+        let hidden = self.hidden ?? 128, numLayers = self.numLayers ?? 1
         let rows = dataRows ?? 28, columns = dataColumns ?? 28
         let inputs = rows * columns
         let dataKnown = dataRows != nil && dataColumns != nil
@@ -58,7 +63,47 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// True when the user named an architecture on the command line (for files without metadata).
-    var given: Bool { layers != nil || arch != "mlp" || activation != "relu" }
+    var given: Bool {
+        archOption != nil || layers != nil || activation != "relu" || hidden != nil || numLayers != nil
+    }
+
+    /// The architecture of a file without metadata: the family from --arch, every size from the
+    /// tensors' names and shapes (`Architecture.inferred`); a size flag given on the command
+    /// line must agree with the file (else an error naming both).
+    func architecture(fromShapes shapes: [String: [Int]], steps: Int?, source: String) throws -> Architecture {
+        guard let act = ActivationKind(rawValue: activation) else {
+            throw ValidationError("unknown --activation \(activation); choose one of \(ActivationKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let inferred = try Architecture.inferred(family: arch, shapes: shapes, steps: steps, activation: act, source: source)
+        func disagree(_ flag: String, _ given: String, _ found: String, _ tensor: String) -> BackpropError {
+            BackpropError.invalidArgument("\(flag) \(given) but \(source) has \(found) (\(tensor)); drop the flag or fix it")
+        }
+        switch inferred {
+        case let .mlp(sizes, _):
+            if let layers, let wanted = try? Architecture.parseSizes(layers), wanted != sizes {
+                throw disagree("--layers", layers, "layers " + sizes.map(String.init).joined(separator: ","),
+                               "0.weight \(shapes["0.weight"] ?? [])")
+            }
+            if let classes, classes != sizes.last {
+                throw disagree("--classes", "\(classes)", "\(sizes.last ?? 0) outputs", "the last Linear layer")
+            }
+        case let .lenet(fileClasses):
+            if let classes, classes != fileClasses {
+                throw disagree("--classes", "\(classes)", "\(fileClasses) classes", "9.weight \(shapes["9.weight"] ?? [])")
+            }
+        case let .recurrent(_, _, _, fileHidden, fileLayers, fileClasses):
+            if let hidden, hidden != fileHidden {
+                throw disagree("--hidden", "\(hidden)", "hidden size \(fileHidden)", "rnn.weight_hh_l0 \(shapes["rnn.weight_hh_l0"] ?? [])")
+            }
+            if let numLayers, numLayers != fileLayers {
+                throw disagree("--num-layers", "\(numLayers)", "\(fileLayers) layer\(fileLayers == 1 ? "" : "s")", "rnn.weight_ih_l0 … l\(fileLayers - 1)")
+            }
+            if let classes, classes != fileClasses {
+                throw disagree("--classes", "\(classes)", "\(fileClasses) classes", "fc.weight \(shapes["fc.weight"] ?? [])")
+            }
+        }
+        return inferred
+    }
 }
 
 extension Architecture {

@@ -10,7 +10,9 @@ import Foundation
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a classifier on MNIST-format data.")
 
-    @Option(help: "Folder with the four MNIST files (raw or .gz).") var data = "data/mnist"
+    @Option(help: "Folder with the four MNIST-format IDX files (raw or .gz), or a CSV file of label,pixel0,… lines (its last 10% is the test set).") var data = "data/mnist"
+    @Option(name: .customLong("train"), help: "Training CSV file (label,pixel0,… lines), with --test instead of --data.") var trainFile: String?
+    @Option(name: .customLong("test"), help: "Test CSV file, with --train.") var testFile: String?
     @OptionGroup var model: ModelOptions
     @Option(name: .customLong("optimizer"), help: "Optimizer: sgd, adam, adamw, rmsprop (default: sgd; adam for rnn, lstm, gru).") var optimizerName: String?
     @Option(help: "Learning rate (default: 0.05 for sgd, 0.002 for rnn, lstm, gru, 0.001 otherwise).") var lr: Float?

@@ -28,7 +28,7 @@ final class TrainingSession {
 
     init(options: Train) throws {
         self.options = options
-        let (fullTrain, testSet) = try Dataset.loadMNIST(directory: options.data)
+        let (fullTrain, testSet) = try DataSources.load(data: options.data, train: options.trainFile, test: options.testFile)
         train = options.limit > 0 && options.limit < fullTrain.count ? try fullTrain.subset(0..<options.limit) : fullTrain
         test = testSet
         let classes = max(train.classCount, test.classCount)

@@ -36,6 +36,7 @@ final class CorpusReplayTests: XCTestCase {
                 parsesOrRejects(file, "IDX.readImages", { _ = try IDX.readImages(path: file, maxBytes: 1 << 20) })
                 parsesOrRejects(file, "IDX.readLabels", { _ = try IDX.readLabels(path: file, maxBytes: 1 << 20) })
                 if parsesOrRejects(file, "CSV.read", { _ = try CSV.read(path: file, maxBytes: 1 << 20) }) { parsed += 1 }
+                parsesOrRejects(file, "CSV.readTable", { _ = try CSV.readTable(path: file, maxBytes: 1 << 20) })
                 if parsesOrRejects(file, "PGM.read", { _ = try PGM.read(path: file) }) { parsed += 1 }
             }
         }

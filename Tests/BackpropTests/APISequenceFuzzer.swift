@@ -269,6 +269,7 @@ final class APISequenceFuzzer {
         case .io: return "io"
         case .nonFinite: return "nonFinite"
         case .invalidUse: return "invalidUse"
+        case .stateDictMismatch: return "stateDictMismatch"
         }
     }
 

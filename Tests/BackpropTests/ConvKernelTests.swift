@@ -200,6 +200,8 @@ final class ConvKernelTests: XCTestCase {
     /// BatchSliceable ends a stretch, and appending a layer recomputes them.
     func testStretchSelection() throws {
         let lenet = try smallLeNet(seed: 1)
+        XCTAssertEqual(lenet.threads, Parallelism.defaultThreads, "every core by default")
+        lenet.useThreads(1)
         XCTAssertTrue(lenet.slicedStretches.isEmpty, "one thread: no stretch")
         lenet.useThreads(2)
         XCTAssertEqual(lenet.slicedStretches.map { [$0.start, $0.count] }, [[0, 10]])

@@ -81,6 +81,12 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let d = try CSV.read(path: writeScratch(bytes), maxBytes: limit)
             if d.images.count != d.count * d.featureCount { fatalError("CSV: dataset size mismatch") }
         }
+        expectBackpropError {
+            let t = try CSV.readTable(path: writeScratch(bytes), maxBytes: limit)
+            if t.features.count != t.count * t.featureCount || (t.labels?.count ?? -1) != t.count {
+                fatalError("CSV.readTable: dataset size mismatch")
+            }
+        }
     case "safetensors":
         expectBackpropError {
             let f = try SafetensorsFile.read(data: bytes, path: "<fuzz>")

@@ -24,6 +24,8 @@ public final class LeakyReLU: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         let x = try input.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)

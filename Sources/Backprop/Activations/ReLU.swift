@@ -26,6 +26,8 @@ public final class ReLU: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         let y = try result.take(matching: dy, summary)   // the last forward's result, also after a sliced one
         inputGradient.resize(to: dy.shape)

@@ -29,6 +29,8 @@ public final class Softmax: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         let output = try saved.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)

@@ -22,6 +22,8 @@ public final class Tanh: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         let output = try saved.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)

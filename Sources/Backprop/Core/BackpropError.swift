@@ -5,7 +5,7 @@
 /// probability, a label smoothing). Where only some arguments can be, the form without them does
 /// not throw: `Dropout()` and `SoftmaxCrossEntropy()` need no `try`, `Dropout(p:)` and
 /// `SoftmaxCrossEntropy(labelSmoothing:)` do, as do `Dense`, `Conv2D` and `Tensor(zeros:)`.
-public enum BackpropError: Error, Equatable, CustomStringConvertible {
+public enum BackpropError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Shapes that do not fit: `where` names the layer or function, `detail` the shapes.
     case shapeMismatch(where: String, detail: String)
     /// An argument outside its domain (a negative size, a probability above 1, …).
@@ -20,6 +20,10 @@ public enum BackpropError: Error, Equatable, CustomStringConvertible {
     /// `detail` what happened (backward before forward or twice for one forward, a tensor saved by
     /// forward changed before backward, one layer instance at two places of a model).
     case invalidUse(where: String, detail: String)
+    /// A state dict that does not fit a model (`Layer.loadStateDict`, `ModelFile.load(into:from:)`):
+    /// `source` names the tensors' origin (a file path), `model` the model's summary, and the
+    /// mismatch lists every missing, unexpected and mis-shaped name.
+    case stateDictMismatch(source: String, model: String, StateDictMismatch)
 
     public var description: String {
         switch self {
@@ -31,6 +35,8 @@ public enum BackpropError: Error, Equatable, CustomStringConvertible {
         case let .io(path, reason): return "\(path): \(reason)"
         case let .nonFinite(message): return "non-finite value: \(message)"
         case let .invalidUse(location, detail): return "invalid use of \(location): \(detail)"
+        case let .stateDictMismatch(source, model, mismatch):
+            return "\(source) does not fit \(model): \(mismatch)"
         }
     }
 }

@@ -16,6 +16,15 @@
 ///   Writes through `data` are not tracked (`Tensor.markChanged()` declares them). A parameter
 ///   changed in between (an optimizer step, a refilled value) is refused the same way.
 /// - An instance sits at one place of one model: containers refuse it twice (`.invalidUse`).
+///
+/// Concurrency: layers (and `Tensor`, `Parameter`) are classes holding one forward pass's caches
+/// and reused buffers, so they are not `Sendable`, and no lock could make two concurrent
+/// forwards of one instance meaningful. A model belongs to one task at a time. Swift 6 lets a
+/// model move into a task when nothing else can reach it: build it in a function (not at the
+/// top level of `main.swift`, whose globals stay on the main actor) and do not touch it after
+/// `Task.detached { try model.predict(x) }`; or build it inside the task from an `Architecture`
+/// or a state dict file. What crosses tasks freely is `Sendable`: `Architecture`, `Dataset`,
+/// `TensorDataset`, `[Float]` values, `BackpropError`.
 public protocol Layer: AnyObject {
     /// A one-line description, e.g. `Dense(784 → 256)`.
     var summary: String { get }
@@ -36,6 +45,7 @@ public protocol Layer: AnyObject {
     /// use `count` slices; containers pass it to their layers, other layers ignore it.
     func useThreads(_ count: Int)
     func forward(_ input: Tensor) throws -> Tensor
+    @discardableResult
     func backward(_ outputGradient: Tensor) throws -> Tensor
 }
 

@@ -8,7 +8,7 @@ import Darwin
 
 /// A small, fast, seedable generator (xoshiro256**, seeded through SplitMix64).
 /// One seed drives initialisation, shuffling and dropout, so runs repeat exactly.
-public struct SeededGenerator: RandomNumberGenerator {
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64) {

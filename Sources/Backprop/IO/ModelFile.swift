@@ -7,16 +7,61 @@ import Foundation
 public enum ModelFile {
     public static let architectureKey = "backprop.architecture"
 
-    /// Writes `model`'s state dict and `architecture` to `path` (temporary file, then rename).
+    /// Writes `model`'s state dict and `architecture` to `path` (temporary file, then rename), so
+    /// that `load(_:)` alone rebuilds the model. The model must be the one `architecture`
+    /// describes (same names, shapes and layers), else `stateDictMismatch` or `invalidArgument`
+    /// and no file is written. `extraTensors` (optimizer state) must not reuse a model name.
     public static func save(_ model: Layer, architecture: Architecture, to path: String,
                             metadata extra: [String: String] = [:], extraTensors: [String: Tensor] = [:]) throws {
-        var tensors: [String: Tensor] = extraTensors
-        for (name, t) in model.stateDict { tensors[name] = t }
+        try architecture.check(model)
         var metadata = extra
         metadata[architectureKey] = architecture.json
+        try write(model, to: path, metadata: metadata, extraTensors: extraTensors)
+    }
+
+    /// Writes any model's state dict to `path` (PyTorch names, float32; no architecture
+    /// metadata): load it back with `load(into:from:)` into a model built the same way, or in
+    /// PyTorch with `model.load_state_dict(safetensors.torch.load_file(path))`.
+    public static func save(_ model: Layer, to path: String,
+                            metadata extra: [String: String] = [:], extraTensors: [String: Tensor] = [:]) throws {
+        var metadata = extra
+        metadata.removeValue(forKey: architectureKey)
+        try write(model, to: path, metadata: metadata, extraTensors: extraTensors)
+    }
+
+    private static func write(_ model: Layer, to path: String, metadata extra: [String: String],
+                              extraTensors: [String: Tensor]) throws {
+        var tensors: [String: Tensor] = extraTensors
+        for (name, t) in model.stateDict {
+            guard tensors.updateValue(t, forKey: name) == nil else {
+                throw BackpropError.invalidArgument("ModelFile.save(\(path)): tensor \"\(name)\" is both in the model and in extraTensors")
+            }
+        }
+        var metadata = extra
         metadata["format"] = "pt"
         try SafetensorsFile(tensors: tensors, metadata: metadata).write(to: path)
     }
+
+    /// Loads the state dict in `path` into `model`, a model the caller built (any layers, any
+    /// sizes): `Layer.loadStateDict` with the file's tensors, errors naming the file. Tensors
+    /// whose names start with `extraPrefix` (optimizer state in a checkpoint) are skipped; the
+    /// file's architecture metadata, if any, is not needed. Nothing in `model` changes unless
+    /// the load succeeds.
+    /// - Returns: the file's metadata.
+    @discardableResult
+    public static func load(into model: Layer, from path: String, strict: Bool = true,
+                            extraPrefix: String = "optimizer.") throws -> [String: String] {
+        let file = try SafetensorsFile.read(path: path)
+        let tensors = file.tensors.filter { extraPrefix.isEmpty || !$0.key.hasPrefix(extraPrefix) }
+        try model.loadStateDict(tensors, strict: strict, source: path)
+        return file.metadata
+    }
+
+    /// The advice given for a file without architecture metadata.
+    public static let noArchitectureAdvice =
+        "no architecture in the file's metadata (written by PyTorch, or by ModelFile.save(_:to:) without one): "
+        + "build the model in code and load the file with ModelFile.load(into:from:), pass the architecture as "
+        + "`fallback:`, or on the command line give the family with --arch (mlp, lenet, rnn, lstm, gru)"
 
     /// A model read from a file: the rebuilt model, its architecture, the file's metadata and
     /// any tensors that are not part of the model (optimizer state in a checkpoint).
@@ -42,7 +87,7 @@ public enum ModelFile {
             architecture = fallback
         } else {
             throw BackpropError.badFile(path: path, offset: nil,
-                                        reason: "no architecture in the file's metadata; give it on the command line (--arch, --layers, --activation, …)")
+                                        reason: noArchitectureAdvice)
         }
         // The metadata is untrusted: a model it describes must fit in the file's own tensors,
         // checked before anything is allocated for it (a 200-byte file must not cost gigabytes).
@@ -53,25 +98,14 @@ public enum ModelFile {
         }
         let model = try architecture.build(seed: 0)
         var extra: [String: Tensor] = [:]
-        var unused = Set(file.tensors.keys)
-        for (name, target) in model.stateDict {  // model order: the first problem reported is the first layer's
-            guard let t = file.tensors[name] else {
-                throw BackpropError.badFile(path: path, offset: nil,
-                                            reason: "tensor \"\(name)\" \(target.shape) is missing; \(architecture.json) needs it")
-            }
-            guard target.shape == t.shape else {
-                throw BackpropError.badFile(path: path, offset: nil,
-                                            reason: "tensor \"\(name)\" has shape \(t.shape) but \(architecture.json) needs \(target.shape)")
-            }
-            try target.assign(t)
-            unused.remove(name)
+        var own: [String: Tensor] = [:]
+        for (name, t) in file.tensors {
+            if !extraPrefix.isEmpty, name.hasPrefix(extraPrefix) { extra[name] = t } else { own[name] = t }
         }
-        for name in unused.sorted() {
-            guard name.hasPrefix(extraPrefix), let t = file.tensors[name] else {
-                throw BackpropError.badFile(path: path, offset: nil,
-                                            reason: "tensor \"\(name)\" is not part of \(architecture.json)")
-            }
-            extra[name] = t
+        do {
+            try model.loadStateDict(own, strict: true, source: path)
+        } catch BackpropError.stateDictMismatch(_, _, let mismatch) {
+            throw BackpropError.badFile(path: path, offset: nil, reason: "the tensors do not fit \(architecture.json): \(mismatch)")
         }
         return Loaded(model: model, architecture: architecture, metadata: file.metadata, extraTensors: extra)
     }

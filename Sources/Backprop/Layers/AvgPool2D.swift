@@ -40,6 +40,8 @@ public final class AvgPool2D: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         _ = try saved.take(matching: dy, summary)
         guard let shape = inputShape else {

@@ -139,6 +139,8 @@ public final class BatchNorm: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         _ = try saved.peek(summary)
         try parametersAtForward.check(summary)

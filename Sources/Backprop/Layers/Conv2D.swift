@@ -47,13 +47,14 @@ public final class Conv2D: Layer {
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true
 
-    /// Batch slices processed concurrently, one thread each (default 1; set with `useThreads`), as in
+    /// Batch slices processed concurrently, one thread each (default `Parallelism.defaultThreads`:
+    /// every processor; set with `useThreads`), as in
     /// `RecurrentLayer.threads`: the images of a batch are split into this many contiguous
     /// slices, each with its own column buffers and single-threaded BLAS calls (OpenBLAS is set
     /// to 1 thread meanwhile and restored after). Outputs and δ of the input are disjoint per
     /// image; weight and bias gradients are summed over slices in slice order, so results are
     /// deterministic for a given value (and differ from 1 only by rounding).
-    public internal(set) var threads = 1
+    public internal(set) var threads = Parallelism.defaultThreads
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
     var input = ForwardRecord()                 // x: backward rebuilds its columns
@@ -181,6 +182,8 @@ public final class Conv2D: Layer {
         try batchSlices.run(count: count, items: plan.n) { slice, images in try self.forward(images: images, slice: slice) }
         return y
     }
+
+    @discardableResult
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         let count = sliceCount(plan.n)

@@ -71,6 +71,8 @@ public final class Dense: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         let x = try prepareBackward(dy)
         try backwardRows(0..<x.rows, x, dy, weightGradient: weight.gradientForAccumulation(), biasGradient: bias?.grad)

@@ -59,6 +59,8 @@ public final class Dropout: Layer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         if lastWasTraining { _ = try savedMask.peek(summary) }   // the mask still has this pass's size
         _ = try saved.take(matching: dy, summary)

@@ -27,6 +27,8 @@ public final class Flatten: BatchSliceable {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let shape = inputShape else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")

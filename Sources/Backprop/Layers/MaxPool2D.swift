@@ -28,9 +28,9 @@ public final class MaxPool2D: Layer {
 
     deinit { argmax.deallocate() }
 
-    /// Batch slices processed concurrently (default 1; set with `useThreads`), as in `Conv2D.threads`: each slice
+    /// Batch slices processed concurrently (default `Parallelism.defaultThreads`; set with `useThreads`), as in `Conv2D.threads`: each slice
     /// pools its own images, so results do not depend on the count.
-    public internal(set) var threads = 1
+    public internal(set) var threads = Parallelism.defaultThreads
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
     /// `stride` defaults to the kernel size, as in PyTorch.
@@ -164,6 +164,8 @@ public final class MaxPool2D: Layer {
             }
         }
     }
+
+    @discardableResult
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         let images = inputShape?.first ?? 0, count = BatchSlices.count(threads: threads, items: images)

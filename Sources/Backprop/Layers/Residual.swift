@@ -51,6 +51,8 @@ public final class Residual: LayerContainer {
         return output
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         _ = try saved.peek(summary)
         _ = try blockOutput.peek(summary)

@@ -54,8 +54,9 @@ public final class Sequential: LayerContainer {
         set { layers.first?.needsInputGradient = newValue }
     }
 
-    /// Batch slices for stretches of `BatchSliceable` layers (set by `useThreads`).
-    public private(set) var threads = 1
+    /// Batch slices for stretches of `BatchSliceable` layers (default `Parallelism.defaultThreads`;
+    /// set by `useThreads`).
+    public private(set) var threads = Parallelism.defaultThreads
 
     public func useThreads(_ count: Int) {
         threads = Swift.max(1, count)
@@ -92,6 +93,7 @@ public final class Sequential: LayerContainer {
     }
 
     /// Each layer in reverse order, with the last forward's plan.
+    @discardableResult
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
         if let repeated { throw repeatedInstanceError(summary, repeated) }
         guard let forwardPlan else {

@@ -1,4 +1,5 @@
 extension RecurrentLayer {
+    @discardableResult
     public func backward(_ dy: Tensor) throws -> Tensor {
         try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
         _ = try savedInput.peek(summary)

@@ -136,12 +136,13 @@ public class RecurrentLayer: Layer {
     /// Backpropagate through the last `truncation` steps only (nil: all steps).
     public var truncation: Int?
     public var isTraining = true
-    /// Batch slices processed concurrently, one thread each (default 1; set with `useThreads`).
+    /// Batch slices processed concurrently, one thread each (default `Parallelism.defaultThreads`:
+    /// every processor; set with `useThreads`).
     /// Samples of a batch are independent, so each slice runs every stacked layer's step loop on its own rows with
     /// single-threaded BLAS calls (OpenBLAS is set to 1 thread meanwhile and restored after):
     /// no synchronisation per time step. Weight gradients are summed over slices in slice order,
     /// so results are deterministic for a given value (and differ from 1 only by rounding).
-    public internal(set) var threads = 1
+    public internal(set) var threads = Parallelism.defaultThreads
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
     /// When false, `backward` skips ∂L/∂x of the first layer (a training loop never uses δ of
     /// the data: one [N·T, G·H]·[G·H, F] product saved) and returns an empty tensor.

@@ -67,6 +67,8 @@ public final class SequenceClassifier: LayerContainer {
         return y
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         _ = try saved.peek(summary)
         return try rnn.backward(try fc.backward(dy))

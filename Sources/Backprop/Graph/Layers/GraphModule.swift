@@ -31,6 +31,8 @@ open class GraphModule: GraphLayer {
         return y.value
     }
 
+    @discardableResult
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let input, let result else {
             throw BackpropError.invalidUse(where: summary, detail: "backward called before forward, or twice for one forward pass")
