@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "Backprop", targets: ["Backprop"]),
         .library(name: "BackpropOptim", targets: ["BackpropOptim"]),
         .library(name: "BackpropData", targets: ["BackpropData"]),
+        .library(name: "BackpropMPI", targets: ["BackpropMPI"]),
         .executable(name: "backprop", targets: ["backprop"]),
     ],
     dependencies: [
@@ -23,16 +24,23 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Open MPI, for data-parallel training; only BackpropMPI (and the CLI) link it.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
         // Element-wise C kernels compiled per instruction set (AVX-512, AVX2, baseline) and
         // chosen at load time; the Swift targets themselves build for baseline x86-64.
         .target(name: "BackpropKernels"),
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
+        .target(name: "BackpropMPI", dependencies: ["Backprop", "CMPI"]),
         .executableTarget(
             name: "backprop",
             dependencies: [
-                "Backprop", "BackpropOptim", "BackpropData",
+                "Backprop", "BackpropOptim", "BackpropData", "BackpropMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
