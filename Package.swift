@@ -45,6 +45,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .executableTarget(name: "mpi-bench", dependencies: ["BackpropMPI"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),

@@ -46,6 +46,10 @@ public final class DataParallel {
         }
     }
 
+    /// Seconds spent in `waitForGradients` (communication not hidden behind backward) since
+    /// the last reset; set it to 0 to start a new measurement.
+    public var waitSeconds = 0.0
+
     private var buckets: [Bucket] = []
     /// For a `Sequential` model: how many of `backwardOrder` are final once layers i… are done.
     private let finalAfterLayer: [Int]?
@@ -128,8 +132,10 @@ public final class DataParallel {
         guard launched == buckets.count else {
             throw BackpropError.invalidUse(where: "DataParallel", detail: "waitForGradients() before backward() or contributeNothing()")
         }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { waitSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         for b in buckets {
-            try b.request?.wait()
+            try b.request?.waitPolitely()
             b.request = nil
             if let buffer = b.buffer {
                 var offset = 0

@@ -78,6 +78,15 @@ struct Distributed {
         return (t / Double(max(s, 1)), Double(c) / Double(max(s, 1)))
     }
 
+    /// With `BACKPROP_MPI_TIMING=1`: each rank writes to standard error how much of the epoch it
+    /// spent waiting for gradient reductions (the communication backward did not hide).
+    func reportWaiting(epoch: Int, seconds: Double) {
+        defer { ddp.waitSeconds = 0 }
+        guard ProcessInfo.processInfo.environment["BACKPROP_MPI_TIMING"] == "1" else { return }
+        FileHandle.standardError.write(Data(String(format: "rank %d epoch %d: %.3f s of %.3f s waiting for gradients\n",
+                                                   rank, epoch, ddp.waitSeconds, seconds).utf8))
+    }
+
     /// Test hooks (environment variables, used by the fault tests):
     /// `BACKPROP_TEST_PERTURB_RANK=r` changes one weight of rank r after its first step, so the
     /// per-epoch replica check must fail; `BACKPROP_TEST_STALL=epoch:rank:pidfile` makes that

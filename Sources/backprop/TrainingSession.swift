@@ -246,6 +246,7 @@ final class TrainingSession {
                 skipped = Int(try d.world.allreduce([Double(skipped)], .max)[0])
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if let d = distributed { d.reportWaiting(epoch: epoch, seconds: seconds) }
             progress.clear()
             let testLoss: Double, testAccuracy: Double
             if let d = distributed {
