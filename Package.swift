@@ -48,6 +48,7 @@ let package = Package(
         .executableTarget(name: "mpi-bench", dependencies: ["BackpropMPI"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackpropMPITests", dependencies: ["BackpropMPI", "Backprop"]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -50,6 +50,12 @@ public final class DataParallel {
     /// the last reset; set it to 0 to start a new measurement.
     public var waitSeconds = 0.0
 
+    /// 256 KB: above N·α·β for tens of nodes on shared memory and 10 Gb/s links, so a bucket's
+    /// latency stays small against its transfer (docs/distributed.md), and below the size of a
+    /// big weight matrix, so that one is reduced in place (no packing copy) and the small
+    /// gradients of the last layers start before the first layer's backward.
+    public static let defaultBucketBytes = 256 << 10
+
     private var buckets: [Bucket] = []
     /// For a `Sequential` model: how many of `backwardOrder` are final once layers i… are done.
     private let finalAfterLayer: [Int]?
@@ -57,7 +63,7 @@ public final class DataParallel {
 
     /// Broadcasts rank 0's parameters and buffers to every rank and plans the buckets.
     /// - Throws: `BackpropError.invalidArgument` for `bucketBytes` < 4; `MPIError`.
-    public init(_ model: Layer, communicator: Communicator, bucketBytes: Int = 1 << 20) throws {
+    public init(_ model: Layer, communicator: Communicator, bucketBytes: Int = DataParallel.defaultBucketBytes) throws {
         guard bucketBytes >= 4 else {
             throw BackpropError.invalidArgument("DataParallel: bucketBytes \(bucketBytes) must be at least 4 (one float)")
         }
