@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "Backprop", targets: ["Backprop"]),
         .library(name: "BackpropOptim", targets: ["BackpropOptim"]),
         .library(name: "BackpropData", targets: ["BackpropData"]),
+        .library(name: "BackpropTensorBoard", targets: ["BackpropTensorBoard"]),
         .library(name: "BackpropMPI", targets: ["BackpropMPI"]),
         .executable(name: "backprop", targets: ["backprop"]),
     ],
@@ -36,18 +37,23 @@ let package = Package(
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
         .target(name: "BackpropOptim", dependencies: ["Backprop"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
+        // TensorBoard event files (hand-written protobuf encoder, CRC-32C).
+        .target(name: "BackpropTensorBoard", dependencies: ["Backprop"]),
         .target(name: "BackpropMPI", dependencies: ["Backprop", "CMPI"]),
         .executableTarget(
             name: "backprop",
             dependencies: [
-                "Backprop", "BackpropOptim", "BackpropData", "BackpropMPI",
+                "Backprop", "BackpropOptim", "BackpropData", "BackpropTensorBoard", "BackpropMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
+        .executableTarget(name: "attention-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "autoencoder-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
         .executableTarget(name: "mpi-bench", dependencies: ["BackpropMPI"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackpropTensorBoardTests", dependencies: ["BackpropTensorBoard", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropMPITests", dependencies: ["BackpropMPI", "Backprop"]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
     ]

@@ -7,6 +7,7 @@ import PackageDescription
 //     swift package --package-path Benchmarks benchmark                       # all suites
 //     swift package --package-path Benchmarks benchmark --target TrainingStep  # one suite
 //     swift run -c release --package-path Benchmarks sgemm-floor               # epoch vs sgemm floor
+//     swift run -c release --package-path Benchmarks graph-step                # graph vs layer API step
 //
 // See README.md beside this file.
 let package = Package(
@@ -29,6 +30,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "sgemm-floor", dependencies: ["BenchSupport", .product(name: "Backprop", package: "Backprop")]),
+        .executableTarget(name: "graph-step", dependencies: ["BenchSupport", .product(name: "Backprop", package: "Backprop")]),
     ]
 )
 

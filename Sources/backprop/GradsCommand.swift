@@ -26,41 +26,20 @@ struct Grads: ParsableCommand {
     func run() throws {
         let loaded = try loadModel(model, arch)
         let m = loaded.model
-        let batch = try SafetensorsFile.read(path: batchFile)
-        guard let input = batch.tensors["input"] else {
-            throw BackpropError.badFile(path: batchFile, offset: nil, reason: "no tensor named \"input\"")
-        }
-        guard batch.tensors["target"] != nil else {
-            throw BackpropError.badFile(path: batchFile, offset: nil, reason: "no tensor named \"target\"")
-        }
-        let features = loaded.architecture.inputFeatures
-        guard input.rank >= 2, input.rows >= 1, input.columnsPerRow == features else {
-            throw BackpropError.badFile(path: batchFile, offset: nil,
-                                        reason: "input has shape \(input.shape) but the model takes \(loaded.architecture.inputShape(batch: max(input.rows, 1)))")
-        }
-        let shaped = try input.reshaped(loaded.architecture.inputShape(batch: input.rows))
+        let batch = try BatchFile(batchFile, for: loaded, loss: loss)
         m.train()
         m.zeroGrad()
-        let output = try m.forward(shaped)
+        let output = try m.forward(batch.input)
         let value: Float
         let delta: Tensor
-        if loss == "mse" {
-            let target = try batch.tensor("target")
+        switch batch.target {
+        case .values(let target):
             guard target.shape == output.shape else {
                 throw BackpropError.badFile(path: batchFile, offset: nil,
                                             reason: "target has shape \(target.shape) but the model's output is \(output.shape)")
             }
             (value, delta) = try MeanSquaredError()(output, target: target)
-        } else {
-            let labels: [Int32]
-            if batch.dtypes["target"] == "I32" { labels = try batch.int32Values("target") } else {
-                let wide = try batch.int64Values("target")
-                labels = wide.map { Int32(clamping: $0) }
-            }
-            guard labels.count == input.rows else {
-                throw BackpropError.badFile(path: batchFile, offset: nil,
-                                            reason: "target holds \(labels.count) labels for \(input.rows) inputs")
-            }
+        case .labels(let labels):
             if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= output.columnsPerRow }) {
                 throw BackpropError.badFile(path: batchFile, offset: nil,
                                             reason: "label \(labels[bad]) at row \(bad) is outside 0..<\(output.columnsPerRow)")
@@ -80,7 +59,7 @@ struct Grads: ParsableCommand {
             print("{\"loss\": \(value), \"gradients\": {" + grads.joined(separator: ", ") + "}" + extra + "}")
             return
         }
-        print("loss \(value)   (\(loss), batch of \(input.rows), model \(loaded.architecture.json))")
+        print("loss \(value)   (\(loss), batch of \(batch.rows), model \(loaded.architecture.json))")
         if let seq = m as? SequenceClassifier {
             print("mean ‖∂L/∂h_t‖ for t = 1…\(seq.rnn.hiddenGradientNorms.count): "
                   + seq.rnn.hiddenGradientNorms.map { String(format: "%.3g", $0) }.joined(separator: " "))
@@ -96,5 +75,48 @@ struct Grads: ParsableCommand {
         let k = max(0, min(show, t.count))
         let head = (0..<k).map { String(format: "%.6g", t.data[$0]) }.joined(separator: ", ")
         return "[" + head + (t.count > k ? ", … (\(t.count) values)" : "") + "]"
+    }
+}
+
+/// A batch file as `grads` and `graph` read it: safetensors with `input` (float32, [N, features],
+/// reshaped to the model's input shape) and `target` (int64 or int32 class labels [N] for
+/// cross-entropy, float32 [N, outputs] for mse). Errors name the file and what is wrong.
+struct BatchFile {
+    enum Target {
+        case labels([Int32])
+        case values(Tensor)
+    }
+    let input: Tensor
+    let target: Target
+    let rows: Int
+
+    init(_ path: String, for loaded: ModelFile.Loaded, loss: String) throws {
+        let batch = try SafetensorsFile.read(path: path)
+        guard let input = batch.tensors["input"] else {
+            throw BackpropError.badFile(path: path, offset: nil, reason: "no tensor named \"input\"")
+        }
+        guard batch.tensors["target"] != nil else {
+            throw BackpropError.badFile(path: path, offset: nil, reason: "no tensor named \"target\"")
+        }
+        let features = loaded.architecture.inputFeatures
+        guard input.rank >= 2, input.rows >= 1, input.columnsPerRow == features else {
+            throw BackpropError.badFile(path: path, offset: nil,
+                                        reason: "input has shape \(input.shape) but the model takes \(loaded.architecture.inputShape(batch: max(input.rows, 1)))")
+        }
+        self.rows = input.rows
+        self.input = try input.reshaped(loaded.architecture.inputShape(batch: input.rows))
+        if loss == "mse" {
+            target = .values(try batch.tensor("target"))
+        } else {
+            let labels: [Int32]
+            if batch.dtypes["target"] == "I32" { labels = try batch.int32Values("target") } else {
+                labels = try batch.int64Values("target").map { Int32(clamping: $0) }
+            }
+            guard labels.count == input.rows else {
+                throw BackpropError.badFile(path: path, offset: nil,
+                                            reason: "target holds \(labels.count) labels for \(input.rows) inputs")
+            }
+            target = .labels(labels)
+        }
     }
 }

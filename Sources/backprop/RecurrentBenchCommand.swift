@@ -6,7 +6,8 @@ import Foundation
 /// `backprop bench-rnn`: where a recurrent training step spends its time. Times one step of the
 /// MNIST sequence classifier (28 steps of 28 pixels, batch 128 by default) split into forward,
 /// loss, backward and Adam step, and the same matrix products alone, as medians of repeated
-/// runs on random data. `--json` prints one object.
+/// runs on random data. `--graph` runs the step through the autodiff graph instead (the model on a
+/// `Variable`, `crossEntropy`, `backward()`). `--json` prints one object.
 struct BenchRecurrent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-rnn",
@@ -22,6 +23,8 @@ struct BenchRecurrent: ParsableCommand {
     @Option(help: "Batch slices run concurrently by the recurrent layer (RecurrentLayer.threads).") var slices = 1
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Skip timing the matrix products alone (for profiling the training step).") var skipProducts = false
+    @Flag(help: "Run the step through the autodiff graph (model(Variable), crossEntropy, backward()) instead of the layer API.")
+    var graph = false
 
     func validate() throws {
         guard ["rnn", "lstm", "gru"].contains(arch) else { throw ValidationError("--arch must be rnn, lstm or gru") }
@@ -38,6 +41,7 @@ struct BenchRecurrent: ParsableCommand {
         var rng = SeededGenerator(seed: 2)
         let x = try Tensor(zeros: [batch, steps, features]); x.fillUniform(0, 1, using: &rng)
         let labels = (0..<batch).map { Int32($0 % 10) }
+        let graphLabels = labels.map(Int.init)
         let loss = try SoftmaxCrossEntropy()
         let adam = try Adam(parameters: model.parameters)
         var phases: [[Double]] = [[], [], [], [], []]   // forward, loss, backward, step, total
@@ -52,11 +56,20 @@ struct BenchRecurrent: ParsableCommand {
             let c0 = cpu()
             let t0 = now()
             model.zeroGrad()
-            let out = try model.forward(x)
-            let t1 = now()
-            let (_, delta) = try loss(out, labels: labels)
-            let t2 = now()
-            _ = try model.backward(delta)
+            var t1 = now(), t2 = t1
+            if graph {
+                let logits = try model(Variable(x))
+                t1 = now()
+                let value = try crossEntropy(logits, labels: graphLabels)
+                t2 = now()
+                try value.backward()
+            } else {
+                let out = try model.forward(x)
+                t1 = now()
+                let (_, delta) = try loss(out, labels: labels)
+                t2 = now()
+                _ = try model.backward(delta)
+            }
             let t3 = now()
             try adam.step()
             let t4 = now()
@@ -69,6 +82,10 @@ struct BenchRecurrent: ParsableCommand {
         // recurrent products skipped for h_0 = 0, no δ of the data), the slices run concurrently
         // with single-threaded BLAS as in training; no gate kernels, copies or sums.
         var products: [Double] = []
+        if graph && !skipProducts {   // the products of a layer API pass of the same shapes
+            model.zeroGrad()
+            _ = try model.backward(try loss(try model.forward(x), labels: labels).1)
+        }
         for rep in 0..<(skipProducts ? 0 : reps + 1) {
             let t0 = now()
             try model.rnn.runProductsOnly()
@@ -84,12 +101,12 @@ struct BenchRecurrent: ParsableCommand {
         result["epoch_seconds_60000"] = 60000 / result["images_per_second"]!
         if json {
             var object: [String: Any] = result
-            object["arch"] = arch; object["threads"] = BLAS.threadCount; object["core"] = BLAS.coreName
+            object["arch"] = arch; object["graph"] = graph; object["threads"] = BLAS.threadCount; object["core"] = BLAS.coreName
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("\(arch) H=\(hidden) batch \(batch) × \(steps) steps × \(features), OpenBLAS \(BLAS.coreName), \(BLAS.threadCount) threads, \(slices) slices; medians of \(reps)")
+        print("\(arch) H=\(hidden) batch \(batch) × \(steps) steps × \(features), OpenBLAS \(BLAS.coreName), \(BLAS.threadCount) threads, \(slices) slices\(graph ? ", through the graph" : ""); medians of \(reps)")
         print(String(format: "forward %.2f ms  loss %.3f ms  backward %.2f ms  step %.3f ms  total %.2f ms   gemms alone %.2f ms (step %.2f× that floor)",
                      result["forward_ms"]!, result["loss_ms"]!, result["backward_ms"]!, result["step_ms"]!,
                      result["total_ms"]!, result["gemm_only_ms"] ?? .nan, result["total_ms"]! / (result["gemm_only_ms"] ?? .nan)))

@@ -32,6 +32,8 @@ struct Train: ParsableCommand {
     @Option(help: "Append every epoch's summary line to this file.") var log: String?
     @Flag(help: "Skip a batch whose loss or gradients are not finite instead of stopping.") var skipNonfinite = false
     @Flag(help: "One JSON object per epoch on standard output instead of text.") var json = false
+    @Option(help: "Write TensorBoard event files to this folder (created if missing; --resume continues the run).") var tensorboard: String?
+    @Option(help: "With --tensorboard: log the step loss and gradient norm every N steps.") var logEvery = 50
 
     func validate() throws {
         guard batch >= 1, batch <= 65536 else { throw ValidationError("--batch must be in 1…65536, got \(batch)") }
@@ -46,6 +48,7 @@ struct Train: ParsableCommand {
         if let threads { guard threads >= 1, threads <= 1024 else { throw ValidationError("--threads must be in 1…1024") } }
         if let clipGradNorm { guard clipGradNorm >= 0, clipGradNorm.isFinite else { throw ValidationError("--clip-grad-norm must be ≥ 0 (0: off)") } }
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
+        guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
     }
 
     func run() throws {

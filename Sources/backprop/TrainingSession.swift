@@ -28,6 +28,8 @@ final class TrainingSession {
     var distributed: Distributed?
     /// Rank 0, or the only process: prints and writes files.
     var isPrimary: Bool { (distributed?.rank ?? 0) == 0 }
+    /// `--tensorboard`: the event-file log (TensorBoardLog.swift).
+    var board: TrainingBoard?
 
     init(options: Train, communicator: Communicator? = nil) throws {
         self.options = options
@@ -83,6 +85,9 @@ final class TrainingSession {
         try TrainingSession.checkWritable(options.checkpointPath, bytes: modelBytes + stateBytes)
         for path in [options.report, options.log].compactMap({ $0 }) {
             try TrainingSession.checkWritable(path, bytes: 65536)
+        }
+        if let dir = options.tensorboard {
+            board = try TrainingBoard(directory: dir, logEvery: options.logEvery, test: test, architecture: architecture)
         }
     }
 
@@ -176,6 +181,7 @@ final class TrainingSession {
                                   layout: architecture.batchLayout)
         if let d = distributed { try batcher.setShard(rank: d.rank, of: d.size) }
         var firstStep = true
+        try board?.start(model: model, architecture: architecture, test: test, settings: boardSettings(), step: startEpoch - 1)
         for epoch in startEpoch...options.epochs {
             distributed?.testHookAtEpochStart(epoch)
             let lr = learningRate(epoch: epoch)
@@ -215,10 +221,12 @@ final class TrainingSession {
                 // One vectorised pass per gradient gives both its norm (logged per epoch) and the
                 // health check: the sum of squares is NaN or ∞ exactly when the gradient is.
                 var badGradient: String?
+                var totalSquares = 0.0
                 for (i, p) in parameters.enumerated() {
                     let squares = p.parameter.grad.sumOfSquares()
                     if !squares.isFinite, !p.parameter.grad.allFinite { badGradient = p.name; break }
                     normSums[i] += Double(squares).squareRoot()
+                    totalSquares += Double(squares)
                 }
                 if let bad = badGradient {
                     if options.skipNonfinite { skipped += 1; continue }
@@ -228,6 +236,8 @@ final class TrainingSession {
                     throw TrainingFailure("gradient of \(bad) (layer \(bad.split(separator: ".").first ?? "?")) is not finite at epoch \(epoch), batch \(batchIndex)")
                 }
                 normCount += 1
+                try board?.step(epoch: epoch, batch: batchIndex, batches: batches, loss: value, squares: totalSquares,
+                                parameters: parameters)
                 if let maxNorm = clipNorm { _ = try clipGradNorm(parameterList, maxNorm: maxNorm) }
                 try optimizer.step()
                 if firstStep { firstStep = false; distributed?.testHookAfterFirstStep(model) }
@@ -268,16 +278,27 @@ final class TrainingSession {
             records.append(record)
             guard isPrimary else { continue }
             emit(record, skipped: skipped)
+            try board?.epoch(record, model: model, parameters: parameters)
             try saveCheckpoint(epoch: epoch)
             if let report = options.report { try writeReport(to: report) }
         }
         guard isPrimary else { return }
         try ModelFile.save(model, architecture: architecture, to: options.out, metadata: runMetadata())
+        try board?.close()
         if !options.json, let last = records.last {
             let total = records.map(\.seconds).reduce(0, +)
             print(String(format: "test accuracy %.2f%% after %d epochs, %.1f s of training; model written to %@",
                          last.test_accuracy * 100, last.epoch, total, options.out))
         }
+    }
+
+    /// The settings the `--tensorboard` log shows as text beside the command line.
+    func boardSettings() -> [(String, String)] {
+        [("model", architecture.json), ("optimizer", options.optimizer), ("lr", "\(baseLR)"),
+         ("schedule", options.schedule), ("batch", "\(options.batch)"), ("epochs", "\(options.epochs)"),
+         ("seed", "\(seed)"), ("clip_grad_norm", clipNorm.map { "\($0)" } ?? "off"),
+         ("weight_decay", "\(options.weightDecay)"), ("label_smoothing", "\(options.labelSmoothing)"),
+         ("first_epoch", "\(startEpoch)"), ("training_images", "\(train.count)")]
     }
 
     func emit(_ r: EpochRecord, skipped: Int) {

@@ -132,12 +132,21 @@ final class GraphLayerTests: XCTestCase {
     }
 
     func testLayerWithoutGraphSupportIsATypedError() throws {
-        let model = Sequential(try Dense(3, 3, seed: 16), try Dropout(p: 0.5, seed: 1))
+        let model = Sequential(try Dense(3, 3, seed: 16), TensorOnlyLayer())
         XCTAssertThrowsError(try model(Variable(try random([2, 3], seed: 17)))) {
             guard case .invalidArgument(let message)? = $0 as? BackpropError else { return XCTFail("\($0)") }
-            XCTAssertTrue(message.contains("Dropout"), message)
+            XCTAssertTrue(message.contains("TensorOnly"), message)
         }
     }
+}
+
+/// A layer with only the tensor API (every built-in layer runs on the graph).
+final class TensorOnlyLayer: Layer {
+    var isTraining = true
+    var summary: String { "TensorOnly" }
+    var namedParameters: [(name: String, parameter: Parameter)] { [] }
+    func forward(_ x: Tensor) throws -> Tensor { x }
+    func backward(_ dy: Tensor) throws -> Tensor { dy }
 }
 
 /// Layers written with graph ops (`GraphModule`): their layer API is the graph's backward.
@@ -246,6 +255,13 @@ final class EmbeddingAndLinearTests: XCTestCase {
             XCTAssertEqual(Float((up - down) / 2e-2), analytic[i], accuracy: 2e-3 * max(1, abs(analytic[i])))
         }
         XCTAssertThrowsError(try dense.applyingToLastDimension(Variable(try Tensor(zeros: [2, 3, 5]))))
+        // Called directly, as PyTorch's nn.Linear: [N, T, in] → [N, T, out], the same values.
+        let direct = try dense(Variable(x))
+        XCTAssertEqual(direct.shape, [2, 3, 5])
+        XCTAssertEqual(direct.value.scalars, rows.scalars)
+        // [N, C, H, W] whose C·H·W is `in` still reads each row as one input, as the layer API.
+        let flat = try Dense(12, 2, seed: 5)
+        XCTAssertEqual(try flat(Variable(try Tensor(zeros: [2, 3, 2, 2]))).shape, [2, 2])
     }
 }
 

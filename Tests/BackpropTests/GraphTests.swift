@@ -91,6 +91,25 @@ final class GraphTests: XCTestCase {
         XCTAssertNil(y.grad)   // not a leaf
     }
 
+    /// retainGrad keeps δ of an op's result (PyTorch's retain_grad), summed over two backwards.
+    func testRetainGradKeepsIntermediateGradients() throws {
+        let a = Variable(try Tensor([2], shape: [1]), requiresGrad: true)
+        let b = Variable(try Tensor([-3], shape: [1]), requiresGrad: true)
+        let c = Variable(try Tensor([4], shape: [1]), requiresGrad: true)
+        let s = try a + b
+        s.retainGrad()
+        XCTAssertTrue(s.retainsGrad)
+        let y = try s * c
+        XCTAssertFalse(y.retainsGrad)
+        try y.backward()
+        XCTAssertEqual(s.grad?.scalars, [4])      // ∂y/∂(a + b) = c
+        XCTAssertNil(y.grad)
+        XCTAssertEqual(a.grad?.scalars, [4])
+        try y.backward()
+        XCTAssertEqual(s.grad?.scalars, [8])      // accumulates, as a leaf's grad
+        XCTAssertEqual(a.grad?.scalars, [8])
+    }
+
     // MARK: - Arithmetic and broadcasting
 
     func testArithmeticSameShape() throws {

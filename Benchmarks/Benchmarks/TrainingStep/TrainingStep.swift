@@ -23,6 +23,18 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations { try mlp.step(batch: 128) }
         blackHole(mlp.lastLoss)
     }
+    // The same step through the computational graph (`Variable`s, crossEntropy, backward()):
+    // its wall clock against the step above, and the allocations a recorded graph still makes
+    // per step (its nodes, closures and tensor objects; the large buffers are recycled).
+    if let graph = try? MLPGraphStep() {
+        Benchmark("MLP 784-256-128-10 graph step b128",
+                  configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
+                                       timeUnits: .microseconds, warmupIterations: 1,
+                                       maxDuration: .seconds(2), maxIterations: 5000)) { benchmark in
+            for _ in benchmark.scaledIterations { try graph.step(batch: 128) }
+            blackHole(graph.lastLoss)
+        }
+    }
     Benchmark("MLP 784-256-128-10 epoch 468x128+96",
               configuration: .init(metrics: [.wallClock, .mallocCountTotal],
                                    timeUnits: .milliseconds, warmupIterations: 1,

@@ -41,7 +41,7 @@ public final class MLPTrainingStep {
         optimizer = try SGD(parameters: model.namedParameters.map(\.parameter), lr: 0.05, momentum: 0.9)
         var inputs: [Int: Tensor] = [:], labels: [Int: [Int32]] = [:]
         let classes = sizes[sizes.count - 1]
-        for n in Set(batchSizes) {
+        for n in Set(batchSizes).sorted() {   // sorted: a Set's order changes from run to run, and so would the batches
             let x = try Tensor(zeros: [n, sizes[0]])
             x.fillUniform(0, 1, using: &rng)
             inputs[n] = x
@@ -49,6 +49,14 @@ public final class MLPTrainingStep {
         }
         self.inputs = inputs
         self.labels = labels
+    }
+
+    /// The prepared batch of `n` rows: its input and labels.
+    public func batch(_ n: Int) throws -> (input: Tensor, labels: [Int32]) {
+        guard let x = inputs[n], let y = labels[n] else {
+            throw BackpropError.invalidArgument("MLPTrainingStep: no batch of \(n) prepared")
+        }
+        return (x, y)
     }
 
     /// zeroGrad, forward, loss, backward, SGD step on the prepared batch of `batch` rows.
@@ -148,4 +156,84 @@ public func epochSeconds(_ step: (Int) throws -> Void) rethrows -> Double {
 public func median(_ values: [Double]) -> Double {
     let s = values.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// The same training step as `MLPTrainingStep` — same weights (same seed), same batch, same
+/// optimizer — run through the computational graph: `model(Variable(x))`, `crossEntropy`,
+/// `backward()`, then the optimizer step. The graph's cost against the layer API's is the ratio
+/// of the two steps' times.
+public final class MLPGraphStep {
+    public let model: Sequential
+    public let optimizer: SGD
+    private let inputs: [Int: Tensor]
+    private let labels: [Int: [Int]]
+    public private(set) var lastLoss: Float = 0
+
+    public init(sizes: [Int] = MNISTJob.sizes, batchSizes: [Int] = [MNISTJob.batch, 96], seed: UInt64 = 1) throws {
+        // The layer-API step's model, batch and labels for this seed, so both steps do the same work.
+        let twin = try MLPTrainingStep(sizes: sizes, batchSizes: batchSizes, seed: seed)
+        model = twin.model
+        optimizer = try SGD(parameters: model.namedParameters.map(\.parameter), lr: 0.05, momentum: 0.9)
+        var inputs: [Int: Tensor] = [:], labels: [Int: [Int]] = [:]
+        for n in Set(batchSizes).sorted() {   // sorted: a Set's order changes from run to run, and so would the batches
+            inputs[n] = try twin.batch(n).input
+            labels[n] = try twin.batch(n).labels.map(Int.init)
+        }
+        self.inputs = inputs
+        self.labels = labels
+    }
+
+    /// zeroGrad, forward on the graph, cross-entropy, backward, SGD step on the prepared batch.
+    @inline(__always)
+    public func step(batch: Int = MNISTJob.batch) throws {
+        guard let x = inputs[batch], let y = labels[batch] else {
+            throw BackpropError.invalidArgument("MLPGraphStep: no batch of \(batch) prepared")
+        }
+        optimizer.zeroGrad()
+        let loss = try crossEntropy(try model(Variable(x)), labels: y)
+        try loss.backward()
+        try optimizer.step()
+        lastLoss = try loss.item()
+    }
+}
+
+/// One training step of the MNIST-rows LSTM classifier (28 steps of 28 features, hidden 128, 10
+/// classes, batch 128, SGD momentum 0.9) on a fixed random batch, through the layer API
+/// (`forward`, fused softmax cross-entropy, `backward`) or through the computational graph
+/// (`model(Variable(x))`, `crossEntropy`, `backward()`): same seed, so the same weights and batch.
+public final class LSTMTrainingStep {
+    public let model: SequenceClassifier
+    public let optimizer: SGD
+    public let throughGraph: Bool
+    private let x: Tensor
+    private let labels: [Int32]
+    private let graphLabels: [Int]
+    private let loss = SoftmaxCrossEntropy()
+    public private(set) var lastLoss: Float = 0
+
+    public init(graph: Bool, batch: Int = 128, steps: Int = 28, features: Int = 28, hidden: Int = 128, seed: UInt64 = 1) throws {
+        throughGraph = graph
+        model = try SequenceClassifier(kind: .lstm, inputSize: features, hiddenSize: hidden, classes: 10, seed: seed)
+        model.needsInputGradient = false
+        optimizer = try SGD(parameters: model.parameters, lr: 0.05, momentum: 0.9)
+        var rng = SeededGenerator(seed: seed + 1)
+        x = try Tensor(zeros: [batch, steps, features])
+        x.fillUniform(0, 1, using: &rng)
+        labels = (0..<batch).map { _ in Int32(rng.next() % 10) }
+        graphLabels = labels.map(Int.init)
+    }
+
+    public func step() throws {
+        optimizer.zeroGrad()
+        if throughGraph {
+            let value = try crossEntropy(try model(Variable(x)), labels: graphLabels)
+            try value.backward()
+            lastLoss = try value.item()
+        } else {
+            let (value, delta) = try loss(try model.forward(x), labels: labels)
+            _ = try model.backward(delta)
+            lastLoss = value
+        }
+        try optimizer.step()
+    }
 }

@@ -19,8 +19,7 @@ public final class LeakyReLU: Layer {
 
     public func forward(_ x: Tensor) throws -> Tensor {
         output.resize(to: x.shape)
-        let src = x.data, dst = output.data, a = negativeSlope
-        for i in 0..<x.count { let v = src[i]; dst[i] = v > 0 ? v : a * v }
+        LeakyReLU.forward(x, negativeSlope, into: output)
         input.save(x)
         return output
     }
@@ -28,8 +27,21 @@ public final class LeakyReLU: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         let x = try input.take(matching: dy, summary)
         inputGradient.resize(to: dy.shape)
-        let xs = x.data, g = dy.data, dx = inputGradient.data, a = negativeSlope
-        for i in 0..<dy.count { dx[i] = xs[i] > 0 ? g[i] : a * g[i] }
+        LeakyReLU.backward(x, dy, negativeSlope, into: inputGradient)
         return inputGradient
+    }
+
+    // MARK: - The math (the layer and the graph share it); y, dx have x's element count
+
+    /// y = x where x > 0, a·x elsewhere.
+    static func forward(_ x: Tensor, _ a: Float, into y: Tensor) {
+        let src = x.data, dst = y.data
+        for i in 0..<x.count { let v = src[i]; dst[i] = v > 0 ? v : a * v }
+    }
+
+    /// dx = dy where x > 0, a·dy elsewhere.
+    static func backward(_ x: Tensor, _ dy: Tensor, _ a: Float, into inputGradient: Tensor) {
+        let xs = x.data, g = dy.data, dx = inputGradient.data
+        for i in 0..<dy.count { dx[i] = xs[i] > 0 ? g[i] : a * g[i] }
     }
 }

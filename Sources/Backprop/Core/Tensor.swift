@@ -49,11 +49,19 @@ public final class Tensor {
         }
     }
 
-    /// Internal: a tensor whose shape has been validated by the caller.
+    /// Internal: a tensor of zeros whose shape has been validated by the caller.
     init(uncheckedShape shape: [Int]) {
         self.shape = shape
         self.count = shape.reduce(1, *)
         self.storage = TensorStorage(capacity: count)
+    }
+
+    /// Internal: a tensor whose shape has been validated by the caller and whose contents are
+    /// unspecified: for a result its maker writes in full before anyone reads it.
+    init(uninitializedShape shape: [Int]) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.storage = TensorStorage(capacity: count, zeroed: false)
     }
 
     private init(shape: [Int], count: Int, storage: TensorStorage) {
@@ -222,27 +230,39 @@ public final class TensorStorage {
     /// through `data` are not counted (as PyTorch's `.data`).
     public internal(set) var version = 0
 
-    init(capacity: Int) {
+    /// `zeroed: false` leaves the contents unspecified, for a buffer its maker overwrites in full
+    /// (a graph op's result): no pass over memory that is about to be written anyway.
+    init(capacity: Int, zeroed: Bool = true) {
         self.capacity = Swift.max(capacity, 1)
-        let bytes = self.capacity * MemoryLayout<Float>.stride
+        let bytes = TensorStorage.allocationBytes(self.capacity)
         let raw: UnsafeMutableRawPointer
-        if bytes >= TensorStorage.hugePageThreshold {
+        if let recycled = StorageRecycler.take(bytes: bytes) {
+            raw = recycled
+        } else if bytes >= TensorStorage.hugePageThreshold {
             // Large buffers (a recurrent layer's activations, im2col columns, big batches) on 2 MiB
             // pages: their kernels stream through megabytes, and with 4 KiB pages every 4 KiB
             // costs a TLB miss. Linux gives an allocation transparent huge pages only when asked
             // (`transparent_hugepage=madvise`, Debian's default): the LSTM gate kernels ran ~35 %
             // faster on cold data with them. The request is a hint; if refused, nothing changes.
-            let huge = TensorStorage.hugePage
-            let rounded = (bytes + huge - 1) / huge * huge
-            raw = UnsafeMutableRawPointer.allocate(byteCount: rounded, alignment: huge)
+            raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: TensorStorage.hugePage)
             #if os(Linux)
-            _ = madvise(raw, rounded, MADV_HUGEPAGE)
+            _ = madvise(raw, bytes, MADV_HUGEPAGE)
             #endif
         } else {
             // 64-byte alignment: whole cache lines and AVX-512 registers for BLAS and SIMD loops.
             raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         }
-        pointer = raw.initializeMemory(as: Float.self, repeating: 0, count: self.capacity)
+        if zeroed {
+            pointer = raw.initializeMemory(as: Float.self, repeating: 0, count: self.capacity)
+        } else {
+            pointer = raw.bindMemory(to: Float.self, capacity: self.capacity)
+        }
+    }
+
+    /// Bytes allocated for `capacity` floats: whole huge pages from `hugePageThreshold` up.
+    static func allocationBytes(_ capacity: Int) -> Int {
+        let bytes = capacity * MemoryLayout<Float>.stride
+        return bytes >= hugePageThreshold ? (bytes + hugePage - 1) / hugePage * hugePage : bytes
     }
 
     /// 2 MiB: the x86-64 huge page.
@@ -250,7 +270,68 @@ public final class TensorStorage {
     /// Buffers from 1 MiB up are rounded up to whole huge pages (at most 2× for the smallest).
     static let hugePageThreshold = 1 << 20
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit {
+        let raw = UnsafeMutableRawPointer(pointer)
+        if !StorageRecycler.give(raw, bytes: TensorStorage.allocationBytes(capacity)) { raw.deallocate() }
+    }
+}
+
+/// Freed tensor buffers of 64 KiB and more, kept (up to 256 MiB in all) for the next tensor of the
+/// same size. A computational graph makes fresh tensors for every op's result and gradient and
+/// drops them when the step's graph goes; with the same shapes step after step, the next step's
+/// tensors take these buffers instead of asking the allocator, which for buffers this large maps
+/// fresh pages from the kernel (a page fault and a zeroed page per 4 KiB) and unmaps them again.
+enum StorageRecycler {
+    static let minimumBytes = 64 << 10
+    static let maximumBytes = 256 << 20
+
+    struct Cache {
+        var free: [Int: [UnsafeMutableRawPointer]] = [:]
+        var bytes = 0
+    }
+    nonisolated(unsafe) private static var cache = Cache()
+    nonisolated(unsafe) private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+        return m
+    }()
+
+    /// A cached buffer of exactly `bytes`, or nil.
+    static func take(bytes: Int) -> UnsafeMutableRawPointer? {
+        guard bytes >= minimumBytes else { return nil }
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        guard let p = cache.free[bytes]?.popLast() else { return nil }
+        cache.bytes -= bytes
+        return p
+    }
+
+    /// Keeps `pointer` (of `bytes`) for reuse; false when it is too small or the cache is full
+    /// (the caller frees it).
+    static func give(_ pointer: UnsafeMutableRawPointer, bytes: Int) -> Bool {
+        guard bytes >= minimumBytes else { return false }
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        guard cache.bytes + bytes <= maximumBytes else { return false }
+        cache.free[bytes, default: []].append(pointer)
+        cache.bytes += bytes
+        return true
+    }
+
+    /// Frees every cached buffer (the memory goes back to the allocator).
+    static func drain() {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        for (_, list) in cache.free { for p in list { p.deallocate() } }
+        cache = Cache()
+    }
+
+    /// Bytes held by the cache now.
+    static var cachedBytes: Int {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return cache.bytes
+    }
 }
 
 extension Tensor: CustomStringConvertible {

@@ -3,8 +3,8 @@ import Foundation
 // Pictures of a recorded graph: Graphviz DOT text, and a self-contained SVG drawn by our own
 // layout (no Graphviz needed). One box per Variable reachable from the root through `inputs`:
 // its op ("leaf" for a leaf that requires grad, "input" for one that does not), its shape, its
-// value (the elements when there are at most 4, else min / mean / max) and, for a leaf with a
-// gradient, ‖grad‖ (only leaves keep `grad`). Solid arrows input → op carry the forward values;
+// value (the elements when there are at most 4, else min / mean / max) and, for a value with a
+// `grad` (leaves, and results of ops after `retainGrad()`), ‖grad‖. Solid arrows input → op carry the forward values;
 // dashed arrows op → input carry the backward δ, drawn only to the inputs the op noted as
 // needing a gradient.
 
@@ -123,9 +123,10 @@ struct GraphPicture {
             let mean = xs.reduce(0.0) { $0 + Double($1) } / Double(xs.count)
             lines.append("min \(number(xs.min()!)) mean \(number(Float(mean))) max \(number(xs.max()!))")
         }
-        if v.isLeaf {
-            if let grad = v.grad { lines.append("‖grad‖ \(number(grad.l2Norm()))") }
-            else if v.requiresGrad { lines.append("grad: none yet") }
+        if let grad = v.grad {   // leaves, and results of ops after retainGrad()
+            lines.append("‖grad‖ \(number(grad.l2Norm()))")
+        } else if v.isLeaf && v.requiresGrad {
+            lines.append("grad: none yet")
         }
         return lines
     }

@@ -33,7 +33,8 @@ public final class Variable {
     /// have it set.
     public var requiresGrad: Bool
     /// ∂(the value backward started from)/∂(this value), accumulated over backward passes: nil
-    /// until a backward reaches this leaf (as PyTorch's `.grad`). Only leaves receive it.
+    /// until a backward reaches this leaf (as PyTorch's `.grad`). Only leaves receive it, and results
+    /// of ops after `retainGrad()`.
     public var grad: Tensor? {
         get { parameter?.grad ?? leafGrad }
         set {
@@ -48,6 +49,8 @@ public final class Variable {
     /// For `Parameter.variable`: the parameter whose value this leaf is and whose `grad` receives
     /// its gradient, so layers used on the graph and optimizers share one gradient.
     private(set) weak var parameter: Parameter?
+    /// The parameter an op's backward may write this leaf's gradient into directly (`GradientTarget`).
+    var parameterForGradient: Parameter? { requiresGrad ? parameter : nil }
     /// The op that made this value, nil for a leaf (and for any result made under `noGrad` or
     /// from inputs that require no grad).
     let node: Node?
@@ -97,6 +100,14 @@ public final class Variable {
 
     /// A leaf sharing this value, cut from the graph (PyTorch's `detach()`).
     public func detach() -> Variable { Variable(value) }
+
+    /// Keeps this value's gradient in `grad` when backward passes through it, though it is the
+    /// result of an op (PyTorch's `retain_grad()`): for looking at δ inside a graph (the pictures
+    /// show ‖grad‖ of every node that keeps one). A leaf keeps its gradient anyway.
+    public func retainGrad() { retainsGrad = true }
+    /// Whether `grad` receives this value's gradient (leaves with `requiresGrad`, and results of
+    /// ops after `retainGrad()`); PyTorch's `retains_grad` for the latter.
+    public private(set) var retainsGrad = false
 
     /// Sets `grad` to zeros in place when there is one (PyTorch's `zero_grad(set_to_none=False)`);
     /// `grad = nil` is the `set_to_none` form.
@@ -169,6 +180,7 @@ public final class Variable {
                 if v.requiresGrad { try v.accumulate(g) }
                 continue
             }
+            if v.retainsGrad { try v.accumulate(g) }
             let inputGradients = try node.backward(g, node.needsGrad)
             for (k, input) in node.inputs.enumerated() where node.needsGrad[k] {
                 guard k < inputGradients.count, let gk = inputGradients[k] else { continue }
@@ -208,9 +220,38 @@ public final class Variable {
 
 /// A fresh tensor a + b (same shape).
 func sumOfTensors(_ a: Tensor, _ b: Tensor) -> Tensor {
-    let out = Tensor(uncheckedShape: a.shape)
+    let out = Tensor(uninitializedShape: a.shape)
     elementwiseAdd(a.data, b.data, into: out.data, count: a.count)
     return out
+}
+
+/// Where an op's backward writes the gradient of one input. For a parameter's leaf it is the
+/// parameter's own `grad`, with β = 0 (overwrite: the gradient is logically zero) or 1 (add), as a
+/// layer's backward writes it: no separate tensor, no copy into `grad` afterwards. For any other
+/// input it is a new tensor (β = 0) that the graph passes on. Use: make the target, write every
+/// element with β (a product's β, or overwrite-or-add), then return `finish()` as that input's
+/// gradient (nil for a parameter: it is already in place).
+struct GradientTarget {
+    let buffer: Tensor
+    let beta: Float
+    private let parameter: Parameter?
+
+    init(for input: Variable, shape: [Int]) {
+        // Logically zero until `finish()`: a backward that throws halfway leaves grad as it was.
+        if let p = input.parameterForGradient, case let (b, β) = p.gradientForSlicedAccumulation(), b.shape == shape {
+            (buffer, beta, parameter) = (b, β, p)
+        } else {
+            (buffer, beta, parameter) = (Tensor(uninitializedShape: shape), 0, nil)
+        }
+    }
+
+    /// The gradient for the graph to pass on: nil when it went straight into a parameter's grad.
+    func finish() -> Tensor? {
+        guard let parameter else { return buffer }
+        parameter.gradientWritten()
+        buffer.markChanged()
+        return nil
+    }
 }
 
 /// The record of one op in the graph: its name, its inputs (with whether each needs a gradient,

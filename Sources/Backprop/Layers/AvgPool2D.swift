@@ -31,10 +31,31 @@ public final class AvgPool2D: Layer {
     public var summary: String { geometry.describe("AvgPool2D") }
     public var namedParameters: [(name: String, parameter: Parameter)] { [] }
 
+    public func forward(_ x: Tensor) throws -> Tensor {
+        let outShape = try geometry.outputShape(for: x.shape, layer: summary)
+        output.resize(to: outShape)
+        inputShape = x.shape
+        AvgPool2D.forward(x, geometry: geometry, countIncludePad: countIncludePad, into: output)
+        saved.save(output)
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.take(matching: dy, summary)
+        guard let shape = inputShape else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
+        }
+        inputGradient.resize(to: shape)
+        AvgPool2D.backward(dy, geometry: geometry, countIncludePad: countIncludePad, into: inputGradient)
+        return inputGradient
+    }
+
+    // MARK: - The math (the layer and the graph share it)
+
     /// Visits each output position with its clipped window and divisor.
     @inline(__always)
-    private func forEachWindow(h: Int, w: Int, ho: Int, wo: Int,
-                               _ body: (_ out: Int, _ y0: Int, _ y1: Int, _ x0: Int, _ x1: Int, _ scale: Float) -> Void) {
+    private static func forEachWindow(_ geometry: PoolGeometry, countIncludePad: Bool, h: Int, w: Int, ho: Int, wo: Int,
+                                      _ body: (_ out: Int, _ y0: Int, _ y1: Int, _ x0: Int, _ x1: Int, _ scale: Float) -> Void) {
         let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         let full = 1 / Float(kh * kw)
         for oy in 0..<ho {
@@ -48,41 +69,34 @@ public final class AvgPool2D: Layer {
         }
     }
 
-    public func forward(_ x: Tensor) throws -> Tensor {
-        let outShape = try geometry.outputShape(for: x.shape, layer: summary)
+    /// y = Σ_window x / d for x `[N, C, H, W]` into `output`, shaped `[N, C, Ho, Wo]` for `geometry`.
+    static func forward(_ x: Tensor, geometry: PoolGeometry, countIncludePad: Bool, into output: Tensor) {
         let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
-        let ho = outShape[2], wo = outShape[3]
-        output.resize(to: outShape)
-        inputShape = x.shape
+        let ho = output.shape[2], wo = output.shape[3]
         for plane in 0..<planes {
             let xp = x.data + plane * h * w, yp = output.data + plane * ho * wo
-            forEachWindow(h: h, w: w, ho: ho, wo: wo) { o, y0, y1, x0, x1, scale in
+            forEachWindow(geometry, countIncludePad: countIncludePad, h: h, w: w, ho: ho, wo: wo) { o, y0, y1, x0, x1, scale in
                 var s: Float = 0
                 for iy in y0..<y1 { for ix in x0..<x1 { s += xp[iy * w + ix] } }
                 yp[o] = s * scale
             }
         }
-        saved.save(output)
-        return output
     }
 
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        _ = try saved.take(matching: dy, summary)
-        guard let shape = inputShape else {
-            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
-        }
-        inputGradient.resize(to: shape)
+    /// dx = Σ over the windows holding each position of dy / d (overwrites `inputGradient`, shaped
+    /// as the input; `dy` is shaped as the output).
+    static func backward(_ dy: Tensor, geometry: PoolGeometry, countIncludePad: Bool, into inputGradient: Tensor) {
         inputGradient.fill(0)
+        let shape = inputGradient.shape
         let planes = shape[0] * shape[1], h = shape[2], w = shape[3]
-        let ho = output.shape[2], wo = output.shape[3]
+        let ho = dy.shape[2], wo = dy.shape[3]
         for plane in 0..<planes {
             let gp = dy.data + plane * ho * wo, dp = inputGradient.data + plane * h * w
-            forEachWindow(h: h, w: w, ho: ho, wo: wo) { o, y0, y1, x0, x1, scale in
+            forEachWindow(geometry, countIncludePad: countIncludePad, h: h, w: w, ho: ho, wo: wo) { o, y0, y1, x0, x1, scale in
                 let d = gp[o] * scale
                 for iy in y0..<y1 { for ix in x0..<x1 { dp[iy * w + ix] += d } }
             }
         }
-        return inputGradient
     }
 }
 

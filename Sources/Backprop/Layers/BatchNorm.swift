@@ -100,7 +100,7 @@ public final class BatchNorm: Layer {
     }
 
     /// Channels-per-sample layout (N, C, S) of an input, or a shape error.
-    private func layout(_ shape: [Int]) throws -> (n: Int, s: Int) {
+    func layout(_ shape: [Int]) throws -> (n: Int, s: Int) {
         let ok: Bool
         switch kind {
         case .d1: ok = (shape.count == 2 || shape.count == 3) && shape[1] == features
@@ -113,21 +113,63 @@ public final class BatchNorm: Layer {
         return (shape[0], shape.dropFirst(2).reduce(1, *))
     }
 
+    /// For a training pass on `shape` (M = N·S values per channel, which must be more than 1):
+    /// counts the batch in `num_batches_tracked` and returns the running statistics' update factor
+    /// (`momentum`, or 1 / num_batches_tracked for the cumulative average).
+    func beginTrainingPass(_ shape: [Int], n: Int, s: Int) throws -> Float {
+        guard n * s > 1 else {
+            throw BackpropError.invalidArgument("\(summary): expected more than 1 value per channel when training, got input \(shape)")
+        }
+        numBatchesTracked.data[0] += 1
+        return momentum ?? 1 / numBatchesTracked.data[0]
+    }
+
     public func forward(_ x: Tensor) throws -> Tensor {
         let (n, s) = try layout(x.shape)
-        let c = features, m = n * s
+        let update = isTraining ? try beginTrainingPass(x.shape, n: n, s: s) : nil
         output.resize(to: x.shape)
         normalized.resize(to: x.shape)
         inputShape = x.shape
         lastForwardTrained = isTraining
+        BatchNorm.forward(x, n: n, s: s, gamma: weight?.value, beta: bias?.value, eps: eps,
+                          runningMean: runningMean, runningVar: runningVar, update: update,
+                          into: output, normalized: normalized, invStd: invStd)
+        saved.save(output)
+        parametersAtForward.save()
+        return output
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        _ = try saved.peek(summary)
+        try parametersAtForward.check(summary)
+        _ = try saved.take(matching: dy, summary)
+        guard let shape = inputShape else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
+        }
+        let (n, s) = try layout(shape)
+        inputGradient.resize(to: shape)
+        var gammaGradient: Tensor?, betaGradient: Tensor?
+        if let weight, let bias { gammaGradient = weight.grad; betaGradient = bias.grad }
+        BatchNorm.backward(dy, n: n, s: s, normalized: normalized, invStd: invStd, gamma: weight?.value,
+                           trainingStatistics: lastForwardTrained,
+                           gammaGradient: gammaGradient, betaGradient: betaGradient, into: inputGradient)
+        return inputGradient
+    }
+
+    // MARK: - The math (the layer and the graph share it); x is [N, C, S] with C = gamma's count
+
+    /// y = γ·x̂ + β with x̂ = (x − μ)/√(σ² + ε), writing x̂ into `normalized` and 1/√(σ² + ε) per
+    /// channel into `invStd` (`output` and `normalized` have x's shape, `invStd` is `[C]`).
+    /// With `update` (training): μ, σ² are the batch's (biased) statistics, and the running
+    /// statistics move towards μ and the unbiased σ² by the factor `update`. Without (eval): the
+    /// running statistics are μ and σ².
+    static func forward(_ x: Tensor, n: Int, s: Int, gamma: Tensor?, beta: Tensor?, eps: Float,
+                        runningMean: Tensor, runningVar: Tensor, update factor: Float?,
+                        into output: Tensor, normalized: Tensor, invStd: Tensor) {
+        let c = invStd.count, m = n * s
         let src = x.data, y = output.data, xh = normalized.data, inv = invStd.data
         let rm = runningMean.data, rv = runningVar.data
-        if isTraining {
-            guard m > 1 else {
-                throw BackpropError.invalidArgument("\(summary): expected more than 1 value per channel when training, got input \(x.shape)")
-            }
-            numBatchesTracked.data[0] += 1
-            let factor = momentum ?? 1 / numBatchesTracked.data[0]
+        if let factor {
             for ch in 0..<c {
                 // Two passes (mean, then squared deviations) in Double across planes.
                 var sum: Double = 0
@@ -148,26 +190,22 @@ public final class BatchNorm: Layer {
                 let variance = Float(sq / Double(m))
                 inv[ch] = 1 / (variance + eps).squareRoot()
                 rm[ch] = (1 - factor) * rm[ch] + factor * mean
-                rv[ch] = (1 - factor) * rv[ch] + factor * Float(sq / Double(m - 1))
-                normalize(src, ch, n: n, s: s, mean: mean, into: y, xh)
+                rv[ch] = (1 - factor) * rv[ch] + factor * Float(sq / Double(Swift.max(m - 1, 1)))
+                normalize(src, ch, c: c, n: n, s: s, mean: mean, invStd: inv[ch], gamma: gamma, beta: beta, into: y, xh)
             }
         } else {
             for ch in 0..<c {
                 inv[ch] = 1 / (rv[ch] + eps).squareRoot()
-                normalize(src, ch, n: n, s: s, mean: rm[ch], into: y, xh)
+                normalize(src, ch, c: c, n: n, s: s, mean: rm[ch], invStd: inv[ch], gamma: gamma, beta: beta, into: y, xh)
             }
         }
-        saved.save(output)
-        parametersAtForward.save()
-        return output
     }
 
-    /// x̂ = (x − mean)·invStd[ch] and y = γ·x̂ + β for one channel.
+    /// x̂ = (x − mean)·invStd and y = γ·x̂ + β for one channel.
     @inline(__always)
-    private func normalize(_ src: UnsafeMutablePointer<Float>, _ ch: Int, n: Int, s: Int, mean: Float,
-                           into y: UnsafeMutablePointer<Float>, _ xh: UnsafeMutablePointer<Float>) {
-        let c = features, k = invStd.data[ch]
-        let g = weight?.value.data[ch] ?? 1, b = bias?.value.data[ch] ?? 0
+    private static func normalize(_ src: UnsafeMutablePointer<Float>, _ ch: Int, c: Int, n: Int, s: Int, mean: Float, invStd k: Float,
+                                  gamma: Tensor?, beta: Tensor?, into y: UnsafeMutablePointer<Float>, _ xh: UnsafeMutablePointer<Float>) {
+        let g = gamma?.data[ch] ?? 1, b = beta?.data[ch] ?? 0
         for i in 0..<n {
             let o = (i * c + ch) * s
             let p = src + o, yp = y + o, hp = xh + o
@@ -179,16 +217,11 @@ public final class BatchNorm: Layer {
         }
     }
 
-    public func backward(_ dy: Tensor) throws -> Tensor {
-        _ = try saved.peek(summary)
-        try parametersAtForward.check(summary)
-        _ = try saved.take(matching: dy, summary)
-        guard let shape = inputShape else {
-            throw BackpropError.invalidUse(where: summary, detail: "backward called before forward")
-        }
-        let (n, s) = try layout(shape)
-        let c = features, m = n * s
-        inputGradient.resize(to: shape)
+    /// dγ += Σ dy·x̂ and dβ += Σ dy (when given), and dx (overwritten, dy's shape): through the
+    /// batch statistics when `trainingStatistics`, else through fixed (running) statistics.
+    static func backward(_ dy: Tensor, n: Int, s: Int, normalized: Tensor, invStd: Tensor, gamma: Tensor?,
+                         trainingStatistics: Bool, gammaGradient: Tensor?, betaGradient: Tensor?, into inputGradient: Tensor) {
+        let c = invStd.count, m = n * s
         let g = dy.data, xh = normalized.data, dx = inputGradient.data, inv = invStd.data
         for ch in 0..<c {
             var sumDy: Double = 0, sumDyXh: Double = 0
@@ -198,12 +231,10 @@ public final class BatchNorm: Layer {
                 for j in 0..<s { a += g[o + j]; b += g[o + j] * xh[o + j] }
                 sumDy += Double(a); sumDyXh += Double(b)
             }
-            if let weight, let bias {
-                weight.grad.data[ch] += Float(sumDyXh)
-                bias.grad.data[ch] += Float(sumDy)
-            }
-            let k = (weight?.value.data[ch] ?? 1) * inv[ch]
-            if lastForwardTrained {
+            if let gammaGradient { gammaGradient.data[ch] += Float(sumDyXh) }
+            if let betaGradient { betaGradient.data[ch] += Float(sumDy) }
+            let k = (gamma?.data[ch] ?? 1) * inv[ch]
+            if trainingStatistics {
                 let meanDy = Float(sumDy / Double(m)), meanDyXh = Float(sumDyXh / Double(m))
                 for i in 0..<n {
                     let o = (i * c + ch) * s
@@ -216,7 +247,6 @@ public final class BatchNorm: Layer {
                 }
             }
         }
-        return inputGradient
     }
 }
 

@@ -1,16 +1,35 @@
+import BackpropKernels
+
 /// Conv2D as a `BatchSliceable` layer: how a pass is planned and its buffers sized for S slices
 /// (the same calls serve the plain `forward`/`backward`, which run the layer's own `threads` slices).
 extension Conv2D: BatchSliceable {
     public var preferredImagesPerCall: Int { Swift.max(1, imagesPerGemm) }
     public var prefersBatchSlices: Bool { true }
 
-    /// One slice's working buffers.
+    /// One slice's working buffers (or one graph call's).
     final class SliceBuffers {
         let columns = Tensor(uncheckedShape: [0])         // [K, G·P]
         let columnGradient = Tensor(uncheckedShape: [0])  // [K, G·P]
         let scratch = Tensor(uncheckedShape: [0])         // [out, G·P] when G > 1
         let padded = Tensor(uncheckedShape: [0])          // [C, H+2ph, W+2pw]: one zero-bordered image
         let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
+
+        /// Sizes the buffers for `plan` (columns, padded plane, scratch; with `inputGradient` also
+        /// the column gradient and col2im's plane). Storage is reused: nothing is allocated once
+        /// the shapes have been seen.
+        func prepare(_ pl: Plan, inputGradient: Bool) {
+            let gp = pl.g * pl.p
+            if !pl.pointwise {
+                columns.resize(pl.k, gp)
+                let c = pl.geometry.channels, hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
+                if inputGradient { columnGradient.resize(pl.k, gp); planeGradient.resize(hp, wp) }
+                if padded.rank != 3 || padded.shape[0] != c || padded.shape[1] != hp || padded.shape[2] != wp {
+                    padded.resize(c, hp, wp)
+                    padded.fill(0)
+                }
+            }
+            if pl.g > 1 { scratch.resize(pl.outChannels, gp) }
+        }
     }
 
     /// The group size G (images per product) in a batch of `n`: `imagesPerGemm`, at most `n`.
@@ -21,49 +40,47 @@ extension Conv2D: BatchSliceable {
     /// The slice count S for a batch of `n` images.
     func sliceCount(_ n: Int) -> Int { BatchSlices.count(threads: threads, items: n) }
 
-    /// Sizes S slices' buffers (columns `[K, G·P]`, padded plane, scratch; in backward also the
-    /// column gradient). Storage is reused: nothing is allocated once the shapes have been seen.
-    func prepareSlices(_ count: Int, k: Int, groupColumns gp: Int, height h: Int, width w: Int,
-                       grouped: Bool, pointwise: Bool, backward: Bool) {
+    /// Sizes S slices' buffers for the current plan (in backward also the column gradient).
+    func prepareSlices(_ count: Int, backward: Bool) {
         while slices.count < count { slices.append(SliceBuffers()) }
-        for s in slices.prefix(count) {
-            if !pointwise {
-                s.columns.resize(k, gp)
-                let hp = h + 2 * padding.height, wp = w + 2 * padding.width
-                if backward && needsInputGradient { s.columnGradient.resize(k, gp); s.planeGradient.resize(hp, wp) }
-                if s.padded.rank != 3 || s.padded.shape[0] != inChannels || s.padded.shape[1] != hp || s.padded.shape[2] != wp {
-                    s.padded.resize(inChannels, hp, wp)
-                    s.padded.fill(0)
-                }
-            }
-            if grouped { s.scratch.resize(outChannels, gp) }
-        }
+        for s in slices.prefix(count) { s.prepare(plan, inputGradient: backward && needsInputGradient) }
     }
 
-    /// The sizes of the batch being processed, worked out by `beginForward`.
+    /// The sizes of one pass, worked out from its input shape by `plan(for:)`.
     struct Plan {
         var n = 0, h = 0, w = 0, ho = 0, wo = 0
         var k = 0, p = 0, g = 1                 // K = C·kh·kw, P = Ho·Wo, G images per gemm
+        var outChannels = 0
         var pointwise = false
         var imageSize = 0, outImageSize = 0     // C·H·W and out·P
+        var geometry = bp_conv_geometry()       // the C kernels' description of one image
     }
 
-    public func beginForward(_ x: Tensor, slices count: Int) throws -> Tensor {
-        let outShape = try outputShape(for: x.shape)
+    /// The plan of a pass on an input of `shape` (a shape error naming the layer if it does not fit).
+    func plan(for shape: [Int]) throws -> Plan {
+        let outShape = try outputShape(for: shape)
         var pl = Plan()
-        pl.n = x.shape[0]; pl.h = x.shape[2]; pl.w = x.shape[3]
+        pl.n = shape[0]; pl.h = shape[2]; pl.w = shape[3]
         pl.ho = outShape[2]; pl.wo = outShape[3]
         pl.k = inChannels * kernelSize.height * kernelSize.width; pl.p = pl.ho * pl.wo
+        pl.outChannels = outChannels
         pl.imageSize = inChannels * pl.h * pl.w; pl.outImageSize = outChannels * pl.p
         pl.g = groupSize(n: pl.n)
         pl.pointwise = isPointwise && pl.g == 1
-        plan = pl
-        output.resize(to: outShape)
+        pl.geometry = bp_conv_geometry(channels: inChannels, height: pl.h, width: pl.w,
+                                       kernel_h: kernelSize.height, kernel_w: kernelSize.width,
+                                       stride_h: stride.height, stride_w: stride.width,
+                                       pad_h: padding.height, pad_w: padding.width, out_h: pl.ho, out_w: pl.wo)
+        return pl
+    }
+
+    public func beginForward(_ x: Tensor, slices count: Int) throws -> Tensor {
+        plan = try plan(for: x.shape)
+        output.resize(plan.n, outChannels, plan.ho, plan.wo)
         input.save(x)
         parametersAtForward.save()
         savedOutput.save(output)
-        prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
-                      pointwise: pl.pointwise, backward: false)
+        prepareSlices(count, backward: false)
         return output
     }
 
@@ -71,10 +88,8 @@ extension Conv2D: BatchSliceable {
         try requireSameShape(dy, try savedOutput.peek(summary), layer: summary)
         try parametersAtForward.check(summary)
         let x = try input.take(summary)
-        let pl = plan
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
-        prepareSlices(count, k: pl.k, groupColumns: pl.g * pl.p, height: pl.h, width: pl.w, grouped: pl.g > 1,
-                      pointwise: pl.pointwise, backward: true)
+        prepareSlices(count, backward: true)
         sliceGradients.begin(slices: count)
         outputGradient = dy
         return inputGradient

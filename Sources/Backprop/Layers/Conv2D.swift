@@ -190,13 +190,33 @@ public final class Conv2D: Layer {
         return dx
     }
 
-    // MARK: - The math, on a range of images (with one slice's buffers)
+    // MARK: - The layer's pass on a range of images (one slice's buffers, the layer's gradients)
 
     public func forward(images: Range<Int>, slice: Int) throws {
         guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
-        let pl = plan, p = pl.p, k = pl.k
-        let buffers = slices[slice]
-        let wM = Matrix(weight.value, rows: outChannels, columns: k)
+        try Conv2D.forward(images: images, x: x, weight: weight.value, bias: bias?.value, plan: plan,
+                           workspace: slices[slice], into: output, caller: summary)
+    }
+
+    public func backward(images: Range<Int>, slice: Int) throws {
+        guard let x = input.tensor, let dy = outputGradient else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
+        }
+        guard !images.isEmpty else { return }   // nothing written: `finish` treats the slice's gradients as zero
+        let db = bias == nil ? nil : sliceGradients.zeroedTarget(1, slice: slice)
+        try Conv2D.backward(images: images, x: x, dy: dy, weight: weight.value, plan: plan, workspace: slices[slice],
+                            weightGradient: sliceGradients.target(0, slice: slice), biasGradient: db,
+                            inputGradient: needsInputGradient ? inputGradient : nil, caller: summary)
+    }
+
+    // MARK: - The math, on a range of images (the layer's slices and the graph's calls share it)
+
+    /// Y[images] = W·cols(X[images]) + b, written into `output` (shaped `[N, out, Ho, Wo]` for
+    /// `plan`), with `workspace` sized for `plan` (`SliceBuffers.prepare`).
+    static func forward(images: Range<Int>, x: Tensor, weight: Tensor, bias: Tensor?, plan pl: Plan,
+                        workspace buffers: SliceBuffers, into output: Tensor, caller: @autoclosure () -> String) throws {
+        let p = pl.p, k = pl.k, outChannels = pl.outChannels
+        let wM = Matrix(weight, rows: outChannels, columns: k)
         let out = output.data, xData = x.data
         var n0 = images.lowerBound
         while n0 < images.upperBound {
@@ -207,14 +227,13 @@ public final class Conv2D: Layer {
             let cols = colsM.base
             if !pl.pointwise {
                 for i in 0..<gs {
-                    im2col(xData + (n0 + i) * pl.imageSize, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
-                           into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
+                    im2col(pl, xData + (n0 + i) * pl.imageSize, into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
                 }
             }
             if gs == 1 {
                 let target = out + n0 * pl.outImageSize
                 if let bias {
-                    let b = bias.value.data
+                    let b = bias.data
                     for o in 0..<outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
                 }
                 let block = Conv2D.columnBlock(outChannels, k, ld)
@@ -222,16 +241,16 @@ public final class Conv2D: Layer {
                     let cb = Swift.min(block, ld - c0)
                     try gemm(wM, colsM.advanced(by: c0, columns: cb),
                              into: Matrix(output, offset: n0 * pl.outImageSize + c0, rows: outChannels, columns: cb, stride: ld),
-                             beta: bias == nil ? 0 : 1, caller: summary)
+                             beta: bias == nil ? 0 : 1, caller: caller())
                 }
             } else {
                 let target = buffers.scratch.data
                 try gemm(wM, colsM, into: Matrix(buffers.scratch, rows: outChannels, columns: ld),
-                         caller: summary)
+                         caller: caller())
                 for i in 0..<gs {
                     let image = out + (n0 + i) * pl.outImageSize
                     for o in 0..<outChannels {
-                        VectorLoops.copy(target + o * ld + i * p, adding: bias?.value.data[o] ?? 0, to: image + o * p, count: p)
+                        VectorLoops.copy(target + o * ld + i * p, adding: bias?.data[o] ?? 0, to: image + o * p, count: p)
                     }
                 }
             }
@@ -239,28 +258,27 @@ public final class Conv2D: Layer {
         }
     }
 
-    public func backward(images: Range<Int>, slice: Int) throws {
-        guard let x = input.tensor, let dy = outputGradient else {
-            throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
-        }
-        let pl = plan, p = pl.p, k = pl.k
-        let buffers = slices[slice]
-        let wM = Matrix(weight.value, rows: outChannels, columns: k)
-        let dyData = dy.data, xData = x.data, dxData = inputGradient.data
+    /// For `images` (not empty) of the pass `plan` describes:
+    /// dW = β·dW + Σ dY·colsᵀ (β of `weightGradient` for the first product, then 1),
+    /// db += Σ dY (if given), and dX[images] = col2im(Wᵀ·dY) (if `inputGradient` is given).
+    static func backward(images: Range<Int>, x: Tensor, dy: Tensor, weight: Tensor, plan pl: Plan,
+                         workspace buffers: SliceBuffers, weightGradient: (buffer: Tensor, beta: Float),
+                         biasGradient db: Tensor?, inputGradient: Tensor?, caller: @autoclosure () -> String) throws {
+        let p = pl.p, k = pl.k, outChannels = pl.outChannels
+        let wM = Matrix(weight, rows: outChannels, columns: k)
+        let dyData = dy.data, xData = x.data
         // db += Σ dY over the images and every output position
-        if bias != nil {
-            let db = sliceGradients.zeroedTarget(1, slice: slice).data
+        if let db {
             for i in images {
                 let image = dyData + i * pl.outImageSize
-                for o in 0..<outChannels { db[o] += VectorLoops.sum(image + o * p, count: p) }
+                for o in 0..<outChannels { db.data[o] += VectorLoops.sum(image + o * p, count: p) }
             }
         }
+        let dwM = Matrix(weightGradient.buffer, rows: outChannels, columns: k)
+        var weightBeta = weightGradient.beta
         var n0 = images.lowerBound
         while n0 < images.upperBound {
             let gs = min(pl.g, images.upperBound - n0), ld = gs * p
-            // dW (β) += …: this slice's dW and the β of this group's products
-            let (dW, weightBeta) = sliceGradients.target(0, slice: slice)
-            let dwM = Matrix(dW, rows: outChannels, columns: k)
             // dY of the group as [out, gs·P]
             let dyM = gs == 1 ? Matrix(dy, offset: n0 * pl.outImageSize, rows: outChannels, columns: ld)
                               : Matrix(buffers.scratch, rows: outChannels, columns: ld)
@@ -273,16 +291,15 @@ public final class Conv2D: Layer {
             if pl.pointwise {
                 let xM = Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: p)
                 // dW += dY·Xᵀ ; dX = Wᵀ·dY
-                try gemm(dyM, xM, transposeB: true, into: dwM, beta: weightBeta, caller: summary)
-                if needsInputGradient {
+                try gemm(dyM, xM, transposeB: true, into: dwM, beta: weightBeta, caller: caller())
+                if let inputGradient {
                     try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient, offset: n0 * pl.imageSize, rows: k, columns: p),
-                             caller: summary)
+                             caller: caller())
                 }
             } else {
                 let colsM = Matrix(buffers.columns, rows: k, columns: ld), cols = colsM.base
                 for i in 0..<gs {
-                    im2col(xData + (n0 + i) * pl.imageSize, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
-                           into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
+                    im2col(pl, xData + (n0 + i) * pl.imageSize, into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
                 }
                 // dW += dY·colsᵀ
                 let rb = Conv2D.weightGradientBlock(out: outChannels, k: k, terms: ld)
@@ -290,51 +307,42 @@ public final class Conv2D: Layer {
                     let rc = Swift.min(rb, k - r0)
                     try gemm(dyM, colsM.advanced(by: r0 * ld, rows: rc), transposeB: true,
                              into: dwM.advanced(by: r0, columns: rc), beta: weightBeta,
-                             caller: summary)
+                             caller: caller())
                 }
-                if needsInputGradient {
+                if let inputGradient {
                     // dcols = Wᵀ·dY
                     let dcols = buffers.columnGradient.data
                     let block = Conv2D.columnBlock(k, outChannels, ld)
                     for c0 in Swift.stride(from: 0, to: ld, by: block) {
                         let cb = Swift.min(block, ld - c0)
                         try gemm(wM, transposeA: true, dyM.advanced(by: c0, columns: cb),
-                                 into: Matrix(buffers.columnGradient, offset: c0, rows: k, columns: cb, stride: ld), caller: summary)
+                                 into: Matrix(buffers.columnGradient, offset: c0, rows: k, columns: cb, stride: ld), caller: caller())
                     }
                     for i in 0..<gs {
-                        col2im(dcols + i * p, rowStride: ld, height: pl.h, width: pl.w, outHeight: pl.ho, outWidth: pl.wo,
-                               into: dxData + (n0 + i) * pl.imageSize, padded: buffers.planeGradient.data)
+                        col2im(pl, dcols + i * p, rowStride: ld, into: inputGradient.data + (n0 + i) * pl.imageSize,
+                               padded: buffers.planeGradient.data)
                     }
                 }
             }
+            weightBeta = 1
             n0 += gs
         }
     }
 
     // MARK: - im2col / col2im
 
-    /// The C kernels' description of this layer on an `h × w` input.
-    func geometry(height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int) -> bp_conv_geometry {
-        bp_conv_geometry(channels: inChannels, height: h, width: w,
-                         kernel_h: kernelSize.height, kernel_w: kernelSize.width,
-                         stride_h: stride.height, stride_w: stride.width, pad_h: padding.height, pad_w: padding.width,
-                         out_h: ho, out_w: wo)
-    }
-
     /// Writes one image's `[K, Ho·Wo]` columns; row r starts at `cols + r·rowStride` (C kernel).
-    func im2col(_ x: UnsafeMutablePointer<Float>, height h: Int, width w: Int, outHeight ho: Int, outWidth wo: Int,
-                        into cols: UnsafeMutablePointer<Float>, rowStride ld: Int,
-                        padded: UnsafeMutablePointer<Float>) {
-        var g = geometry(height: h, width: w, outHeight: ho, outWidth: wo)
+    static func im2col(_ pl: Plan, _ x: UnsafeMutablePointer<Float>, into cols: UnsafeMutablePointer<Float>, rowStride ld: Int,
+                       padded: UnsafeMutablePointer<Float>) {
+        var g = pl.geometry
         bp_im2col(&g, x, padded, cols, ld)
     }
 
     /// Writes one image's input gradient from its column gradients (overlapping windows add up;
     /// C kernel, overwrites dx; `padded` is scratch for one zero-bordered plane).
-    func col2im(_ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, height h: Int, width w: Int,
-                        outHeight ho: Int, outWidth wo: Int, into dx: UnsafeMutablePointer<Float>,
-                        padded: UnsafeMutablePointer<Float>) {
-        var g = geometry(height: h, width: w, outHeight: ho, outWidth: wo)
+    static func col2im(_ pl: Plan, _ cols: UnsafeMutablePointer<Float>, rowStride ld: Int, into dx: UnsafeMutablePointer<Float>,
+                       padded: UnsafeMutablePointer<Float>) {
+        var g = pl.geometry
         bp_col2im(&g, cols, ld, padded, dx)
     }
 }

@@ -16,7 +16,7 @@ public final class Dropout: Layer {
     public var isTraining = true
     public var freezeMask = false
 
-    private var rng: SeededGenerator
+    var rng: SeededGenerator
     /// Per-element factor of the last training forward: 0 or 1/(1 − p).
     public let mask = Tensor(uncheckedShape: [0])
     private var hasMask = false
@@ -52,12 +52,7 @@ public final class Dropout: Layer {
             saved.save(output)
             return output
         }
-        if !(freezeMask && hasMask && mask.shape == x.shape) {
-            mask.resize(to: x.shape)
-            let m = mask.data, keep = 1 - p, scale = 1 / (1 - p)
-            for i in 0..<x.count { m[i] = rng.nextUnit() < keep ? scale : 0 }
-            hasMask = true
-        }
+        _ = frozenOrFreshMask(for: x.shape)
         elementwiseMultiply(x.data, mask.data, into: output.data, count: x.count)
         savedMask.save(mask)
         saved.save(output)
@@ -74,5 +69,24 @@ public final class Dropout: Layer {
             inputGradient.data.update(from: dy.data, count: dy.count)
         }
         return inputGradient
+    }
+
+    /// The mask of a training pass on `shape`, in `mask`: with `freezeMask` the last one when it
+    /// fits, else a fresh draw from the layer's generator.
+    func frozenOrFreshMask(for shape: [Int]) -> Tensor {
+        if !(freezeMask && hasMask && mask.shape == shape) {
+            mask.resize(to: shape)
+            Dropout.drawMask(into: mask, p: p, using: &rng)
+            hasMask = true
+        }
+        return mask
+    }
+
+    // MARK: - The math (the layer and the graph share it): y = x ⊙ m, dx = dy ⊙ m
+
+    /// m_i = 1/(1 − p) with probability 1 − p, else 0, one uniform draw per element in order.
+    static func drawMask(into mask: Tensor, p: Float, using rng: inout SeededGenerator) {
+        let m = mask.data, keep = 1 - p, scale = 1 / (1 - p)
+        for i in 0..<mask.count { m[i] = rng.nextUnit() < keep ? scale : 0 }
     }
 }

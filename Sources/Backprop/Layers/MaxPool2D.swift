@@ -56,10 +56,20 @@ public final class MaxPool2D: Layer {
 
     public func forward(images range: Range<Int>, slice: Int) throws {
         guard let x = input else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
+        MaxPool2D.forward(images: range, x: x, geometry: geometry, into: output, argmax: argmax)
+    }
+
+    // MARK: - The math, on a range of images (the layer's slices and the graph's calls share it)
+
+    /// y = the maximum of each window and argmax = its index inside its input plane, for the
+    /// planes of `images`; `output` is shaped `[N, C, Ho, Wo]` for x and `geometry`, and `argmax`
+    /// holds at least `output.count` entries.
+    static func forward(images range: Range<Int>, x: Tensor, geometry: PoolGeometry, into output: Tensor,
+                        argmax am: UnsafeMutablePointer<Int32>) {
         let h = x.shape[2], w = x.shape[3], ho = output.shape[2], wo = output.shape[3]
         let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         let twoByTwo = geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0)
-        let src = x.data, dst = output.data, am = argmax, perImage = x.shape[1]
+        let src = x.data, dst = output.data, perImage = x.shape[1]
         let first = range.lowerBound * perImage, count = range.count * perImage
         let planeIn = h * w, planeOut = ho * wo
         if twoByTwo {
@@ -165,31 +175,40 @@ public final class MaxPool2D: Layer {
 
 
     public func backward(images range: Range<Int>, slice: Int) throws {
-        guard let shape = inputShape, let dy = outputGradient else {
+        guard inputShape != nil, let dy = outputGradient else {
             throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
-        let perImage = shape[1], planeSize = shape[2] * shape[3], outPlane = output.shape[2] * output.shape[3]
-        let g = dy.data, dx = inputGradient.data, am = argmax
+        MaxPool2D.backward(images: range, dy: dy, argmax: argmax, geometry: geometry,
+                           reluMask: fusion.appliesPrecedingReLUMask ? output : nil, into: inputGradient)
+    }
+
+    /// dx[argmax] += dy for the planes of `images` (every other position of their planes 0);
+    /// `dx` is shaped as the input, `dy` as the output. With `reluMask` (the pooled output) δ is
+    /// kept only where it is > 0: the backward of a ReLU right before the pooling, folded in.
+    static func backward(images range: Range<Int>, dy: Tensor, argmax am: UnsafeMutablePointer<Int32>, geometry: PoolGeometry,
+                         reluMask: Tensor?, into inputGradient: Tensor) {
+        let shape = inputGradient.shape
+        let perImage = shape[1], planeSize = shape[2] * shape[3], outPlane = dy.shape[2] * dy.shape[3]
+        let g = dy.data, dx = inputGradient.data
         let first = range.lowerBound * perImage, last = range.upperBound * perImage
         if geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0) {
             // C kernel: writes every position once (δ at the maximum, 0 elsewhere), no zeroing pass
             bp_maxpool2x2_backward(g + first * outPlane, am + first * outPlane,
-                                   fusion.appliesPrecedingReLUMask ? output.data + first * outPlane : nil, dx + first * planeSize,
-                                   last - first, shape[2], shape[3], output.shape[2], output.shape[3])
+                                   reluMask.map { $0.data + first * outPlane }, dx + first * planeSize,
+                                   last - first, shape[2], shape[3], dy.shape[2], dy.shape[3])
             return
         }
         (dx + first * planeSize).update(repeating: 0, count: (last - first) * planeSize)
         for plane in first..<last {
             let gp = g + plane * outPlane, ap = am + plane * outPlane, dp = dx + plane * planeSize
-            if fusion.appliesPrecedingReLUMask {
-                let yp = output.data + plane * outPlane
+            if let reluMask {
+                let yp = reluMask.data + plane * outPlane
                 for j in 0..<outPlane where yp[j] > 0 { dp[Int(ap[j])] += gp[j] }
             } else {
                 for j in 0..<outPlane { dp[Int(ap[j])] += gp[j] }
             }
         }
     }
-
 }
 
 /// PyTorch's name.

@@ -8,6 +8,9 @@
 /// into a gradient (a bias: `db += Σ dY`) ask for `zeroedTarget`, which clears the buffer first when
 /// nothing has been written to it yet.
 ///
+/// `begin(slices:into:)` with tensors of its own replaces the parameters' `grad` as slice 0's
+/// buffers (first product β = 0): a graph call's backward writes the gradients it returns there.
+///
 /// Nothing is allocated once the buffers have been sized for a slice count.
 final class SliceGradients {
     private let parameters: [Parameter]
@@ -19,12 +22,15 @@ final class SliceGradients {
     private var betas = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     private var betaCapacity = 0
     private var slices = 0
+    /// Whether slice 0 writes the parameters' `grad` (else tensors given to `begin`).
+    private var writesParameters = true
 
     init(_ parameters: [Parameter]) { self.parameters = parameters }
     deinit { betas.deallocate() }
 
-    /// Starts a backward pass over `count` slices.
-    func begin(slices count: Int) {
+    /// Starts a backward pass over `count` slices, its gradients in the parameters' `grad`, or in
+    /// `targets` (one tensor per parameter, of its shape) when given.
+    func begin(slices count: Int, into targets: [Tensor]? = nil) {
         slices = count
         while buffers.count < count { buffers.append(parameters.map { Tensor(uncheckedShape: $0.shape) }) }
         let needed = Swift.max(1, count) * parameters.count
@@ -34,10 +40,16 @@ final class SliceGradients {
             betaCapacity = needed
         }
         betas.update(repeating: 0, count: needed)
+        writesParameters = targets == nil
         for (i, p) in parameters.enumerated() {
-            let (gradient, beta) = p.gradientForSlicedAccumulation()
-            buffers[0][i] = gradient
-            betas[i] = beta
+            if let targets {
+                buffers[0][i] = targets[i]
+                betas[i] = 0
+            } else {
+                let (gradient, beta) = p.gradientForSlicedAccumulation()
+                buffers[0][i] = gradient
+                betas[i] = beta
+            }
         }
     }
 
@@ -67,7 +79,7 @@ final class SliceGradients {
             for s in 1..<Swift.max(1, slices) where betas[s * parameters.count + i] != 0 {
                 VectorLoops.add(buffers[s][i].data, into: total.data, count: total.count)
             }
-            parameters[i].gradientWritten()
+            if writesParameters { parameters[i].gradientWritten() }
         }
         slices = 0
     }

@@ -7,9 +7,20 @@ extension RecurrentLayer {
             throw BackpropError.invalidArgument("\(summary): truncation must be positive (or nil), got \(k)")
         }
         _ = try savedOutput.take(summary)
+        return try tape.backward(dy, truncation: truncation, inputGradient: needsInputGradient)
+    }
+}
+
+extension RecurrentTape {
+    /// The backward pass of the last `forward` with δ of its output `dy` (its shape, checked by
+    /// the caller), through the last `truncation` steps (nil: all). Weight and bias gradients are
+    /// added into the parameters' `grad` (or, with `ownsGradients`, written into the stages'
+    /// `ownGradients`); ∂L/∂h_0, ∂L/∂c_0 and the hidden gradient norms into the tape. Returns δ of
+    /// the input `[N, T, F]` (a tensor of this tape), empty when `inputGradient` is false.
+    func backward(_ dy: Tensor, truncation: Int?, inputGradient: Bool) throws -> Tensor {
         let n = batch, t = steps
         let first = max(0, t - (truncation ?? t))              // first step backpropagated through
-        prepareBackward()
+        prepareBackward(inputGradient: inputGradient)
 
         // Each slice runs all layers, top first; δ of the top layer's outputs is given for every
         // step, or only the last one.
@@ -19,7 +30,7 @@ extension RecurrentLayer {
             for k in stride(from: self.numLayers - 1, through: 0, by: -1) {
                 let s = self.stages[k]
                 try self.backwardSlice(s, samples, slice: slice, layer: k, delta: delta, allSteps: deltaAllSteps,
-                                       first: first, norms: k == self.numLayers - 1)
+                                       first: first, norms: k == self.numLayers - 1, inputGradient: k > 0 || inputGradient)
                 delta = s.inputGradient.data
                 deltaAllSteps = true
             }
@@ -35,7 +46,7 @@ extension RecurrentLayer {
     }
 
     /// Sizes backward's buffers for the last forward pass's shapes (before the slices run).
-    private func prepareBackward() {
+    private func prepareBackward(inputGradient: Bool) {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         if stateGiven { initialHiddenGradient.resize(numLayers, n, h) } else { initialHiddenGradient.resize(0) }
         if stateGiven && cell == .lstm { initialCellGradient.resize(numLayers, n, h) } else { initialCellGradient.resize(0) }
@@ -49,7 +60,7 @@ extension RecurrentLayer {
             s.gateGradient.resize(n * t, gh)
             if cell == .gru { s.hiddenGateGradient.resize(n * t, h) }
             if let x = s.input {
-                if k > 0 || needsInputGradient {
+                if k > 0 || inputGradient {
                     s.inputGradient.resize(to: x.shape)
                     s.stepInputGradient.resize(n * t, s.inputSize)
                 } else {
@@ -58,20 +69,21 @@ extension RecurrentLayer {
             }
             // (dW_ih)ᵀ of a narrow input, gathered per step (`BackwardProducts`)
             let narrow = s.inputSize < 64
-            while s.scratch.count < slices { s.scratch.append(SliceScratch()) }
+            while s.scratch.count < slices { s.scratch.append(RecurrentLayer.SliceScratch()) }
             for g in s.scratch.prefix(slices) {
                 g.biasSum.resize(cell == .gru ? gh + h : gh)
                 if narrow { g.weightIHTransposed.resize(s.inputSize, gh) }
             }
-            s.gradients.begin(slices: slices)
+            s.gradients.begin(slices: slices, into: ownsGradients ? s.ownGradients : nil)
         }
         backwardBuffersSized = true
     }
 
     /// One stage's backward pass for the samples `samples`; weight and bias gradients go to the
     /// parameters (slice 0) or the slice's own buffers.
-    private func backwardSlice(_ s: Stage, _ samples: Range<Int>, slice: Int, layer k: Int,
-                               delta dy: UnsafeMutablePointer<Float>, allSteps: Bool, first: Int, norms: Bool) throws {
+    private func backwardSlice(_ s: RecurrentLayer.Stage, _ samples: Range<Int>, slice: Int, layer k: Int,
+                               delta dy: UnsafeMutablePointer<Float>, allSteps: Bool, first: Int, norms: Bool,
+                               inputGradient: Bool) throws {
         guard s.input != nil else { return }
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h, f = s.inputSize
         let n0 = samples.lowerBound, m = samples.count
@@ -96,7 +108,6 @@ extension RecurrentLayer {
         // dW_ih (MNIST rows: F = 28) step by step as its transpose (one product over all rows had
         // to pack the whole δGx, cold, for 28 output columns; added in place below), dW_hh in
         // blocks of steps.
-        let inputGradient = k > 0 || needsInputGradient
         var products = BackwardProducts(self, s, samples, slice: slice, first: first, inputGradient: inputGradient)
         for step in stride(from: t - 1, through: first, by: -1) {
             let normSum = backwardStep(s, samples, step, dy, allSteps, biasSums: biasSum.data)
@@ -144,7 +155,7 @@ extension RecurrentLayer {
     /// One backward step of the gate kernels (C) for the slice's rows: δ of the pre-activations
     /// into the gradient buffers, bias gradients summed into `biasSums` ([G·H], GRU: then [H] of
     /// b_hn), the recurrent δ updated in `hiddenNext` / `cellNext`. Returns Σ_i ‖δh_t of sample i‖.
-    private func backwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
+    private func backwardStep(_ s: RecurrentLayer.Stage, _ samples: Range<Int>, _ step: Int, _ dy: UnsafeMutablePointer<Float>,
                               _ allSteps: Bool, biasSums: UnsafeMutablePointer<Float>) -> Float {
         let r = stepRows(samples, step), t = r.t, h = r.h, n0 = r.n0
         // δ arriving at h_t from above (batch-first): the output gradient rows, or (last step only) zeros.

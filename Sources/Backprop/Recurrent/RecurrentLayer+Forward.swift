@@ -13,6 +13,18 @@ extension RecurrentLayer {
     }
 
     public func forward(_ x: Tensor) throws -> Tensor {
+        try checkInput(x, initialHidden: initialHidden, initialCell: initialCell)
+        savedOutput.clear()   // the buffers are about to change: no backward until this forward completes
+        let y = try tape.forward(x, initialHidden: initialHidden, initialCell: initialCell, threads: threads, name: summary)
+        savedInput.save(x)
+        parametersAtForward.save()
+        savedOutput.save(y)
+        return y
+    }
+
+    /// Checks a forward pass's input `[N, T, F]` (N, T > 0) and initial state against the layer:
+    /// `.shapeMismatch` / `.invalidArgument` naming the layer and the shapes.
+    func checkInput(_ x: Tensor, initialHidden: Tensor?, initialCell: Tensor?) throws {
         guard x.rank == 3 else {
             throw BackpropError.shapeMismatch(
                 where: summary, detail: "expected batch-first input [N, T, \(inputSize)], got \(x.shape) (rank \(x.rank))")
@@ -26,7 +38,7 @@ extension RecurrentLayer {
             throw BackpropError.shapeMismatch(
                 where: summary, detail: "input \(x.shape) has no \(t == 0 ? "time steps (T = 0)" : "samples (N = 0)")")
         }
-        let h = hiddenSize, stateShape = [numLayers, n, h]
+        let stateShape = [numLayers, n, hiddenSize]
         if let h0 = initialHidden, h0.shape != stateShape {
             throw BackpropError.shapeMismatch(
                 where: summary, detail: "initial hidden state must be [numLayers, N, H] = \(stateShape) for input \(x.shape), got \(h0.shape)")
@@ -40,8 +52,18 @@ extension RecurrentLayer {
                     where: summary, detail: "initial cell state must be [numLayers, N, H] = \(stateShape) for input \(x.shape), got \(c0.shape)")
             }
         }
-        savedOutput.clear()   // the buffers are about to change: no backward until this forward completes
+    }
+}
+
+extension RecurrentTape {
+    /// The forward pass of the layer on `x` `[N, T, F]` from the state h_0 = `initialHidden`,
+    /// c_0 = `initialCell` (`[numLayers, N, H]` or nil for zeros), in `threads` batch slices:
+    /// the top layer's output `[N, T, H]`, or its last step `[N, H]` without `returnSequences`
+    /// (a tensor of this tape). The caller has checked the shapes (`RecurrentLayer.checkInput`).
+    func forward(_ x: Tensor, initialHidden: Tensor?, initialCell: Tensor?, threads: Int, name: String) throws -> Tensor {
+        self.name = name
         backwardBuffersSized = false
+        let n = x.shape[0], t = x.shape[1], h = hiddenSize
         batch = n
         steps = t
         slices = BatchSlices.count(threads: threads, items: n)
@@ -59,20 +81,14 @@ extension RecurrentLayer {
             }
         }
         let top = stages[numLayers - 1].output
-        savedInput.save(x)
-        parametersAtForward.save()
-        if returnSequences {
-            savedOutput.save(top)
-            return top
-        }
+        if returnSequences { return top }
         lastOutput.resize(n, h)
         for i in 0..<n { (lastOutput.data + i * h).update(from: top.data + (i * t + t - 1) * h, count: h) }
-        savedOutput.save(lastOutput)
         return lastOutput
     }
 
     /// Sizes a stage's buffers for the batch (before the slices run: they only write rows).
-    private func prepareForward(_ s: Stage, input x: Tensor) throws {
+    private func prepareForward(_ s: RecurrentLayer.Stage, input x: Tensor) throws {
         let n = batch, t = steps, h = hiddenSize, gh = cell.gateCount * h
         s.input = x
         s.stepInput.resize(n * t, s.inputSize)
@@ -90,11 +106,11 @@ extension RecurrentLayer {
         // The per-step products read W_hhᵀ [H, G·H] untransposed: OpenBLAS runs [M, H]·[H, G·H] ~5 %
         // faster than [M, H]·[G·H, H]ᵀ at these shapes (the B operand packs more cheaply).
         s.weightHHTransposed.resize(h, gh)
-        try transpose(Matrix(s.weightHH.value), into: Matrix(s.weightHHTransposed), caller: summary)
+        try transpose(Matrix(s.weightHH.value), into: Matrix(s.weightHHTransposed), caller: name)
     }
 
     /// One stage's forward pass for the samples `samples` (the block of rows n0·T ..< (n0 + m)·T).
-    private func forwardSlice(_ s: Stage, _ samples: Range<Int>, h0: UnsafeMutablePointer<Float>?,
+    private func forwardSlice(_ s: RecurrentLayer.Stage, _ samples: Range<Int>, h0: UnsafeMutablePointer<Float>?,
                               c0: UnsafeMutablePointer<Float>?) throws {
         guard let x = s.input else { return }
         let t = steps, h = hiddenSize, f = s.inputSize
@@ -129,7 +145,7 @@ extension RecurrentLayer {
     /// One forward step of the gate kernels (C, BackpropKernels/recurrent.inc) for the slice's m
     /// consecutive rows of that step. Each writes h_t into `output` (batch-first, rows T apart)
     /// and into H_prev's rows of step + 1, the next step's product input.
-    private func forwardStep(_ s: Stage, _ samples: Range<Int>, _ step: Int) {
+    private func forwardStep(_ s: RecurrentLayer.Stage, _ samples: Range<Int>, _ step: Int) {
         let r = stepRows(samples, step)
         // The top layer's outputs before the last step are never read when only the last step is
         // returned (LSTM and GRU backward read their own buffers; an RNN's reads its outputs).

@@ -11,10 +11,20 @@ extension RecurrentLayer {
     /// backward pass; leaves the layer's buffers and gradients meaningless (backward refuses to run
     /// until the next forward).
     package func runProductsOnly() throws {
-        guard backwardBuffersSized else {
+        guard tape.backwardBuffersSized else {
             throw BackpropError.invalidUse(where: summary, detail: "runProductsOnly needs a forward and a backward pass first")
         }
         savedOutput.clear()
+        try tape.runProductsOnly(truncation: truncation, inputGradient: needsInputGradient)
+    }
+}
+
+extension RecurrentTape {
+    /// `RecurrentLayer.runProductsOnly` on this tape's buffers.
+    func runProductsOnly(truncation: Int?, inputGradient: Bool) throws {
+        guard backwardBuffersSized else {
+            throw BackpropError.invalidUse(where: name, detail: "runProductsOnly needs a forward and a backward pass first")
+        }
         let t = steps, first = max(0, t - (truncation ?? t))
         try forEachSlice { _, samples in
             for s in self.stages {
@@ -23,11 +33,12 @@ extension RecurrentLayer {
                 for step in 0..<t { try products.recurrent(step) }
             }
         }
-        for s in stages { s.gradients.begin(slices: slices) }   // as backward: the products write, then add up
+        // As backward: the products write, then add up.
+        for s in stages { s.gradients.begin(slices: slices, into: ownsGradients ? s.ownGradients : nil) }
         try forEachSlice { slice, samples in
             for k in stride(from: self.numLayers - 1, through: 0, by: -1) {
                 var products = BackwardProducts(self, self.stages[k], samples, slice: slice, first: first,
-                                                inputGradient: k > 0 || self.needsInputGradient)
+                                                inputGradient: k > 0 || inputGradient)
                 for step in stride(from: t - 1, through: first, by: -1) { try products.step(step) }
                 try products.finish()
             }
@@ -39,18 +50,18 @@ extension RecurrentLayer {
 /// The forward pass's matrix products for one stage and one batch slice (the rows n0·T ..< (n0 + m)·T
 /// in slice-step order; see `RecurrentLayer`'s layout and products).
 struct ForwardProducts {
-    let layer: RecurrentLayer, s: RecurrentLayer.Stage
+    let tape: RecurrentTape, s: RecurrentLayer.Stage
     let n0, m, t, h, gh, f: Int
     let gru: Bool
     /// W_hhᵀ's columns whose product is added to Gx (GRU: r and z), and GRU's n columns.
     let whh, whhN: Matrix
 
-    init(_ layer: RecurrentLayer, _ s: RecurrentLayer.Stage, _ samples: Range<Int>) {
-        self.layer = layer
+    init(_ tape: RecurrentTape, _ s: RecurrentLayer.Stage, _ samples: Range<Int>) {
+        self.tape = tape
         self.s = s
         n0 = samples.lowerBound; m = samples.count
-        t = layer.steps; h = layer.hiddenSize; gh = layer.cell.gateCount * h; f = s.inputSize
-        gru = layer.cell == .gru
+        t = tape.steps; h = tape.hiddenSize; gh = tape.cell.gateCount * h; f = s.inputSize
+        gru = tape.cell == .gru
         whh = Matrix(s.weightHHTransposed, rows: h, columns: gru ? 2 * h : gh, stride: gh)
         whhN = Matrix(s.weightHHTransposed, offset: 2 * h, rows: h, columns: h, stride: gh)
     }
@@ -59,28 +70,29 @@ struct ForwardProducts {
     func input() throws {
         let rows = m * t
         try gemm(Matrix(s.stepInput, offset: n0 * t * f, rows: rows, columns: f), Matrix(s.weightIH.value), transposeB: true,
-                 into: Matrix(s.gates, offset: n0 * t * gh, rows: rows, columns: gh), caller: layer.summary)
+                 into: Matrix(s.gates, offset: n0 * t * gh, rows: rows, columns: gh), caller: tape.name)
     }
 
     /// G_t += h_{t−1}·W_hhᵀ   [M, G·H] = [M, H]·[H, G·H]   (GRU: [M, 2H], then [M, H] into its own
     /// buffer); none at step 0 when h_0 = 0.
     func recurrent(_ step: Int) throws {
-        guard step > 0 || !layer.zeroInitialHidden else { return }
+        guard step > 0 || !tape.zeroInitialHidden else { return }
         let hPrev = Matrix(s.previous, offset: (n0 * t + step * m) * h, rows: m, columns: h)
         try gemm(hPrev, whh, into: Matrix(s.gates, offset: (n0 * t + step * m) * gh, rows: m, columns: whh.columns, stride: gh),
-                 beta: 1, caller: layer.summary)
+                 beta: 1, caller: tape.name)
         if gru {
             try gemm(hPrev, whhN, into: Matrix(s.hiddenGates, offset: (n0 * t + step * m) * h, rows: m, columns: h),
-                     caller: layer.summary)
+                     caller: tape.name)
         }
     }
 }
 
 /// The backward pass's matrix products for one stage and one batch slice, step by step from the
 /// last (`step`), then `finish`. Weight gradients go to the slice's buffers of the stage's
-/// `SliceGradients` (slice 0: the parameters' `grad`), with the β it gives for the first product.
+/// `SliceGradients` (slice 0: the parameters' `grad`, or a graph call's `ownGradients`), with the β
+/// it gives for the first product.
 struct BackwardProducts {
-    let layer: RecurrentLayer, s: RecurrentLayer.Stage
+    let tape: RecurrentTape, s: RecurrentLayer.Stage
     let n0, m, t, h, gh, f: Int
     let gru: Bool
     /// W_hh's rows that δG multiplies (GRU: r, z; then the n rows with δ of W_hn h + b_hn).
@@ -98,18 +110,18 @@ struct BackwardProducts {
     let inputGradient: Bool
     private var blockEnd: Int, firstBlock = true
 
-    init(_ layer: RecurrentLayer, _ s: RecurrentLayer.Stage, _ samples: Range<Int>, slice: Int, first: Int,
+    init(_ tape: RecurrentTape, _ s: RecurrentLayer.Stage, _ samples: Range<Int>, slice: Int, first: Int,
          inputGradient: Bool) {
-        self.layer = layer
+        self.tape = tape
         self.s = s
         n0 = samples.lowerBound; m = samples.count
-        t = layer.steps; h = layer.hiddenSize; gh = layer.cell.gateCount * h; f = s.inputSize
-        gru = layer.cell == .gru
+        t = tape.steps; h = tape.hiddenSize; gh = tape.cell.gateCount * h; f = s.inputSize
+        gru = tape.cell == .gru
         whh = Matrix(s.weightHH.value, rows: gru ? 2 * h : gh, columns: h)
         whhN = Matrix(s.weightHH.value, offset: 2 * h * h, rows: h, columns: h)
         self.first = first
-        lowestStep = max(first, layer.zeroInitialHidden ? 1 : 0)
-        initialStateGradient = first == 0 && layer.stateGiven
+        lowestStep = max(first, tape.zeroInitialHidden ? 1 : 0)
+        initialStateGradient = first == 0 && tape.stateGiven
         narrow = f < 64
         self.slice = slice
         weightIHTransposed = s.scratch[slice].weightIHTransposed
@@ -129,14 +141,14 @@ struct BackwardProducts {
         if narrow {
             try gemm(Matrix(s.stepInput, offset: row * f, rows: m, columns: f), transposeA: true,
                      Matrix(s.gateGradient, offset: row * gh, rows: m, columns: gh), into: Matrix(weightIHTransposed),
-                     beta: step == t - 1 ? 0 : 1, caller: layer.summary)
+                     beta: step == t - 1 ? 0 : 1, caller: tape.name)
         }
         if step > first || initialStateGradient {
             try gemm(Matrix(s.gateGradient, offset: row * gh, rows: m, columns: whh.rows, stride: gh), whh,
-                     into: Matrix(layer.hiddenNext, offset: n0 * h, rows: m, columns: h), beta: gru ? 1 : 0, caller: layer.summary)
+                     into: Matrix(tape.hiddenNext, offset: n0 * h, rows: m, columns: h), beta: gru ? 1 : 0, caller: tape.name)
             if gru {
                 try gemm(Matrix(s.hiddenGateGradient, offset: row * h, rows: m, columns: h), whhN,
-                         into: Matrix(layer.hiddenNext, offset: n0 * h, rows: m, columns: h), beta: 1, caller: layer.summary)
+                         into: Matrix(tape.hiddenNext, offset: n0 * h, rows: m, columns: h), beta: 1, caller: tape.name)
             }
         }
         if step >= lowestStep && (blockEnd - step == RecurrentLayer.weightBlockSteps || step == lowestStep) {
@@ -156,11 +168,11 @@ struct BackwardProducts {
         if !narrow {
             let (dWih, beta) = s.gradients.target(0, slice: slice)
             try gemm(dgx, transposeA: true, Matrix(s.stepInput, offset: n0 * t * f, rows: rows, columns: f),
-                     into: Matrix(dWih), beta: beta, caller: layer.summary)
+                     into: Matrix(dWih), beta: beta, caller: tape.name)
         }
         if inputGradient {
             try gemm(dgx, Matrix(s.weightIH.value), into: Matrix(s.stepInputGradient, offset: n0 * t * f, rows: rows, columns: f),
-                     caller: layer.summary)
+                     caller: tape.name)
         }
     }
 
@@ -171,10 +183,10 @@ struct BackwardProducts {
         let beta: Float = firstBlock ? weightHHBeta : 1
         let hPrev = Matrix(s.previous, offset: r0 * h, rows: used, columns: h)
         try gemm(Matrix(s.gateGradient, offset: r0 * gh, rows: used, columns: whh.rows, stride: gh), transposeA: true, hPrev,
-                 into: Matrix(weightHH, rows: whh.rows, columns: h), beta: beta, caller: layer.summary)
+                 into: Matrix(weightHH, rows: whh.rows, columns: h), beta: beta, caller: tape.name)
         if gru {
             try gemm(Matrix(s.hiddenGateGradient, offset: r0 * h, rows: used, columns: h), transposeA: true, hPrev,
-                     into: Matrix(weightHH, offset: 2 * h * h, rows: h, columns: h), beta: beta, caller: layer.summary)
+                     into: Matrix(weightHH, offset: 2 * h * h, rows: h, columns: h), beta: beta, caller: tape.name)
         }
         firstBlock = false
         blockEnd = low

@@ -13,13 +13,16 @@
 ///     GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
 ///           n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 − z) ⊙ n + z ⊙ h
 ///
-/// Files: this one holds the layer's state, shapes and parameters; `RecurrentLayer+Forward`,
-/// `RecurrentLayer+Backward` the passes; `RecurrentLayer+Products` the matrix products of both
+/// Files: this one holds the layer's settings and parameters (`Weights`) and `RecurrentTape`, the
+/// state of one pass (every stacked layer's buffers, `Stage`); `RecurrentLayer+Forward`,
+/// `RecurrentLayer+Backward` the passes, run on a tape; `RecurrentLayer+Products` the matrix products of both
 /// (`ForwardProducts`, `BackwardProducts`; run alone by `backprop bench-rnn`); `RNNCell`, `LSTMCell`, `GRUCell`
-/// each cell's gate layout, its gate kernels and its public layer class.
+/// each cell's gate layout, its gate kernels and its public layer class. The layer API runs on the
+/// tape the layer keeps; each call on the autodiff graph (`Graph/Layers/RecurrentOnGraph`) runs the
+/// same passes on a tape of its own.
 ///
 /// Layout: the batch is split into contiguous slices of samples run concurrently (`threads`).
-/// The layer's own buffers hold each slice's rows as one block, step-major inside it: the rows of
+/// A tape's buffers hold each slice's rows as one block, step-major inside it: the rows of
 /// slice [n0, n0 + m) start at row n0·T, and step t of that slice is the m consecutive rows from
 /// n0·T + t·m. So every per-step product and gate kernel works on contiguous memory (batch-major
 /// rows, T apart, made the hardware prefetchers miss and aliased in the caches). The input is
@@ -45,7 +48,7 @@
 /// The per-step and per-block weight products run while their δG rows are still in cache.
 ///
 /// Gate arithmetic runs per step in C kernels (BackpropKernels/recurrent.inc, AVX-512/AVX2/
-/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` resized per batch
+/// baseline), which also sum the bias gradients. Every buffer is a `Tensor` of the tape, resized per batch
 /// shape and reused; the step loops allocate nothing.
 ///
 /// Initial state: set `initialHidden` (`[numLayers, N, H]`, PyTorch's h_0) and for LSTM
@@ -62,30 +65,11 @@ public class RecurrentLayer: Layer {
     /// The layer's cell: `RecurrentKind` (`.rnn(nonlinearity)`, `.lstm`, `.gru`).
     public typealias Cell = RecurrentKind
 
-    /// The weights and cached buffers of one stacked layer.
-    final class Stage {
+    /// One stacked layer's parameters (PyTorch's weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k},
+    /// bias_hh_l{k}).
+    final class Weights {
         let inputSize: Int
         let weightIH, weightHH, biasIH, biasHH: Parameter
-        // Rows in slice-step order (see the layout above) unless marked batch-first.
-        var input: Tensor?                                      // [N, T, F_k] batch-first, cached
-        let stepInput = Tensor(uncheckedShape: [0])             // [N·T, F_k] the input in slice-step order
-        let gates = Tensor(uncheckedShape: [0])                 // [N·T, G·H] pre-activations, then activations
-        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N·T, H] = h_{t−1}·W_hnᵀ + b_hn
-        let previous = Tensor(uncheckedShape: [0])              // [N·T, H], row (t, n) = h_{t−1}
-        let output = Tensor(uncheckedShape: [0])                // [N, T, H] batch-first, row (n, t) = h_t
-        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N·T, H] c_t
-        let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
-        let gateGradient = Tensor(uncheckedShape: [0])          // [N·T, G·H] δ of the input-side pre-activations
-        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, H] δ of W_hn h + b_hn
-        let stepInputGradient = Tensor(uncheckedShape: [0])     // [N·T, F_k] δ of the input, slice-step order
-        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
-        let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
-        let weightHHTransposed = Tensor(uncheckedShape: [0])    // [H, G·H] W_hhᵀ, copied per forward pass
-        /// Each batch slice's dW_ih, dW_hh, db_ih, db_hh (indices 0…3), summed in slice order
-        /// after the slices finish (`SliceGradients`, as Dense and Conv2D).
-        lazy var gradients = SliceGradients([weightIH, weightHH, biasIH, biasHH])
-        /// Each slice's scratch: its bias sums and a narrow input's (dW_ih)ᵀ.
-        var scratch: [SliceScratch] = []
 
         init(inputSize: Int, hiddenSize: Int, gates: Int, rng: inout SeededGenerator) throws {
             self.inputSize = inputSize
@@ -97,6 +81,43 @@ public class RecurrentLayer: Layer {
             // PyTorch's RNNBase.reset_parameters: every parameter U(−1/√H, 1/√H), in this order.
             let bound = 1 / Float(hiddenSize).squareRoot()
             for p in [weightIH, weightHH, biasIH, biasHH] { p.value.fillUniform(-bound, bound, using: &rng) }
+        }
+    }
+
+    /// One stacked layer's buffers for one forward pass and its backward (a `RecurrentTape` holds
+    /// one per stacked layer), with that layer's parameters.
+    final class Stage {
+        let inputSize: Int
+        let weightIH, weightHH, biasIH, biasHH: Parameter
+        // Rows in slice-step order (see the layout above) unless marked batch-first.
+        var input: Tensor?                                      // [N, T, F_k] batch-first, the pass's input
+        let stepInput = Tensor(uncheckedShape: [0])             // [N·T, F_k] the input in slice-step order
+        let gates = Tensor(uncheckedShape: [0])                 // [N·T, G·H] pre-activations, then activations
+        let hiddenGates = Tensor(uncheckedShape: [0])           // GRU: [N·T, H] = h_{t−1}·W_hnᵀ + b_hn
+        let previous = Tensor(uncheckedShape: [0])              // [N·T, H], row (t, n) = h_{t−1}
+        /// [N, T, H] batch-first, row (n, t) = h_t. A graph call gives the top layer's a fresh
+        /// tensor (it is the call's result).
+        var output = Tensor(uncheckedShape: [0])
+        let cells = Tensor(uncheckedShape: [0])                 // LSTM: [N·T, H] c_t
+        let initialCell = Tensor(uncheckedShape: [0])           // LSTM: [N, H] c_0 (copy or zeros)
+        let gateGradient = Tensor(uncheckedShape: [0])          // [N·T, G·H] δ of the input-side pre-activations
+        let hiddenGateGradient = Tensor(uncheckedShape: [0])    // GRU: [N·T, H] δ of W_hn h + b_hn
+        let stepInputGradient = Tensor(uncheckedShape: [0])     // [N·T, F_k] δ of the input, slice-step order
+        let inputGradient = Tensor(uncheckedShape: [0])         // [N, T, F_k] batch-first
+        let combinedBias = Tensor(uncheckedShape: [0])          // [G·H] b_ih + b_hh (forward, all cells)
+        let weightHHTransposed = Tensor(uncheckedShape: [0])    // [H, G·H] W_hhᵀ, copied per forward pass
+        /// Each batch slice's dW_ih, dW_hh, db_ih, db_hh (indices 0…3), summed in slice order
+        /// after the slices finish (`SliceGradients`, as Dense and Conv2D).
+        lazy var gradients = SliceGradients([weightIH, weightHH, biasIH, biasHH])
+        /// A graph call's own dW_ih, dW_hh, db_ih, db_hh (slice 0's targets in place of the
+        /// parameters' `grad`): its node returns them and the graph adds them into `grad`.
+        lazy var ownGradients = [weightIH, weightHH, biasIH, biasHH].map { Tensor(uncheckedShape: $0.shape) }
+        /// Each slice's scratch: its bias sums and a narrow input's (dW_ih)ᵀ.
+        var scratch: [SliceScratch] = []
+
+        init(_ w: Weights) {
+            inputSize = w.inputSize
+            weightIH = w.weightIH; weightHH = w.weightHH; biasIH = w.biasIH; biasHH = w.biasHH
         }
     }
 
@@ -122,7 +143,6 @@ public class RecurrentLayer: Layer {
     /// so results are deterministic for a given value (and differ from 1 only by rounding).
     public internal(set) var threads = 1
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
-    let batchSlices = BatchSlices()
     /// When false, `backward` skips ∂L/∂x of the first layer (a training loop never uses δ of
     /// the data: one [N·T, G·H]·[G·H, F] product saved) and returns an empty tensor.
     public var needsInputGradient = true
@@ -133,34 +153,28 @@ public class RecurrentLayer: Layer {
     public var initialCell: Tensor?
     /// ∂L/∂h_0 `[numLayers, N, H]` from the last `backward` (zeros when truncation cut it off);
     /// empty when the forward pass was given no initial state.
-    public let initialHiddenGradient = Tensor(uncheckedShape: [0])
+    public var initialHiddenGradient: Tensor { tape.initialHiddenGradient }
     /// ∂L/∂c_0 `[numLayers, N, H]` (LSTM) from the last `backward`; empty without an initial state.
-    public let initialCellGradient = Tensor(uncheckedShape: [0])
+    public var initialCellGradient: Tensor { tape.initialCellGradient }
     /// For t = 1…T (index t − 1): mean over the batch of ‖∂L/∂h_t‖ of the last stacked layer,
     /// the total derivative through all later steps, from the last `backward`. Zero for steps
     /// outside the truncation window.
-    public internal(set) var hiddenGradientNorms: [Float] = []
+    public var hiddenGradientNorms: [Float] { tape.hiddenGradientNorms }
 
-    let stages: [Stage]
-    var batch = 0, steps = 0
-    /// The number of batch slices of the last forward pass: it fixes the buffers' row order, so
-    /// backward runs the same slices.
-    var slices = 1
-    /// Whether the last forward pass started from a given state (`initialHidden` or `initialCell`),
-    /// and whether h_0 was zero (no `initialHidden`): then step 0's recurrent products are skipped
-    /// (h_0·W_hhᵀ = 0, and its rows add nothing to δW_hh), and so is δh_0 unless a state was given.
-    var stateGiven = false, zeroInitialHidden = true
+    /// Every stacked layer's parameters.
+    let weights: [Weights]
+    /// The layer API's pass state: its buffers, reused by every `forward`/`backward` pair. Graph
+    /// calls run on tapes of their own (`RecurrentOnGraph`).
+    let tape: RecurrentTape
+    /// The layer API's per-stage buffers (`tape.stages`).
+    var stages: [Stage] { tape.stages }
+    /// Tapes of graph calls whose nodes are gone, kept for the next graph call (their buffers are
+    /// already sized); at most `spareTapeLimit`.
+    var spareTapes: [RecurrentTape] = []
+    static let spareTapeLimit = 2
     /// The last forward's input and output, checked by backward (see `ForwardRecord`).
     var savedInput = ForwardRecord(), savedOutput = ForwardRecord()
     lazy var parametersAtForward = ParameterRecords(parameters)   // W_ih, W_hh are read again by backward
-    /// Whether backward has sized its buffers for the last forward's shapes (what
-    /// `runProductsOnly` needs).
-    var backwardBuffersSized = false
-    let lastOutput = Tensor(uncheckedShape: [0])        // [N, H] when !returnSequences
-    let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
-    let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
-    let cellNext = Tensor(uncheckedShape: [0])          // [N, H] δ into c_{t−1}
-    let zeroRow = Tensor(uncheckedShape: [0])           // [H] zeros: δ of outputs not given
 
     init(cell: Cell, inputSize: Int, hiddenSize: Int, numLayers: Int, returnSequences: Bool,
          truncation: Int?, rng: inout SeededGenerator) throws {
@@ -177,12 +191,26 @@ public class RecurrentLayer: Layer {
         self.numLayers = numLayers
         self.returnSequences = returnSequences
         self.truncation = truncation
-        var stages: [Stage] = []
+        var weights: [Weights] = []
         for k in 0..<numLayers {
-            stages.append(try Stage(inputSize: k == 0 ? inputSize : hiddenSize, hiddenSize: hiddenSize,
-                                    gates: cell.gateCount, rng: &rng))
+            weights.append(try Weights(inputSize: k == 0 ? inputSize : hiddenSize, hiddenSize: hiddenSize,
+                                       gates: cell.gateCount, rng: &rng))
         }
-        self.stages = stages
+        self.weights = weights
+        tape = RecurrentTape(cell: cell, hiddenSize: hiddenSize, returnSequences: returnSequences, weights: weights)
+    }
+
+    /// A tape for one graph call: a spare one when there is one, else a new one.
+    func graphTape() -> RecurrentTape {
+        if let spare = spareTapes.popLast() { return spare }
+        let t = RecurrentTape(cell: cell, hiddenSize: hiddenSize, returnSequences: returnSequences, weights: weights)
+        t.ownsGradients = true
+        return t
+    }
+
+    /// Takes back a graph call's tape once its node is gone.
+    func returnTape(_ t: RecurrentTape) {
+        if spareTapes.count < Self.spareTapeLimit { spareTapes.append(t) }
     }
 
     /// A recurrent layer of the given kind. `nonlinearity`, when given, replaces an RNN kind's
@@ -212,7 +240,7 @@ public class RecurrentLayer: Layer {
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
         var list: [(name: String, parameter: Parameter)] = []
-        for (k, s) in stages.enumerated() {
+        for (k, s) in weights.enumerated() {
             list.append((name: "weight_ih_l\(k)", parameter: s.weightIH))
             list.append((name: "weight_hh_l\(k)", parameter: s.weightHH))
             list.append((name: "bias_ih_l\(k)", parameter: s.biasIH))
@@ -222,18 +250,75 @@ public class RecurrentLayer: Layer {
     }
 
     /// h_n: every layer's hidden state after the last step, `[numLayers, N, H]` (a new tensor).
-    public var finalHidden: Tensor? {
+    public var finalHidden: Tensor? { tape.finalHidden }
+
+    /// c_n (LSTM): every layer's cell state after the last step, `[numLayers, N, H]` (a new tensor).
+    public var finalCell: Tensor? { tape.finalCell }
+}
+
+/// The state of one pass of a recurrent layer: every stacked layer's buffers (`Stage`) for one
+/// forward pass and its backward, the pass's shapes and batch slicing, and backward's recurrent δ
+/// and outputs (∂L/∂h_0, ∂L/∂c_0, the hidden gradient norms). The forward and backward passes
+/// (`RecurrentLayer+Forward`, `+Backward`, `+Products`) run on a tape: the layer API on the one
+/// the layer keeps (reused by every pass: no allocation once sized), each graph call on one of
+/// its own that its node holds, so one layer can appear at several places of a graph.
+final class RecurrentTape {
+    let cell: RecurrentKind
+    let hiddenSize: Int
+    let numLayers: Int
+    let returnSequences: Bool
+    let stages: [RecurrentLayer.Stage]
+    /// The layer's summary at the last forward pass, for messages.
+    var name: String
+    /// A graph call's tape: backward writes the weight gradients into the stages' `ownGradients`
+    /// (returned to the graph) instead of adding them into the parameters' `grad`.
+    var ownsGradients = false
+    let batchSlices = BatchSlices()
+    var batch = 0, steps = 0
+    /// The number of batch slices of the last forward pass: it fixes the buffers' row order, so
+    /// backward runs the same slices.
+    var slices = 1
+    /// Whether the last forward pass started from a given state (`initialHidden` or `initialCell`),
+    /// and whether h_0 was zero (no `initialHidden`): then step 0's recurrent products are skipped
+    /// (h_0·W_hhᵀ = 0, and its rows add nothing to δW_hh), and so is δh_0 unless a state was given.
+    var stateGiven = false, zeroInitialHidden = true
+    /// Whether backward has sized its buffers for the last forward's shapes (what
+    /// `runProductsOnly` needs).
+    var backwardBuffersSized = false
+    /// [N, H] when !returnSequences. A graph call gives it a fresh tensor (the call's result).
+    var lastOutput = Tensor(uncheckedShape: [0])
+    let sliceNorms = Tensor(uncheckedShape: [0])        // [slices, T] Σ_i ‖δh_t‖ per slice
+    let hiddenNext = Tensor(uncheckedShape: [0])        // [N, H] δ into h_{t−1}
+    let cellNext = Tensor(uncheckedShape: [0])          // [N, H] δ into c_{t−1}
+    let zeroRow = Tensor(uncheckedShape: [0])           // [H] zeros: δ of outputs not given
+    /// ∂L/∂h_0, ∂L/∂c_0 `[numLayers, N, H]` of the last backward (see `RecurrentLayer`).
+    let initialHiddenGradient = Tensor(uncheckedShape: [0])
+    let initialCellGradient = Tensor(uncheckedShape: [0])
+    /// Mean over the batch of ‖∂L/∂h_t‖ of the last stacked layer (see `RecurrentLayer`).
+    var hiddenGradientNorms: [Float] = []
+
+    init(cell: RecurrentKind, hiddenSize: Int, returnSequences: Bool, weights: [RecurrentLayer.Weights]) {
+        self.cell = cell
+        self.hiddenSize = hiddenSize
+        self.numLayers = weights.count
+        self.returnSequences = returnSequences
+        self.stages = weights.map(RecurrentLayer.Stage.init)
+        self.name = cell.name
+    }
+
+    /// h_n of the last forward pass, `[numLayers, N, H]` (a new tensor).
+    var finalHidden: Tensor? {
         guard steps > 0 else { return nil }
         return gatherLastStep(batchFirst: true) { $0.output.data }
     }
 
-    /// c_n (LSTM): every layer's cell state after the last step, `[numLayers, N, H]` (a new tensor).
-    public var finalCell: Tensor? {
+    /// c_n (LSTM) of the last forward pass, `[numLayers, N, H]` (a new tensor).
+    var finalCell: Tensor? {
         guard steps > 0, cell == .lstm else { return nil }
         return gatherLastStep(batchFirst: false) { $0.cells.data }
     }
 
-    private func gatherLastStep(batchFirst: Bool, _ buffer: (Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
+    private func gatherLastStep(batchFirst: Bool, _ buffer: (RecurrentLayer.Stage) -> UnsafeMutablePointer<Float>) -> Tensor {
         let h = hiddenSize, n = batch, t = steps
         let out = Tensor(uncheckedShape: [numLayers, n, h])
         for (k, s) in stages.enumerated() {
@@ -256,7 +341,7 @@ public class RecurrentLayer: Layer {
     }
 
     /// Where step `step` of the batch slice `samples` lies in a stage's buffers, for the gate
-    /// kernels (see the layout above).
+    /// kernels (see `RecurrentLayer`'s layout).
     func stepRows(_ samples: Range<Int>, _ step: Int) -> StepRows {
         StepRows(n0: samples.lowerBound, m: samples.count, t: steps, h: hiddenSize, gh: cell.gateCount * hiddenSize,
                  step: step)

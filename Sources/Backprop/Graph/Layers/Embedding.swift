@@ -57,6 +57,6 @@ extension Dense {
         }
         if x.value.rank == 2 { return try self(x) }
         let lead = Array(x.shape.dropLast())
-        return try reshape(try self(try reshape(x, [-1, inFeatures])), lead + [outFeatures])
+        return try reshape(try self(try reshape(x, [lead.reduce(1, *), inFeatures])), lead + [outFeatures])
     }
 }

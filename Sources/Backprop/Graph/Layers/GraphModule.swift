@@ -48,9 +48,9 @@ public final class SiLU: GraphModule {
     public override func callAsFunction(_ x: Variable) throws -> Variable { try x * sigmoid(x) }
 }
 
-/// Layer normalisation over the last dimension, PyTorch's `nn.LayerNorm(features)` on `[N, F]`:
-/// y = (x − mean) / √(var + eps) · γ + β, mean and (biased) variance per row; γ = 1, β = 0 at
-/// the start. Parameters `weight` (γ) and `bias` (β), as PyTorch names them. Differentiated by the
+/// Layer normalisation over the last dimension, PyTorch's `nn.LayerNorm(features)` on `[…, F]`
+/// (`[N, F]`, a sequence batch `[N, T, F]`, any rank): y = (x − mean) / √(var + eps) · γ + β,
+/// mean and (biased) variance over the last dimension; γ = 1, β = 0 at the start. Parameters `weight` (γ) and `bias` (β), as PyTorch names them. Differentiated by the
 /// graph.
 public final class LayerNorm: GraphModule {
     public let features: Int
@@ -73,11 +73,11 @@ public final class LayerNorm: GraphModule {
     public override var namedParameters: [(name: String, parameter: Parameter)] { [("weight", weight), ("bias", bias)] }
 
     public override func callAsFunction(_ x: Variable) throws -> Variable {
-        guard x.value.rank == 2, x.shape[1] == features else {
-            throw BackpropError.shapeMismatch(where: summary, detail: "expected input [N, \(features)], got \(x.shape)")
+        guard x.value.rank >= 1, x.shape.last == features else {
+            throw BackpropError.shapeMismatch(where: summary, detail: "expected input […, \(features)], got \(x.shape)")
         }
-        let centred = try x - (try mean(x, axis: -1, keepDim: true))                   // [N, F] − [N, 1]
-        let variance = try mean(try centred * centred, axis: -1, keepDim: true)         // [N, 1]
+        let centred = try x - (try mean(x, axis: -1, keepDim: true))                   // […, F] − […, 1]
+        let variance = try mean(try centred * centred, axis: -1, keepDim: true)         // […, 1]
         let inverseStd = exp(log(variance + eps) * -0.5)                               // 1/√(var + eps)
         return try (try centred * inverseStd) * weight.variable + bias.variable         // row-broadcast γ, β
     }

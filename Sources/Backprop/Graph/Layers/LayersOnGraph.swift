@@ -11,22 +11,28 @@ public protocol GraphLayer: Layer {
 
 extension Dense: GraphLayer {
     /// Y = X·Wᵀ + b on the graph (`Dense.forward` / `Dense.backward`: the layer's own math).
+    /// As PyTorch's `nn.Linear`, an input with leading dimensions `[N, T, …, in]` maps its last
+    /// dimension: `[N, T, …, out]`. Otherwise, as the layer API, each of the N rows is one
+    /// input of `in` values (`[N, C, H, W]` with C·H·W = in reads as `[N, in]`).
     public func callAsFunction(_ x: Variable) throws -> Variable {
+        if x.value.rank > 2, x.shape.last == inFeatures { return try applyingToLastDimension(x) }
         try requireFeatures(x.value, inFeatures, layer: summary)
         let xv = x.value, w = weight.value, n = xv.rows, out = outFeatures, inF = inFeatures, name = summary
-        let y = Tensor(uncheckedShape: [n, out])
+        let y = Tensor(uninitializedShape: [n, out])
         try Dense.forward(rows: 0..<n, x: xv, weight: w, bias: bias?.value, into: y, caller: name)
         let hasBias = bias != nil
-        var inputs = [x, weight.variable]
-        if let bias { inputs.append(bias.variable) }
+        let weightLeaf = weight.variable, biasLeaf = bias?.variable
+        var inputs = [x, weightLeaf]
+        if let biasLeaf { inputs.append(biasLeaf) }
         return Variable.result(name, inputs, y, saving: [xv, w]) { dy, needs in
-            let dx = needs[0] ? Tensor(uncheckedShape: xv.shape) : nil
-            let dW = Tensor(uncheckedShape: [out, inF])
-            var db: Tensor?
-            if hasBias { db = Tensor(uncheckedShape: [out]); db?.fill(0) }
-            try Dense.backward(rows: 0..<n, x: xv, dy: dy, weight: w, weightGradient: (dW, 0), biasGradient: db,
-                               inputGradient: dx, caller: name)
-            return hasBias ? [dx, dW, db] : [dx, dW]
+            // dW and db go straight into the parameters' grad (β = 0 or 1), as the layer API writes them.
+            let dx = needs[0] ? Tensor(uninitializedShape: xv.shape) : nil
+            let dW = GradientTarget(for: weightLeaf, shape: [out, inF])
+            let db = biasLeaf.map { GradientTarget(for: $0, shape: [out]) }
+            if let db, db.beta == 0 { db.buffer.data.update(repeating: 0, count: out) }   // Dense.backward adds into db
+            try Dense.backward(rows: 0..<n, x: xv, dy: dy, weight: w, weightGradient: (dW.buffer, dW.beta),
+                               biasGradient: db?.buffer, inputGradient: dx, caller: name)
+            return hasBias ? [dx, dW.finish(), db?.finish()] : [dx, dW.finish()]
         }
     }
 }

@@ -10,6 +10,11 @@
 ///     column broadcast     A[N, F] ∘ B[N, 1]   → [N, F]   (either side)
 ///     scalar               A[s]    ∘ B[] or [1] (any one-element shape of rank ≤ A's) → [s]
 ///
+/// Row and column broadcasting extend to any rank as in PyTorch: B may be a trailing part of A's
+/// shape (A[B, T, D] ∘ B[T, D] or B[D], leading 1s allowed: B[1, T, D]), read as one row repeated
+/// over A's leading dimensions; or A's shape with the last dimension 1 (A[B, T, D] ∘ B[B, T, 1]),
+/// read as one column repeated along it.
+///
 /// Backward forms each input's gradient on the result's grid, then sums it over the broadcast
 /// rows, columns or elements back to the input's shape.
 
@@ -31,24 +36,23 @@ struct Broadcast {
 
     init(_ op: String, _ sa: [Int], _ sb: [Int]) throws {
         var roles: (BroadcastRole, BroadcastRole)
+        var grid: (rows: Int, columns: Int) = (1, sa.reduce(1, *))
         if sa == sb {
             shape = sa; roles = (.full, .full)
         } else if let r = Broadcast.role(of: sb, against: sa) {
-            shape = sa; roles = (.full, r)
+            shape = sa; roles = (.full, r.role); grid = (r.rows, r.columns)
         } else if let r = Broadcast.role(of: sa, against: sb) {
-            shape = sb; roles = (r, .full)
+            shape = sb; roles = (r.role, .full); grid = (r.rows, r.columns)
         } else {
             throw BackpropError.shapeMismatch(
                 where: op,
-                detail: "cannot broadcast \(sa) with \(sb) (same shape, [N, F] with [F], [1, F] or [N, 1], or a one-element value)")
+                detail: "cannot broadcast \(sa) with \(sb) (same shape, [N, F] with [F], [1, F] or [N, 1], "
+                    + "[…, T, D] with [T, D] or […, 1], or a one-element value)")
         }
         a = roles.0
         b = roles.1
-        if a == .row || a == .column || b == .row || b == .column {
-            rows = shape[0]; columns = shape[1]
-        } else {
-            rows = 1; columns = shape.reduce(1, *)
-        }
+        rows = grid.rows
+        columns = grid.columns
     }
 
     /// A value of `shape` with a one-element constant on the left or right: always fits.
@@ -60,12 +64,19 @@ struct Broadcast {
         b = constantOnLeft ? .full : .scalar
     }
 
-    /// How `small` is read against `big` (≠ small), or nil when it does not broadcast.
-    private static func role(of small: [Int], against big: [Int]) -> BroadcastRole? {
-        if small.reduce(1, *) == 1 && small.count <= big.count { return .scalar }
-        guard big.count == 2 else { return nil }
-        if small == [big[1]] || small == [1, big[1]] { return .row }
-        if small == [big[0], 1] { return .column }
+    /// How `small` is read against `big` (≠ small), with the `rows × columns` grid `big` is seen
+    /// as, or nil when it does not broadcast.
+    private static func role(of small: [Int], against big: [Int]) -> (role: BroadcastRole, rows: Int, columns: Int)? {
+        let total = big.reduce(1, *)
+        if small.reduce(1, *) == 1 && small.count <= big.count { return (.scalar, 1, total) }
+        guard big.count >= 2, small.count <= big.count else { return nil }
+        // Row: the trailing dimensions of `big` (leading 1s of `small` dropped), repeated over the others.
+        let trailing = Array(small.drop(while: { $0 == 1 }))
+        if !trailing.isEmpty, trailing.count < big.count, Array(big.suffix(trailing.count)) == trailing {
+            return (.row, big.dropLast(trailing.count).reduce(1, *), trailing.reduce(1, *))
+        }
+        // Column: `big` with its last dimension 1, repeated along it.
+        if small == Array(big.dropLast()) + [1] { return (.column, big.dropLast().reduce(1, *), big[big.count - 1]) }
         return nil
     }
 

@@ -9,7 +9,7 @@ import BackpropKernels
 /// A fresh tensor of `x`'s shape with y[i] = f(x[i]).
 @inline(__always)
 private func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
-    let y = Tensor(uncheckedShape: x.shape)
+    let y = Tensor(uninitializedShape: x.shape)
     let s = x.data, d = y.data
     for i in 0..<x.count { d[i] = f(s[i]) }
     return y
@@ -18,7 +18,7 @@ private func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
 /// A fresh tensor with dx[i] = dy[i] · f'(i), f' read from a saved tensor `t`.
 @inline(__always)
 private func chain(_ dy: Tensor, _ t: Tensor, _ derivative: (Float) -> Float) -> Tensor {
-    let dx = Tensor(uncheckedShape: dy.shape)
+    let dx = Tensor(uninitializedShape: dy.shape)
     let g = dy.data, s = t.data, d = dx.data
     for i in 0..<dy.count { d[i] = g[i] * derivative(s[i]) }
     return dx
@@ -56,10 +56,10 @@ public func sigmoid(_ x: Variable) -> Variable {
 // y = max(x, 0)             dx = dy · [y > 0]
 /// Rectified linear unit element-wise (the C kernels; NaN stays NaN).
 public func relu(_ x: Variable) -> Variable {
-    let y = Tensor(uncheckedShape: x.shape)
+    let y = Tensor(uninitializedShape: x.shape)
     bp_relu(x.value.data, y.data, x.value.count)
     return Variable.result("relu", [x], y, saving: [y]) { dy, _ in
-        let dx = Tensor(uncheckedShape: dy.shape)
+        let dx = Tensor(uninitializedShape: dy.shape)
         bp_relu_backward(y.data, dy.data, dx.data, dy.count)
         return [dx]
     }
@@ -70,10 +70,10 @@ public func relu(_ x: Variable) -> Variable {
 /// GELU element-wise, exact (erf) or with PyTorch's tanh approximation: the `GELU` layer's math.
 public func gelu(_ x: Variable, approximate: GELU.Approximation = .none) -> Variable {
     let v = x.value
-    let y = Tensor(uncheckedShape: v.shape)
+    let y = Tensor(uninitializedShape: v.shape)
     GELU.forward(v, approximate, into: y)
     return Variable.result("gelu", [x], y, saving: [v]) { dy, _ in
-        let dx = Tensor(uncheckedShape: dy.shape)
+        let dx = Tensor(uninitializedShape: dy.shape)
         GELU.backward(v, dy, approximate, into: dx)
         return [dx]
     }

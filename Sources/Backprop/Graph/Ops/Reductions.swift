@@ -86,3 +86,20 @@ private func reduceAxis(_ op: String, _ x: Variable, axis: Int, keepDim: Bool, m
         return [dx]
     }
 }
+
+/// The index of the largest element along the last axis, for every position of the others
+/// (PyTorch's `x.argmax(-1)`, flattened): a `[N, C]` value of logits gives N predicted classes.
+/// The first index wins a tie; NaN counts as the largest. Not differentiable (nothing recorded).
+/// `.shapeMismatch` for a value of rank 0 or with an empty last axis.
+public func argmax(_ x: Variable) throws -> [Int] {
+    let v = x.value
+    guard let n = v.shape.last, n > 0 else {
+        throw BackpropError.shapeMismatch(where: "argmax", detail: "needs a non-empty last axis, got shape \(v.shape)")
+    }
+    let p = v.data
+    return (0..<(v.count / n)).map { r in
+        var best = 0
+        for j in 1..<n where p[r * n + j] > p[r * n + best] || (p[r * n + j].isNaN && !p[r * n + best].isNaN) { best = j }
+        return best
+    }
+}

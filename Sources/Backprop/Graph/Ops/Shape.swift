@@ -46,6 +46,83 @@ public func transpose(_ x: Variable) throws -> Variable {
     }
 }
 
+// y = x with dimensions dim0 and dim1 swapped      dx = dy with them swapped back
+/// `x` with two dimensions swapped, PyTorch's `x.transpose(dim0, dim1)` (negative dimensions count
+/// from the end): `transpose(k, 1, 2)` turns `[B, T, D]` into `[B, D, T]`. Swapping the last two
+/// dimensions runs OpenBLAS `somatcopy` per matrix; the same dimension twice gives a copy.
+/// `.shapeMismatch` for a dimension outside the shape.
+public func transpose(_ x: Variable, _ dim0: Int, _ dim1: Int) throws -> Variable {
+    let shape = x.shape
+    let r = shape.count
+    let d0 = dim0 < 0 ? dim0 + r : dim0, d1 = dim1 < 0 ? dim1 + r : dim1
+    guard d0 >= 0, d0 < r, d1 >= 0, d1 < r else {
+        throw BackpropError.shapeMismatch(where: "transpose", detail: "dimensions \(dim0), \(dim1) of a value of shape \(shape)")
+    }
+    let swap = SwappedAxes(shape, min(d0, d1), max(d0, d1))
+    let y = Tensor(uncheckedShape: swap.result)
+    try swap.apply(x.value, into: y)
+    return Variable.result("transpose", [x], y) { dy, _ in
+        let dx = Tensor(uncheckedShape: shape)
+        try swap.inverse.apply(dy, into: dx)
+        return [dx]
+    }
+}
+
+/// A shape seen around two axes p < q: `outer × n_p × middle × n_q × inner`, and the same shape
+/// with the two swapped. Element (o, i, m, j, e) of the input goes to (o, j, m, i, e).
+struct SwappedAxes {
+    let source: [Int]
+    let result: [Int]
+    let outer: Int, np: Int, middle: Int, nq: Int, inner: Int
+
+    init(_ shape: [Int], _ p: Int, _ q: Int) {
+        source = shape
+        var swapped = shape
+        swapped.swapAt(p, q)
+        result = swapped
+        outer = shape[..<p].reduce(1, *)
+        np = shape[p]
+        middle = p == q ? 1 : shape[(p + 1)..<q].reduce(1, *)
+        nq = p == q ? 1 : shape[q]
+        inner = shape[(q + 1)...].reduce(1, *)
+    }
+
+    private init(source: [Int], result: [Int], outer: Int, np: Int, middle: Int, nq: Int, inner: Int) {
+        self.source = source; self.result = result
+        self.outer = outer; self.np = np; self.middle = middle; self.nq = nq; self.inner = inner
+    }
+
+    /// The swap back (from `result` to `source`).
+    var inverse: SwappedAxes {
+        SwappedAxes(source: result, result: source, outer: outer, np: nq, middle: middle, nq: np, inner: inner)
+    }
+
+    func apply(_ x: Tensor, into y: Tensor) throws {
+        let count = source.reduce(1, *)
+        if np == 1 || nq == 1 || count == 0 {   // the same axis twice, or a size-1 axis: the order stays
+            y.data.update(from: x.data, count: count)
+        } else if middle == 1 && inner == 1 {   // the last two axes (of a batch of matrices): somatcopy
+            for o in 0..<outer {
+                try transpose(Matrix(x, offset: o * np * nq, rows: np, columns: nq),
+                              into: Matrix(y, offset: o * np * nq, rows: nq, columns: np), caller: "transpose")
+            }
+        } else {
+            let src = x.data, dst = y.data
+            for o in 0..<outer {
+                for i in 0..<np {
+                    for m in 0..<middle {
+                        for j in 0..<nq {
+                            let from = (((o * np + i) * middle + m) * nq + j) * inner
+                            let to = (((o * nq + j) * middle + m) * np + i) * inner
+                            (dst + to).update(from: src + from, count: inner)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // y = x[range]      [range.count, …]       dx[range] = dy, 0 elsewhere
 /// Rows `range` of `x` (its first dimension), PyTorch's `x[a:b]`. `.shapeMismatch` when the
 /// range lies outside the rows or `x` has rank 0.

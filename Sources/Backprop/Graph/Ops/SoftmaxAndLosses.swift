@@ -16,11 +16,11 @@ private func forEachSlice(_ l: AxisLayout, _ body: (Int) -> Void) {
 /// `.shapeMismatch` for an axis outside the shape.
 public func softmax(_ x: Variable, axis: Int = -1) throws -> Variable {
     let l = try AxisLayout("softmax", x.shape, axis: axis)
-    let y = Tensor(uncheckedShape: x.shape)
+    let y = Tensor(uninitializedShape: x.shape)
     let src = x.value.data, dst = y.data, step = l.inner, n = l.size
     forEachSlice(l) { b in softmaxSlice(src + b, into: dst + b, count: n, step: step) }
     return Variable.result("softmax", [x], y, saving: [y]) { dy, _ in
-        let dx = Tensor(uncheckedShape: dy.shape)
+        let dx = Tensor(uninitializedShape: dy.shape)
         let g = dy.data, p = y.data, d = dx.data
         forEachSlice(l) { b in softmaxBackwardSlice(p + b, g + b, into: d + b, count: n, step: step) }
         return [dx]
@@ -32,7 +32,7 @@ public func softmax(_ x: Variable, axis: Int = -1) throws -> Variable {
 /// Log-softmax along `axis` (default −1), PyTorch's `torch.log_softmax(x, dim)`.
 public func logSoftmax(_ x: Variable, axis: Int = -1) throws -> Variable {
     let l = try AxisLayout("logSoftmax", x.shape, axis: axis)
-    let y = Tensor(uncheckedShape: x.shape)
+    let y = Tensor(uninitializedShape: x.shape)
     let src = x.value.data, dst = y.data, step = l.inner, n = l.size
     forEachSlice(l) { b in
         let (m, s) = exponentiateShifted(src + b, into: dst + b, count: n, step: step)   // dst as scratch
@@ -40,7 +40,7 @@ public func logSoftmax(_ x: Variable, axis: Int = -1) throws -> Variable {
         for k in 0..<n { dst[b + k * step] = src[b + k * step] - shift }
     }
     return Variable.result("logSoftmax", [x], y, saving: [y]) { dy, _ in
-        let dx = Tensor(uncheckedShape: dy.shape)
+        let dx = Tensor(uninitializedShape: dy.shape)
         let g = dy.data, ly = y.data, d = dx.data
         forEachSlice(l) { b in
             var total: Float = 0
@@ -67,7 +67,7 @@ public func crossEntropy(_ logits: Variable, labels: [Int], reduction: Reduction
     for (i, label) in labels.enumerated() where label < 0 || label >= c {
         throw BackpropError.invalidArgument("crossEntropy: label \(label) at row \(i) is outside 0..<\(c)")
     }
-    let probabilities = Tensor(uncheckedShape: [n, c])
+    let probabilities = Tensor(uninitializedShape: [n, c])
     let zs = z.data, p = probabilities.data
     var total: Double = 0
     for i in 0..<n {
@@ -81,7 +81,7 @@ public func crossEntropy(_ logits: Variable, labels: [Int], reduction: Reduction
     let loss = Tensor(uncheckedShape: [])
     loss.data[0] = Float(total) * scale
     return Variable.result("crossEntropy", [logits], loss) { dl, _ in
-        let dz = Tensor(uncheckedShape: [n, c])
+        let dz = Tensor(uninitializedShape: [n, c])
         let g = dl.data[0] * scale, d = dz.data, p = probabilities.data   // the tensor is captured, not a pointer into it
         for k in 0..<(n * c) { d[k] = p[k] * g }
         for i in 0..<n { d[i * c + labels[i]] -= g }
