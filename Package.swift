@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "BackpropOptim", targets: ["BackpropOptim"]),
         .library(name: "BackpropData", targets: ["BackpropData"]),
         .library(name: "BackpropTensorBoard", targets: ["BackpropTensorBoard"]),
+        .library(name: "BackpropMPI", targets: ["BackpropMPI"]),
         .executable(name: "backprop", targets: ["backprop"]),
     ],
     dependencies: [
@@ -24,6 +25,12 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Open MPI, for data-parallel training; only BackpropMPI (and the CLI) link it.
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
         // Element-wise C kernels compiled per instruction set (AVX-512, AVX2, baseline) and
         // chosen at load time; the Swift targets themselves build for baseline x86-64.
         .target(name: "BackpropKernels"),
@@ -32,19 +39,22 @@ let package = Package(
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
         // TensorBoard event files (hand-written protobuf encoder, CRC-32C).
         .target(name: "BackpropTensorBoard", dependencies: ["Backprop"]),
+        .target(name: "BackpropMPI", dependencies: ["Backprop", "CMPI"]),
         .executableTarget(
             name: "backprop",
             dependencies: [
-                "Backprop", "BackpropOptim", "BackpropData", "BackpropTensorBoard",
+                "Backprop", "BackpropOptim", "BackpropData", "BackpropTensorBoard", "BackpropMPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
         .executableTarget(name: "attention-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
         .executableTarget(name: "autoencoder-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "mpi-bench", dependencies: ["BackpropMPI"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropTensorBoardTests", dependencies: ["BackpropTensorBoard", "Backprop"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "BackpropMPITests", dependencies: ["BackpropMPI", "Backprop"]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
         // Library examples (each a short program using only the public API; ExamplesTests runs them).
         .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"]),

@@ -37,6 +37,10 @@ public struct Batcher {
     public private(set) var epoch = -1
     /// The order of the current epoch: example indices.
     public private(set) var order: [Int]
+    /// Data parallelism: this process's rank and the number of ranks. Each batch is then this
+    /// rank's share of the global batch `next()` would give a single process (same order):
+    /// `shareRange(rows:rank:of:)`.
+    public private(set) var shard = (rank: 0, count: 1)
 
     private var position = 0
     private var batchIndex = 0
@@ -73,6 +77,24 @@ public struct Batcher {
         lookup = normalization.table
     }
 
+    /// Makes `next()` return rank `rank`'s share of each batch of `count` ranks.
+    /// - Throws: `invalidArgument` unless 0 ≤ rank < count.
+    public mutating func setShard(rank: Int, of count: Int) throws {
+        guard count >= 1, rank >= 0, rank < count else {
+            throw BackpropError.invalidArgument("Batcher: rank \(rank) of \(count) ranks is out of range")
+        }
+        shard = (rank, count)
+    }
+
+    /// The rows of a global batch of `rows` that rank `rank` of `count` takes: consecutive
+    /// stretches in rank order, the first `rows % count` ranks one row more than the others
+    /// (`rows` = 10, 4 ranks: 3, 3, 2, 2). A rank may get none when `rows` < `count`.
+    public static func shareRange(rows: Int, rank: Int, of count: Int) -> Range<Int> {
+        let base = rows / count, extra = rows % count
+        let start = rank * base + Swift.min(rank, extra)
+        return start..<(start + base + (rank < extra ? 1 : 0))
+    }
+
     /// Batches per epoch: ⌈count / batchSize⌉, or ⌊count / batchSize⌋ with `dropLast`.
     public var batchesPerEpoch: Int {
         dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
@@ -99,12 +121,18 @@ public struct Batcher {
         if epoch < 0 { startEpoch(0) }
         let remaining = dataset.count - position
         guard remaining > 0, !(dropLast && remaining < batchSize) else { return nil }
-        let b = min(batchSize, remaining)
-        input.resize(to: b == batchSize ? fullShape : lastShape)
+        let globalRows = min(batchSize, remaining)
+        let share = Batcher.shareRange(rows: globalRows, rank: shard.rank, of: shard.count)
+        let b = share.count
+        if shard.count == 1 {
+            input.resize(to: b == batchSize ? fullShape : lastShape)
+        } else {
+            input.resize(to: layout.shape(batch: b, for: dataset))
+        }
         labelBuffer.removeAll(keepingCapacity: true)
 
         let f = dataset.featureCount
-        let start = position
+        let start = position + share.lowerBound
         let destination = input.data
         dataset.images.withUnsafeBufferPointer { images in
             lookup.withUnsafeBufferPointer { table in
@@ -127,9 +155,10 @@ public struct Batcher {
         dataset.labels.withUnsafeBufferPointer { labels in
             for r in 0..<b { labelBuffer.append(Int32(labels[order[start + r]])) }
         }
-        position += b
+        position += globalRows
         defer { batchIndex += 1 }
-        return Batch(input: input, labels: labelBuffer, indices: order[start..<(start + b)], index: batchIndex)
+        return Batch(input: input, labels: labelBuffer, indices: order[start..<(start + b)], index: batchIndex,
+                     globalCount: globalRows)
     }
 
     // MARK: - Shuffling (kept here, not in the standard library, so orders never change with Swift)
@@ -234,14 +263,18 @@ public struct Batch {
     /// Float targets `[B] + targetShape` when the data set has them (a `TensorDataset` with
     /// values; `labels` is then empty), else nil. The loader's own buffer, like `input`.
     public let targets: Tensor?
-    /// B: `batchSize`, or fewer for the last batch of an epoch.
+    /// B: `batchSize`, or fewer for the last batch of an epoch (with a shard: this rank's share).
     public var count: Int { indices.count }
+    /// The rows of the whole batch over all ranks (`count` without a shard).
+    public let globalCount: Int
 
-    init(input: Tensor, labels: [Int32], indices: ArraySlice<Int>, index: Int, targets: Tensor? = nil) {
+    init(input: Tensor, labels: [Int32], indices: ArraySlice<Int>, index: Int, targets: Tensor? = nil,
+         globalCount: Int? = nil) {
         self.input = input
         self.labels = labels
         self.indices = indices
         self.index = index
         self.targets = targets
+        self.globalCount = globalCount ?? indices.count
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backprop
 import BackpropData
+import BackpropMPI
 import BackpropOptim
 import Foundation
 
@@ -19,7 +20,7 @@ struct Train: ParsableCommand {
     @Option(help: "Momentum (sgd, rmsprop).") var momentum: Float = 0.9
     @Option(help: "Weight decay.") var weightDecay: Float = 0
     @Option(help: "Learning-rate schedule over epochs: cosine, step, none.") var schedule = "cosine"
-    @Option(help: "Batch size.") var batch = 128
+    @Option(help: "Batch size (under mpirun: the global batch, split over the ranks).") var batch = 128
     @Option(help: "Epochs.") var epochs = 10
     @Option(name: .customLong("seed"), help: "Seed for initialisation, shuffling and dropout (default 1; --resume keeps the checkpoint's).") var seedOption: UInt64?
     @Option(help: "OpenBLAS threads (default: OpenBLAS's choice).") var threads: Int?
@@ -55,6 +56,8 @@ struct Train: ParsableCommand {
     func run() throws {
         BLAS.ensureReady()
         if let threads { BLAS.threadCount = threads }
+        // Under mpirun: one rank of data-parallel training (DistributedTraining.swift).
+        if let world = try Communicator.launchedByMPI() { return try runDistributed(world) }
         let session = try TrainingSession(options: self)
         try session.run()
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backprop
 import BackpropData
+import BackpropMPI
 import BackpropOptim
 import Foundation
 
@@ -23,10 +24,14 @@ final class TrainingSession {
     /// as the interrupted one would have.
     var seed: UInt64 = 1
     var progress = ProgressLine()
+    /// Under `mpirun`: the communicator and the data-parallel wrapper (see Distributed).
+    var distributed: Distributed?
+    /// Rank 0, or the only process: prints and writes files.
+    var isPrimary: Bool { (distributed?.rank ?? 0) == 0 }
     /// `--tensorboard`: the event-file log (TensorBoardLog.swift).
     var board: TrainingBoard?
 
-    init(options: Train) throws {
+    init(options: Train, communicator: Communicator? = nil) throws {
         self.options = options
         let (fullTrain, testSet) = try DataSources.load(data: options.data, train: options.trainFile, test: options.testFile)
         train = options.limit > 0 && options.limit < fullTrain.count ? try fullTrain.subset(0..<options.limit) : fullTrain
@@ -38,7 +43,7 @@ final class TrainingSession {
             model = loaded.model
             let stored = loaded.metadata["backprop.seed"].flatMap(UInt64.init)
             seed = stored ?? options.seedOption ?? 1
-            if let stored, let given = options.seedOption, given != stored {
+            if let stored, let given = options.seedOption, given != stored, (communicator?.rank ?? 0) == 0 {
                 FileHandle.standardError.write(Data("warning: \(resume) was trained with --seed \(stored); resuming with it, not \(given)\n".utf8))
             }
             guard architecture.inputFeatures == train.featureCount else {
@@ -66,6 +71,12 @@ final class TrainingSession {
             throw ValidationError("the model has \(architecture.outputs) outputs but the labels have \(classes) classes")
         }
         loss = try SoftmaxCrossEntropy(labelSmoothing: options.labelSmoothing)
+        if let world = communicator {
+            try Distributed.checkConsistency(world, train: train, test: test, model: model,
+                                             optimizerState: optimizer.state, options: options)
+            distributed = Distributed(world: world, ddp: try DataParallel(model, communicator: world))
+            if world.rank != 0 { return }   // only rank 0 writes files
+        }
         // Probe each output with as many bytes as it will hold (the checkpoint also holds the
         // optimizer state), so a read-only folder or a full disk stops the run before training.
         let modelBytes = model.stateDict.reduce(0) { $0 + $1.1.count * 4 } + 65536
@@ -146,11 +157,15 @@ final class TrainingSession {
     func run() throws {
         if startEpoch == options.epochs + 1, options.resume != nil {
             // Killed after the last checkpoint but before the model file: just write it.
+            guard isPrimary else { return }
             try ModelFile.save(model, architecture: architecture, to: options.out, metadata: runMetadata())
             if !options.json { print("all \(options.epochs) epochs were done; model written to \(options.out)") }
             return
         }
         if startEpoch > options.epochs {
+            if distributed != nil {
+                throw CollectiveError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
+            }
             throw ValidationError("\(options.resume ?? ""): already trained \(startEpoch - 1) epochs; ask for more with --epochs")
         }
         let parameters = model.namedParameters
@@ -158,13 +173,17 @@ final class TrainingSession {
         model.needsInputGradient = false  // δ of the data is never used: skip that product
         // Convolutional and recurrent layers run each batch as concurrent slices, one per thread
         // (their per-image and per-step products are too small for BLAS's own threads).
-        model.useThreads(options.threads ?? BLAS.processorCount)
-        ParallelChunks.maximumThreads = options.threads ?? BLAS.processorCount  // optimizer steps
+        let threadCount = options.threads ?? (distributed != nil ? Distributed.defaultThreads() : BLAS.processorCount)
+        model.useThreads(threadCount)
+        ParallelChunks.maximumThreads = threadCount  // optimizer steps
         let clipNorm = self.clipNorm
         var batcher = try Batcher(train, batchSize: options.batch, shuffle: true, seed: seed,
                                   layout: architecture.batchLayout)
+        if let d = distributed { try batcher.setShard(rank: d.rank, of: d.size) }
+        var firstStep = true
         try board?.start(model: model, architecture: architecture, test: test, settings: boardSettings(), step: startEpoch - 1)
         for epoch in startEpoch...options.epochs {
+            distributed?.testHookAtEpochStart(epoch)
             let lr = learningRate(epoch: epoch)
             optimizer.learningRate = lr
             model.train()
@@ -176,13 +195,29 @@ final class TrainingSession {
             while let b = batcher.next() {
                 batchIndex += 1
                 optimizer.zeroGrad()
-                let output = try model.forward(b.input)
-                let (value, delta) = try loss(output, labels: b.labels)
-                guard value.isFinite else {
-                    if options.skipNonfinite { skipped += 1; continue }
-                    throw TrainingFailure("loss is \(value) at epoch \(epoch), batch \(batchIndex) (\(nonFiniteLayer(b.input)))")
+                var value: Float = 0, output: Tensor?
+                if let d = distributed {
+                    // Every rank takes part in every reduction, even with no rows (zero gradients)
+                    // or a non-finite loss (a NaN δ makes the reduced gradients NaN on every rank,
+                    // so every rank takes the same branch of the checks below).
+                    if b.count == 0 { try d.ddp.contributeNothing() } else {
+                        let y = try model.forward(b.input)
+                        let (v, delta) = try loss(y, labels: b.labels)
+                        if !v.isFinite { delta.data.update(repeating: .nan, count: delta.count) }
+                        _ = try d.ddp.backward(delta, weight: Float(b.count) / Float(b.globalCount))
+                        value = v; output = y
+                    }
+                    try d.ddp.waitForGradients()
+                } else {
+                    let y = try model.forward(b.input)
+                    let (v, delta) = try loss(y, labels: b.labels)
+                    guard v.isFinite else {
+                        if options.skipNonfinite { skipped += 1; continue }
+                        throw TrainingFailure("loss is \(v) at epoch \(epoch), batch \(batchIndex) (\(nonFiniteLayer(b.input)))")
+                    }
+                    _ = try model.backward(delta)
+                    value = v; output = y
                 }
-                _ = try model.backward(delta)
                 // One vectorised pass per gradient gives both its norm (logged per epoch) and the
                 // health check: the sum of squares is NaN or ∞ exactly when the gradient is.
                 var badGradient: String?
@@ -195,6 +230,9 @@ final class TrainingSession {
                 }
                 if let bad = badGradient {
                     if options.skipNonfinite { skipped += 1; continue }
+                    if distributed != nil {
+                        throw CollectiveError("gradient of \(bad) (averaged over the ranks) is not finite at epoch \(epoch), batch \(batchIndex)")
+                    }
                     throw TrainingFailure("gradient of \(bad) (layer \(bad.split(separator: ".").first ?? "?")) is not finite at epoch \(epoch), batch \(batchIndex)")
                 }
                 normCount += 1
@@ -202,19 +240,34 @@ final class TrainingSession {
                                 parameters: parameters)
                 if let maxNorm = clipNorm { _ = try clipGradNorm(parameterList, maxNorm: maxNorm) }
                 try optimizer.step()
+                if firstStep { firstStep = false; distributed?.testHookAfterFirstStep(model) }
                 let n = b.labels.count
                 lossSum += Double(value) * Double(n)
-                correct += countCorrect(output, b.labels)
+                if let output { correct += countCorrect(output, b.labels) }
                 seen += n
+                guard isPrimary else { continue }
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 progress.update(epoch: epoch, epochs: options.epochs, batch: batchIndex, batches: batches,
                                 loss: lossSum / Double(max(seen, 1)), imagesPerSecond: Double(seen) / max(elapsed, 1e-9),
                                 elapsed: elapsed)
             }
+            if let d = distributed {
+                (lossSum, correct, seen) = try d.reduceMetrics(lossSum, correct, seen)
+                skipped = Int(try d.world.allreduce([Double(skipped)], .max)[0])
+            }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if let d = distributed { d.reportWaiting(epoch: epoch, seconds: seconds) }
             progress.clear()
-            let (testLoss, testAccuracy) = try evaluate(model, on: test, batchSize: max(options.batch, 256), loss: loss,
+            let testLoss: Double, testAccuracy: Double
+            if let d = distributed {
+                try d.ddp.averageBuffers()
+                try d.ddp.checkReplicasAgree(context: "after epoch \(epoch)")
+                (testLoss, testAccuracy) = try d.evaluate(model, on: test, batchSize: max(options.batch, 256), loss: loss,
+                                                         layout: architecture.batchLayout)
+            } else {
+                (testLoss, testAccuracy) = try evaluate(model, on: test, batchSize: max(options.batch, 256), loss: loss,
                                                         layout: architecture.batchLayout)
+            }
             var norms: [String: Double] = [:]
             for (i, p) in parameters.enumerated() { norms[p.name] = normSums[i] / Double(max(normCount, 1)) }
             let record = EpochRecord(epoch: epoch, train_loss: lossSum / Double(max(seen, 1)),
@@ -223,11 +276,13 @@ final class TrainingSession {
                                      images_per_second: Double(seen) / max(seconds, 1e-9),
                                      learning_rate: Double(lr), gradient_norms: norms)
             records.append(record)
+            guard isPrimary else { continue }
             emit(record, skipped: skipped)
             try board?.epoch(record, model: model, parameters: parameters)
             try saveCheckpoint(epoch: epoch)
             if let report = options.report { try writeReport(to: report) }
         }
+        guard isPrimary else { return }
         try ModelFile.save(model, architecture: architecture, to: options.out, metadata: runMetadata())
         try board?.close()
         if !options.json, let last = records.last {

@@ -159,6 +159,12 @@ final class ReadmeCommandTests: XCTestCase {
             }
             if first.hasPrefix("scripts/") { return try scriptProblems(first, rest) }
             if first == "backprop" || first.hasSuffix("/backprop") { return try backpropProblems(rest) }
+            if first == "mpirun" {   // `mpirun [options] backprop SUB …`: the backprop part is checked
+                guard let i = rest.firstIndex(where: { $0 == "backprop" || $0.hasSuffix("/backprop") }) else {
+                    return ["mpirun starts no backprop"]
+                }
+                return try backpropProblems(Array(rest[(i + 1)...]))
+            }
             guard first == "swift", rest.first == "run" else { return [] }
             rest.removeFirst()
             var package = ReadmeCommandTests.root

@@ -142,3 +142,51 @@ final class BatcherTests: XCTestCase {
         XCTAssertEqual(sub.labels, [2, 0]); XCTAssertEqual(sub.images, [20, 21, 22, 255, 30, 31, 32, 255])
     }
 }
+
+/// The data-parallel split of a global batch: consecutive rows in rank order, the first
+/// `rows % ranks` ranks one row more, and the shares together are exactly the unsharded batch.
+final class BatcherShardTests: XCTestCase {
+    func testShareRangesCoverTheBatchInRankOrder() {
+        XCTAssertEqual((0..<4).map { Batcher.shareRange(rows: 10, rank: $0, of: 4) }, [0..<3, 3..<6, 6..<8, 8..<10])
+        XCTAssertEqual((0..<3).map { Batcher.shareRange(rows: 2, rank: $0, of: 3) }, [0..<1, 1..<2, 2..<2])
+        for rows in 0...20 {
+            for ranks in 1...7 {
+                let shares = (0..<ranks).map { Batcher.shareRange(rows: rows, rank: $0, of: ranks) }
+                XCTAssertEqual(shares.first?.lowerBound, 0)
+                XCTAssertEqual(shares.last?.upperBound, rows)
+                for (a, b) in zip(shares, shares.dropFirst()) { XCTAssertEqual(a.upperBound, b.lowerBound) }
+                XCTAssertLessThanOrEqual((shares.map(\.count).max() ?? 0) - (shares.map(\.count).min() ?? 0), 1)
+            }
+        }
+    }
+
+    func testShardedBatchesAreTheSingleProcessBatchesSplit() throws {
+        var rng = SeededGenerator(seed: 4)
+        let n = 37, f = 4
+        let data = try Dataset(images: (0..<(n * f)).map { _ in UInt8(rng.next() % 256) },
+                               labels: (0..<n).map { UInt8($0 % 10) }, rows: 2, columns: 2)
+        var whole = try Batcher(data, batchSize: 10, shuffle: true, seed: 3)
+        whole.startEpoch(2)
+        var parts = try (0..<3).map { r -> Batcher in
+            var b = try Batcher(data, batchSize: 10, shuffle: true, seed: 3)
+            try b.setShard(rank: r, of: 3)
+            b.startEpoch(2)
+            return b
+        }
+        while let w = whole.next() {
+            var labels: [Int32] = [], values: [Float] = []
+            let expected = Array(UnsafeBufferPointer(start: w.input.data, count: w.input.count))
+            let wholeLabels = w.labels
+            for r in 0..<3 {
+                guard let p = parts[r].next() else { return XCTFail("rank \(r) ran out of batches") }
+                XCTAssertEqual(p.globalCount, w.count)
+                labels += p.labels
+                values += Array(UnsafeBufferPointer(start: p.input.data, count: p.input.count))
+            }
+            XCTAssertEqual(labels, wholeLabels)
+            XCTAssertEqual(values, expected)
+        }
+        for r in 0..<3 { XCTAssertNil(parts[r].next()) }
+        XCTAssertThrowsError(try parts[0].setShard(rank: 3, of: 3))
+    }
+}

@@ -102,6 +102,17 @@ public final class Sequential: LayerContainer {
         return try forwardPlan.backward(layers, outputGradient, container: summary)
     }
 
+    /// `backward`, calling `finished(i)` each time layers `i…` have run theirs, last layer first:
+    /// their parameters' gradients are then final (data-parallel training starts reducing them
+    /// while the earlier layers run, as PyTorch's DDP does from its gradient hooks).
+    public func backward(_ outputGradient: Tensor, finished: (Int) throws -> Void) throws -> Tensor {
+        if let repeated { throw repeatedInstanceError(summary, repeated) }
+        guard let forwardPlan else {
+            throw BackpropError.invalidUse(where: summary, detail: "backward called before a forward that completed")
+        }
+        return try forwardPlan.backward(layers, outputGradient, container: summary, finished: finished)
+    }
+
     /// Runs forward and returns a copy of every layer's output, in order, each labelled
     /// `"<index>: <summary>"` (`"0: Dense(4 → 3)"`) — the activations a learner wants to look at.
     /// Copies, because each layer overwrites its output buffer on the next call.

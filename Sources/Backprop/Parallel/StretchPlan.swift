@@ -114,7 +114,9 @@ final class StretchPlan {
 
     /// Runs `layers` backward, in reverse, with the same stretches, after checking that no layer ran
     /// another forward since this plan's (`container` names the model in the error).
-    func backward(_ layers: [Layer], _ outputGradient: Tensor, container: @autoclosure () -> String) throws -> Tensor {
+    /// `finished(i)` follows each step: layers i… have run their backward.
+    func backward(_ layers: [Layer], _ outputGradient: Tensor, container: @autoclosure () -> String,
+                  finished: (Int) throws -> Void = { _ in }) throws -> Tensor {
         for output in outputs { _ = try output.peek(container()) }
         var g = outputGradient, i = layers.count, next = stretches.count - 1
         while i > 0 {
@@ -126,6 +128,7 @@ final class StretchPlan {
                 i -= 1
                 g = try layers[i].backward(g)
             }
+            try finished(i)
         }
         return g
     }
