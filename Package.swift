@@ -47,9 +47,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"]),
-        .executableTarget(name: "attention-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "autoencoder-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
+        .executableTarget(name: "regression-example", dependencies: ["Backprop", "BackpropOptim"], path: "Examples/regression-example"),
+        .executableTarget(name: "attention-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"], path: "Examples/attention-example"),
+        .executableTarget(name: "autoencoder-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"], path: "Examples/autoencoder-example"),
         .executableTarget(name: "mpi-bench", dependencies: ["BackpropMPI"]),
         .testTarget(name: "BackpropTests", dependencies: ["Backprop", "BackpropOptim"], resources: [.copy("Fixtures")]),
         .testTarget(name: "BackpropDataTests", dependencies: ["BackpropData", "Backprop"], resources: [.copy("Fixtures")]),
@@ -57,11 +57,11 @@ let package = Package(
         .testTarget(name: "BackpropMPITests", dependencies: ["BackpropMPI", "Backprop"]),
         .testTarget(name: "BackpropCLITests", dependencies: ["backprop", "Backprop", "BackpropData"], resources: [.copy("Fixtures")]),
         // Library examples (each a short program using only the public API; ExamplesTests runs them).
-        .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"]),
-        .executableTarget(name: "custom-layer-example", dependencies: ["Backprop"]),
-        .executableTarget(name: "mnist-library-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "lstm-sequence-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "sgd-schedule-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"]),
-        .executableTarget(name: "pytorch-import-example", dependencies: ["Backprop"]),
+        .executableTarget(name: "xor-example", dependencies: ["Backprop", "BackpropOptim"], path: "Examples/xor-example"),
+        .executableTarget(name: "custom-layer-example", dependencies: ["Backprop"], path: "Examples/custom-layer-example"),
+        .executableTarget(name: "mnist-library-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"], path: "Examples/mnist-library-example"),
+        .executableTarget(name: "lstm-sequence-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"], path: "Examples/lstm-sequence-example"),
+        .executableTarget(name: "sgd-schedule-example", dependencies: ["Backprop", "BackpropOptim", "BackpropData"], path: "Examples/sgd-schedule-example"),
+        .executableTarget(name: "pytorch-import-example", dependencies: ["Backprop"], path: "Examples/pytorch-import-example"),
     ]
 )

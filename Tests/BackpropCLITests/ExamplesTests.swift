@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// The library examples (`Sources/*-example`, built with the tests) run and succeed: each exits
+/// The library examples (`Examples/`, built with the tests) run and succeed: each exits
 /// non-zero when its result is wrong (XOR not learned, a gradient check or accuracy too low, a
 /// loss that differs from PyTorch's).
 final class ExamplesTests: XCTestCase {
@@ -44,7 +44,7 @@ final class ExamplesTests: XCTestCase {
     func testExamplesAreShort() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         for name in ["xor", "custom-layer", "mnist-library", "lstm-sequence", "sgd-schedule", "pytorch-import"] {
-            let text = try String(contentsOf: root.appendingPathComponent("Sources/\(name)-example/main.swift"), encoding: .utf8)
+            let text = try String(contentsOf: root.appendingPathComponent("Examples/\(name)-example/main.swift"), encoding: .utf8)
             XCTAssertLessThanOrEqual(text.split(separator: "\n", omittingEmptySubsequences: false).count, 61, name)
         }
     }
