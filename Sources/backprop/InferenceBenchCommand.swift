@@ -48,8 +48,9 @@ struct BenchInfer: ParsableCommand {
         layer.isTraining = false
         if let saveModel { try ModelFile.save(layer, architecture: architecture, to: saveModel) }
         var rng = SeededGenerator(seed: seed &+ 1)
-        let one = try Tensor(zeros: architecture.inputShape(batch: 1)); one.fillUniform(0, 1, using: &rng)
         let many = try Tensor(zeros: architecture.inputShape(batch: batch)); many.fillUniform(0, 1, using: &rng)
+        let one = try Tensor(zeros: architecture.inputShape(batch: 1))   // the batch's first sample
+        one.data.update(from: many.data, count: one.count)
         if let saveIo {
             let out = try layer.predict(many).copy()
             try SafetensorsFile(tensors: ["input": many, "output": out]).write(to: saveIo)
