@@ -101,7 +101,7 @@ public final class ProductsFloor {
                 groups.append((i..<(i + 1), false)); i += 1
             }
         }
-        var bufferIndex = 0
+        let bufferIndex = 0
         func phase(_ g: (layers: Range<Int>, sliced: Bool), forward: Bool) {
             let count = g.sliced ? BatchSlices.count(threads: model.threads, items: n) : 1
             var slices: [[ProductCall]] = [], buffers: [[Int]] = []
