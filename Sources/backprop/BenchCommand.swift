@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backprop
+import BackpropOptim
 import Foundation
 
 /// `backprop bench`: what BLAS buys. Each matrix product of a training step of the 784→256
@@ -14,6 +15,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Size of the extra square product (0 to skip).") var square = 1024
     @Flag(help: "Skip timing the Prescott kernels.") var noCoreComparison = false
     @Flag(help: "Print one JSON object instead of a table.") var json = false
+    @Flag(help: "Time a LeNet training step (batch --batch) against its matrix products alone (the same sgemm calls, nothing else).")
+    var lenet = false
+    @Option(help: "Timed repetitions with --lenet (median reported).") var reps = 15
 
     struct Row: Codable {
         var product: String
@@ -30,11 +34,13 @@ struct Bench: ParsableCommand {
         guard batch > 0, batch <= 65536 else { throw ValidationError("--batch must be in 1…65536") }
         guard square >= 0, square <= 4096 else { throw ValidationError("--square must be in 0…4096") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard reps > 0, reps <= 100_000 else { throw ValidationError("--reps must be in 1…100000") }
     }
 
     func run() throws {
         let selection = BLAS.ensureReady()
         if let threads { BLAS.threadCount = threads }
+        if lenet { return try runLeNet() }
         let n = batch, inF = 784, outF = 256
         var rng = SeededGenerator(seed: 1)
         func filled(_ shape: [Int]) throws -> Tensor { let t = try Tensor(zeros: shape); t.fillUniform(-1, 1, using: &rng); return t }
@@ -89,6 +95,52 @@ struct Bench: ParsableCommand {
                   + pad(r.blas_prescott_gflops.map { String(format: "%.1f", $0) } ?? "-", 10)
                   + String(format: "%.0f×", r.speedup_over_naive))
         }
+    }
+
+    /// `--lenet`: the training step as `train` runs it (batch slices on every core, Adam) and
+    /// its products alone (`ProductsFloor`), alternating, medians of `reps`.
+    private func runLeNet() throws {
+        let model = try Architectures.leNet(seed: 1)
+        model.useThreads(threads ?? BLAS.processorCount)
+        model.needsInputGradient = false   // as in training
+        var rng = SeededGenerator(seed: 2)
+        let x = try Tensor(zeros: [batch, 1, 28, 28]); x.fillUniform(0, 1, using: &rng)
+        let labels = (0..<batch).map { Int32($0 % 10) }
+        let loss = try SoftmaxCrossEntropy()
+        let adam = try Adam(parameters: model.parameters)
+        let floor = try ProductsFloor(trainingStepOf: model, inputShape: x.shape)
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+        var steps: [Double] = [], passes: [Double] = [], products: [Double] = []
+        for rep in 0...reps {
+            let t0 = now()
+            model.zeroGrad()
+            _ = try model.backward(try loss(try model.forward(x), labels: labels).gradient)
+            let t1 = now()
+            try adam.step()
+            let t2 = now()
+            try floor.run()
+            let t3 = now()
+            if rep == 0 { continue }   // warm-up
+            steps.append(Double(t2 - t0) / 1e6); passes.append(Double(t1 - t0) / 1e6); products.append(Double(t3 - t2) / 1e6)
+        }
+        func med(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        let calls = floor.calls
+        let gflop = 2 * Double(calls.reduce(0) { $0 + $1.multiplyAdds }) / 1e9
+        let step = med(steps), pass = med(passes), alone = med(products)
+        if json {
+            let object: [String: Any] = [
+                "model": "lenet", "batch": batch, "threads": model.threads, "core": BLAS.coreName, "reps": reps,
+                "step_ms": step, "forward_backward_ms": pass, "products_alone_ms": alone, "products": calls.count,
+                "gflop_per_step": gflop, "step_over_floor": step / alone, "products_gflops": gflop / (alone / 1e3),
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("LeNet training step, batch \(batch), \(model.threads) batch slices, OpenBLAS \(BLAS.coreName); medians of \(reps), alternating")
+        print(String(format: "step %.2f ms (forward+loss+backward %.2f ms, Adam %.2f ms)   products alone %.2f ms: %d sgemm calls, %.2f GFLOP, %.1f GFLOP/s",
+                     step, pass, step - pass, alone, calls.count, gflop, gflop / (alone / 1e3)))
+        print(String(format: "step / products alone %.2f×  (forward+backward / products %.2f×)", step / alone, pass / alone))
     }
 
     private func pad(_ s: String, _ width: Int) -> String {

@@ -7,7 +7,7 @@ struct BackpropCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backprop",
         abstract: "Train, evaluate and inspect neural networks whose every matrix product runs through OpenBLAS sgemm.",
-        subcommands: [Train.self, Eval.self, Predict.self, Grads.self, GraphCommand.self, Info.self, Bench.self, BenchRecurrent.self],
+        subcommands: [Train.self, Eval.self, Predict.self, Grads.self, GraphCommand.self, Info.self, Bench.self, BenchRecurrent.self, BenchInfer.self],
         defaultSubcommand: nil)
 }
 

@@ -44,4 +44,26 @@ let benchmarks: @Sendable () -> Void = {
         }
         blackHole(mlp.lastLoss)
     }
+    // Inference through Layer.predict (evaluation mode) of the models `backprop bench-infer`
+    // measures: one sample per call and a batch of 256. mallocCountTotal is 0 once warm for the
+    // MLP and the LSTM (run with OPENBLAS_NUM_THREADS=1 to leave out OpenBLAS's thread server, see
+    // above); LeNet's 2 per image are OpenBLAS's (its SkylakeX small-matrix NN kernel mallocs).
+    for (name, architecture) in InferenceCase.architectures {
+        guard let c = try? InferenceCase(name, architecture) else {
+            print("TrainingStep: could not build \(name)")
+            continue
+        }
+        Benchmark("predict \(name) 1 sample",
+                  configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
+                                       timeUnits: .microseconds, warmupIterations: 3,
+                                       maxDuration: .seconds(2), maxIterations: 20000)) { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try c.predictOne()) }
+        }
+        Benchmark("predict \(name) b256",
+                  configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
+                                       timeUnits: .microseconds, warmupIterations: 3,
+                                       maxDuration: .seconds(2), maxIterations: 2000)) { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(try c.predictBatch()) }
+        }
+    }
 }

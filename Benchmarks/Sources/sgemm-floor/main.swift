@@ -7,6 +7,8 @@ import Foundation
 //   2. the engine's training step — Dense/ReLU/Sequential + softmax cross-entropy + SGD on a
 //      fixed batch (no data loading, shuffling or metrics),
 // alternated for --repeats rounds; prints medians and the ratio step/floor.
+// --lenet: the same for LeNet (batch 128, batch slices on --threads or every core, Adam): the
+// step against ProductsFloor, the sgemm calls the step issues alone; 20 steps per round.
 //
 //     swift run -c release --package-path Benchmarks sgemm-floor [--repeats 3] [--threads N] [--json]
 
@@ -14,13 +16,14 @@ struct Options {
     var repeats = 3
     var threads: Int?
     var json = false
+    var lenet = false
 }
 
 func parseOptions() -> Options {
     var o = Options()
     var args = CommandLine.arguments.dropFirst()
     func usage(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("sgemm-floor: \(message)\nusage: sgemm-floor [--repeats N] [--threads N] [--json]\n".utf8))
+        FileHandle.standardError.write(Data("sgemm-floor: \(message)\nusage: sgemm-floor [--lenet] [--repeats N] [--threads N] [--json]\n".utf8))
         exit(2)
     }
     func intValue(_ flag: String) -> Int {
@@ -32,6 +35,7 @@ func parseOptions() -> Options {
         case "--repeats": o.repeats = intValue(a)
         case "--threads": o.threads = intValue(a)
         case "--json": o.json = true
+        case "--lenet": o.lenet = true
         case "-h", "--help": usage("help")
         default: usage("unknown argument \(a)")
         }
@@ -43,7 +47,34 @@ let options = parseOptions()
 let selection = BLAS.ensureReady()
 if let threads = options.threads { BLAS.threadCount = threads }
 
+/// `--lenet`: the LeNet step against its products alone, alternating rounds of 20 steps.
+func runLeNet() throws {
+    let engine = try LeNetTrainingStep(threads: options.threads ?? BLAS.processorCount)
+    for _ in 0..<3 { try engine.step(); try engine.floor.run() }
+    var floorTimes: [Double] = [], stepTimes: [Double] = []
+    for _ in 0..<options.repeats {
+        floorTimes.append(try seconds { for _ in 0..<20 { try engine.floor.run() } } / 20)
+        stepTimes.append(try seconds { for _ in 0..<20 { try engine.step() } } / 20)
+    }
+    let f = median(floorTimes), s = median(stepTimes)
+    if options.json {
+        let object: [String: Any] = [
+            "model": "lenet", "blas_core": selection.active, "batch_slices": engine.model.threads,
+            "floor_ms_per_step": f * 1e3, "step_ms_per_step": s * 1e3, "step_over_floor": s / f,
+            "floor_gflops": engine.flops / f / 1e9, "sgemm_calls_per_step": engine.floor.calls.count,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    } else {
+        print("LeNet, batch 128, OpenBLAS core \(selection.active), \(engine.model.threads) batch slices; medians of \(options.repeats) rounds of 20 steps")
+        print(String(format: "products alone (%d sgemm calls/step): %.2f ms/step (%.1f GFLOP/s)", engine.floor.calls.count, f * 1e3, engine.flops / f / 1e9))
+        print(String(format: "engine training step                : %.2f ms/step", s * 1e3))
+        print(String(format: "ratio step / products alone         : %.2f", s / f))
+    }
+}
+
 do {
+    if options.lenet { try runLeNet(); exit(0) }
     let floor = try SGEMMFloorStep()
     let engine = try MLPTrainingStep()
     // Warm-up: size every buffer (both batch sizes) and let OpenBLAS start its threads.

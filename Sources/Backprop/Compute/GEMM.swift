@@ -97,6 +97,10 @@ public func gemm(_ a: Matrix, transposeA: Bool = false,
         }
         return
     }
+    if let recorder = gemmRecorder {
+        recorder.record(ProductCall(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                    lda: a.stride, ldb: b.stride, ldc: c.stride, beta: beta))
+    }
     cblas_sgemm(CblasRowMajor,
                 transposeA ? CblasTrans : CblasNoTrans,
                 transposeB ? CblasTrans : CblasNoTrans,

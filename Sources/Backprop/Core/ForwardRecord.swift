@@ -72,7 +72,7 @@ struct ForwardRecord {
 /// the input, γ for batch norm), so an optimizer step or a write to a value between a forward and
 /// its backward (PyTorch: "modified by an inplace operation") is refused, not computed with the
 /// new values. Optimizers mark the values they update (`Tensor.markChanged`).
-struct ParameterRecords {
+final class ParameterRecords {
     private let parameters: [Parameter]
     private var records: [ForwardRecord]
 
@@ -81,8 +81,10 @@ struct ParameterRecords {
         records = [ForwardRecord](repeating: ForwardRecord(), count: parameters.count)
     }
 
-    /// Notes every value as it is now (at forward).
-    mutating func save() {
+    /// Notes every value as it is now (at forward). (A class: a layer keeps it in a `lazy var`,
+    /// and a struct there would be copied out and back on every mutation, its records array
+    /// reallocated by copy-on-write on every forward.)
+    func save() {
         for i in parameters.indices { records[i].save(parameters[i].value) }
     }
 

@@ -21,7 +21,10 @@ public final class Flatten: BatchSliceable {
             throw BackpropError.shapeMismatch(where: summary, detail: "expected input [N, …] with at least 2 dimensions, got \(x.shape)")
         }
         let n = x.shape[0]
-        output.becomeView(of: x, shape: [n, n == 0 ? x.shape.dropFirst().reduce(1, *) : x.count / n])
+        let m = n == 0 ? x.shape.dropFirst().reduce(1, *) : x.count / n
+        // The output's own shape array when it already is [n, m]: no array built per call.
+        let same = output.rank == 2 && output.shape[0] == n && output.shape[1] == m
+        output.becomeView(of: x, shape: same ? output.shape : [n, m])
         inputShape = x.shape
         backwardDone = false
         return output

@@ -10,8 +10,11 @@ extension MaxPool2D: BatchSliceable {
     public func setFusion(_ fusion: Fusion) { self.fusion = fusion }
 
     public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
-        let outShape = try geometry.outputShape(for: x.shape, layer: summary)
-        output.resize(to: outShape)
+        if let previous = inputShape, previous == x.shape, output.rank == 4, output.shape[0] == x.shape[0], output.shape[1] == x.shape[1] {
+            output.markChanged()   // same input shape: the output is sized (no shape array built per call)
+        } else {
+            output.resize(to: try geometry.outputShape(for: x.shape, layer: summary))
+        }
         if argmaxCapacity < output.count {
             argmax.deallocate()
             argmax = .allocate(capacity: output.count)

@@ -44,19 +44,16 @@ extension Tensor {
 }
 
 extension Layer {
-    /// Runs `forward` in evaluation mode (dropout off, BatchNorm's running statistics) and
-    /// restores the previous mode; the output is copied, so it outlives the next forward.
+    /// The model's output for `input` in evaluation mode, copied so that it outlives the next
+    /// forward (`evaluationForward` without the copy).
     public func inferenceOutput(_ input: Tensor) throws -> Tensor {
-        let wasTraining = isTraining
-        isTraining = false
-        defer { isTraining = wasTraining }
-        return try forward(input).copy()
+        try evaluationForward(input).copy()
     }
 
     /// The class each sample of the batch `input` is predicted to be: the argmax of the model's
     /// `[N, C]` output, in evaluation mode.
     public func predict(_ input: Tensor) throws -> [Int] {
-        let out = try inferenceOutput(input)
+        let out = try evaluationForward(input)
         guard out.rank == 2 else {
             throw BackpropError.shapeMismatch(where: "predict", detail: "\(summary) gives \(out.shape); [N, classes] expected")
         }
@@ -66,7 +63,7 @@ extension Layer {
     /// Class probabilities `[N, C]` for the batch `input`: softmax of the model's output, in
     /// evaluation mode.
     public func predictProbabilities(_ input: Tensor) throws -> Tensor {
-        try inferenceOutput(input).softmaxRows()
+        try evaluationForward(input).softmaxRows()
     }
 
     /// The class and the class probabilities of one sample, given without its batch dimension

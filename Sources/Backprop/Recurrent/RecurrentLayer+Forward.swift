@@ -15,7 +15,7 @@ extension RecurrentLayer {
     public func forward(_ x: Tensor) throws -> Tensor {
         try checkInput(x, initialHidden: initialHidden, initialCell: initialCell)
         savedOutput.clear()   // the buffers are about to change: no backward until this forward completes
-        let y = try tape.forward(x, initialHidden: initialHidden, initialCell: initialCell, threads: threads, name: summary)
+        let y = try tape.forward(x, initialHidden: initialHidden, initialCell: initialCell, threads: threads, name: cachedSummary)
         savedInput.save(x)
         parametersAtForward.save()
         savedOutput.save(y)
@@ -38,7 +38,7 @@ extension RecurrentLayer {
             throw BackpropError.shapeMismatch(
                 where: summary, detail: "input \(x.shape) has no \(t == 0 ? "time steps (T = 0)" : "samples (N = 0)")")
         }
-        let stateShape = [numLayers, n, hiddenSize]
+        var stateShape: [Int] { [numLayers, n, hiddenSize] }   // built only when a state is given
         if let h0 = initialHidden, h0.shape != stateShape {
             throw BackpropError.shapeMismatch(
                 where: summary, detail: "initial hidden state must be [numLayers, N, H] = \(stateShape) for input \(x.shape), got \(h0.shape)")

@@ -233,6 +233,16 @@ public class RecurrentLayer: Layer {
         }
     }
 
+    /// `summary` for the forward pass's error messages, built once per configuration (a string
+    /// built on every call would be a heap allocation per prediction).
+    var cachedSummary: String {
+        if let c = summaryCache, c.returnSequences == returnSequences, c.truncation == truncation { return c.text }
+        let text = summary
+        summaryCache = (returnSequences, truncation, text)
+        return text
+    }
+    private var summaryCache: (returnSequences: Bool, truncation: Int?, text: String)?
+
     public var summary: String {
         "\(cell.name)(\(inputSize) → \(hiddenSize)\(numLayers > 1 ? ", \(numLayers) layers" : "")"
             + "\(returnSequences ? ", sequences" : ", last step")"
