@@ -75,16 +75,16 @@ public final class Variable {
         self.parameter = parameter
     }
 
-    init(value: Tensor, node: Node) {
+    init(value: Tensor, node: Node, requiresGrad: Bool = true) {
         self.value = value
-        self.requiresGrad = true
+        self.requiresGrad = requiresGrad
         self.node = node
     }
 
     /// The value's shape.
     public var shape: [Int] { value.shape }
     /// True for a variable no recorded op made (PyTorch's `is_leaf`).
-    public var isLeaf: Bool { node == nil }
+    public var isLeaf: Bool { node == nil || !requiresGrad }
     /// The name of the op that made this value (PyTorch's `grad_fn`), nil for a leaf.
     public var op: String? { node?.op }
     /// The inputs of the op that made this value (empty for a leaf).
@@ -141,16 +141,16 @@ public final class Variable {
     }
 
     /// The graph under this value in topological order (every value after its inputs), following
-    /// only the inputs that need a gradient. Iterative depth-first search: a long chain of ops
-    /// does not grow the call stack.
-    func topologicalOrder() -> [Variable] {
+    /// only the inputs that need a gradient (`all`: every input, as a captured forward replays
+    /// them). Iterative depth-first search: a long chain of ops does not grow the call stack.
+    func topologicalOrder(all: Bool = false) -> [Variable] {
         var order: [Variable] = []
         var visited: Set<ObjectIdentifier> = [ObjectIdentifier(self)]
         var stack: [(variable: Variable, next: Int)] = [(self, 0)]
         while let (v, next) = stack.popLast() {
             guard let node = v.node else { order.append(v); continue }
             var k = next
-            while k < node.inputs.count && !node.needsGrad[k] { k += 1 }
+            while k < node.inputs.count && !(all || node.needsGrad[k]) { k += 1 }
             if k < node.inputs.count {
                 stack.append((v, k + 1))
                 let input = node.inputs[k]
@@ -169,35 +169,12 @@ public final class Variable {
                 detail: "this value requires no grad and was recorded by no op (made under noGrad, "
                     + "or only from values with requiresGrad false)")
         }
-        let order = topologicalOrder()
-        // Every saved tensor is checked before any gradient is written: a refused backward leaves
-        // every `grad` as it was.
-        for v in order { try v.node?.checkSaved() }
-        var pending: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
-        for v in order.reversed() {
-            guard let g = pending.removeValue(forKey: ObjectIdentifier(v)) else { continue }
-            guard let node = v.node else {
-                if v.requiresGrad { try v.accumulate(g) }
-                continue
-            }
-            if v.retainsGrad { try v.accumulate(g) }
-            let inputGradients = try node.backward(g, node.needsGrad)
-            for (k, input) in node.inputs.enumerated() where node.needsGrad[k] {
-                guard k < inputGradients.count, let gk = inputGradients[k] else { continue }
-                guard gk.shape == input.value.shape else {
-                    throw BackpropError.invalidUse(
-                        where: node.op,
-                        detail: "backward produced a gradient of shape \(gk.shape) for input \(k) of shape \(input.shape) (a bug in the op)")
-                }
-                let id = ObjectIdentifier(input)
-                // Gradients may be shared between inputs (`+` hands dC to both): sums are fresh.
-                pending[id] = pending[id].map { sumOfTensors($0, gk) } ?? gk
-            }
-        }
+        var plan = BackwardPlan(from: self)
+        try plan.run(seed)
     }
 
     /// grad += g (grad = a copy of g the first time: `g` may be shared with other inputs).
-    private func accumulate(_ g: Tensor) throws {
+    fileprivate func accumulate(_ g: Tensor) throws {
         if let parameter {   // into the parameter's gradient, as a layer's backward adds into it
             let (buffer, beta) = parameter.gradientForAccumulation()
             guard buffer.shape == g.shape else {
@@ -218,9 +195,66 @@ public final class Variable {
     }
 }
 
+/// The order backward visits a graph in, with where each node's inputs sit in it: worked out once
+/// per backward, or once per capture (`CapturedGraph` keeps its plan and runs it every step, so a
+/// replayed backward builds no order, set or dictionary). `run` walks the order from the result
+/// back, handing each node ∂L/∂out and passing its input gradients on; gradients that meet at one
+/// value are summed into a fresh tensor (an op may hand the same tensor to two inputs).
+struct BackwardPlan {
+    let order: [Variable]
+    /// For the node at position p, the position of each of its inputs (−1: not followed).
+    let inputSlots: [[Int]]
+    /// The gradient reaching each position during a run; empty between runs.
+    private var pending: [Tensor?]
+
+    init(from root: Variable) {
+        order = root.topologicalOrder()
+        var position: [ObjectIdentifier: Int] = [:]
+        for (p, v) in order.enumerated() { position[ObjectIdentifier(v)] = p }
+        inputSlots = order.map { v in
+            guard let node = v.node else { return [] }
+            return node.inputs.indices.map { k in node.needsGrad[k] ? position[ObjectIdentifier(node.inputs[k])] ?? -1 : -1 }
+        }
+        pending = Array(repeating: nil, count: order.count)
+    }
+
+    /// Every saved tensor is checked before any gradient is written: a refused backward leaves
+    /// every `grad` as it was.
+    mutating func run(_ seed: Tensor) throws {
+        for v in order { try v.node?.checkSaved() }
+        guard let last = order.indices.last else { return }
+        defer { for p in pending.indices { pending[p] = nil } }
+        pending[last] = seed
+        for p in stride(from: last, through: 0, by: -1) {
+            guard let g = pending[p] else { continue }
+            pending[p] = nil
+            let v = order[p]
+            guard let node = v.node else {
+                if v.requiresGrad { try v.accumulate(g) }
+                continue
+            }
+            if v.retainsGrad { try v.accumulate(g) }
+            let inputGradients = try node.backward(g, node.needsGrad)
+            let slots = inputSlots[p]
+            for k in 0..<slots.count where slots[k] >= 0 {
+                guard let gk = inputGradients[k] else { continue }
+                let input = node.inputs[k]
+                guard gk.shape == input.value.shape else {
+                    throw BackpropError.invalidUse(
+                        where: node.op,
+                        detail: "backward produced a gradient of shape \(gk.shape) for input \(k) of shape \(input.shape) (a bug in the op)")
+                }
+                let q = slots[k]
+                // Gradients may be shared between inputs (`+` hands dC to both): sums are fresh.
+                pending[q] = pending[q].map { sumOfTensors($0, gk) } ?? gk
+            }
+        }
+    }
+}
+
 /// A fresh tensor a + b (same shape).
 func sumOfTensors(_ a: Tensor, _ b: Tensor) -> Tensor {
-    let out = Tensor(uninitializedShape: a.shape)
+    let out = graphTensor(a.shape)
     elementwiseAdd(a.data, b.data, into: out.data, count: a.count)
     return out
 }
@@ -241,7 +275,7 @@ struct GradientTarget {
         if let p = input.parameterForGradient, case let (b, β) = p.gradientForSlicedAccumulation(), b.shape == shape {
             (buffer, beta, parameter) = (b, β, p)
         } else {
-            (buffer, beta, parameter) = (Tensor(uninitializedShape: shape), 0, nil)
+            (buffer, beta, parameter) = (graphTensor(shape), 0, nil)
         }
     }
 
@@ -254,25 +288,60 @@ struct GradientTarget {
     }
 }
 
+/// What a node's backward returns: ∂L/∂input for each input, in the inputs' order (nil for an
+/// input that needs none, or whose gradient went straight into its parameter's `grad`). Up to
+/// three are held inline, so returning them allocates nothing; more (a `concat` of many, a
+/// recurrent layer's weights) go in an array.
+struct InputGradients {
+    private var first: Tensor?, second: Tensor?, third: Tensor?
+    private var list: [Tensor?]?
+
+    init(_ a: Tensor?) { first = a }
+    init(_ a: Tensor?, _ b: Tensor?) { (first, second) = (a, b) }
+    init(_ a: Tensor?, _ b: Tensor?, _ c: Tensor?) { (first, second, third) = (a, b, c) }
+    init(_ all: [Tensor?]) { list = all }
+
+    /// The gradient of input k (nil beyond those given).
+    subscript(k: Int) -> Tensor? {
+        if let list { return k < list.count ? list[k] : nil }
+        switch k {
+        case 0: return first
+        case 1: return second
+        case 2: return third
+        default: return nil
+        }
+    }
+}
+
 /// The record of one op in the graph: its name, its inputs (with whether each needs a gradient,
 /// noted at the call), the tensors its backward reads and the backward itself, which maps ∂L/∂out
 /// to ∂L/∂input for each input whose flag is set (nil for the others).
 final class Node {
-    typealias Backward = (_ outputGradient: Tensor, _ needsGrad: [Bool]) throws -> [Tensor?]
+    typealias Backward = (_ outputGradient: Tensor, _ needsGrad: [Bool]) throws -> InputGradients
+    /// Recomputes the op's value (and whatever its backward reads) in place, from its inputs'
+    /// current values: what `CapturedGraph` replays. Nil for an op that cannot be replayed.
+    typealias Forward = () throws -> Void
 
     let op: String
     private(set) var inputs: [Variable]
     let needsGrad: [Bool]
     let backward: Backward
+    let forward: Forward?
     /// Each saved tensor with its storage and version then (PyTorch's saved-tensor version check).
-    private let saved: [(tensor: Tensor, storage: TensorStorage, version: Int, shape: [Int])]
+    private var saved: [(tensor: Tensor, storage: TensorStorage, version: Int, shape: [Int])]
 
-    init(op: String, inputs: [Variable], needsGrad: [Bool], saving: [Tensor], backward: @escaping Backward) {
+    init(op: String, inputs: [Variable], needsGrad: [Bool], saving: [Tensor], forward: Forward?, backward: @escaping Backward) {
         self.op = op
         self.inputs = inputs
         self.needsGrad = needsGrad
+        self.forward = forward
         self.backward = backward
         self.saved = saving.map { ($0, $0.storage, $0.storage.version, $0.shape) }
+    }
+
+    /// After a replayed forward: the saved tensors' current versions are the ones backward may read.
+    func noteSavedVersions() {
+        for i in saved.indices { saved[i].version = saved[i].storage.version }
     }
 
     /// Releases the graph under this node with a loop instead of a recursion: releasing the last
@@ -305,12 +374,23 @@ final class Node {
 extension Variable {
     /// The result of an op: a Variable holding `value`, with a node when recording is on and an
     /// input requires grad (else a plain leaf that requires no grad). `saving` lists the tensors
-    /// `backward` reads, for the version check.
+    /// `backward` reads, for the version check. `forward` recomputes `value` in place from the
+    /// inputs' current values (the op's math, run once here by the op itself and again on every
+    /// replay of a `CapturedGraph`); while a graph is being captured every op records a node,
+    /// also one whose inputs need no gradient, so that the replay recomputes it.
     static func result(_ op: String, _ inputs: [Variable], _ value: Tensor, saving: [Tensor] = [],
-                       backward: @escaping Node.Backward) -> Variable {
-        let needs = inputs.map(\.requiresGrad)
-        guard GradMode.isEnabled, needs.contains(true) else { return Variable(value) }
-        return Variable(value: value, node: Node(op: op, inputs: inputs, needsGrad: needs, saving: saving, backward: backward))
+                       forward: Node.Forward? = nil, backward: @escaping Node.Backward) -> Variable {
+        let enabled = GradMode.isEnabled
+        let needs = enabled ? inputs.map(\.requiresGrad) : Array(repeating: false, count: inputs.count)
+        let recording = enabled && needs.contains(true)
+        if GraphCapture.isCapturing {
+            return Variable(value: value, node: Node(op: op, inputs: inputs, needsGrad: needs, saving: saving,
+                                                     forward: forward, backward: backward),
+                            requiresGrad: recording)
+        }
+        guard recording else { return Variable(value) }
+        return Variable(value: value, node: Node(op: op, inputs: inputs, needsGrad: needs, saving: saving,
+                                                 forward: forward, backward: backward))
     }
 
     /// A one-element constant (shape []) that requires no grad: the Float side of `x * 2`.

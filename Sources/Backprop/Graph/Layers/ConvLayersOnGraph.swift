@@ -14,24 +14,28 @@ extension Conv2D: GraphLayer {
     public func callAsFunction(_ x: Variable) throws -> Variable {
         let pl = try plan(for: x.shape)
         let xv = x.value, w = weight.value, name = summary, hasBias = bias != nil
-        let y = Tensor(uncheckedShape: [pl.n, pl.outChannels, pl.ho, pl.wo])
-        let workspace = SliceBuffers()
-        workspace.prepare(pl, inputGradient: false)
-        try Conv2D.forward(images: 0..<pl.n, x: xv, weight: w, bias: bias?.value, plan: pl, workspace: workspace,
-                           into: y, caller: name)
+        let y = Tensor(uninitializedShape: [pl.n, pl.outChannels, pl.ho, pl.wo])
+        let workspace = SliceBuffers(), b = bias?.value
+        let forward = {
+            workspace.prepare(pl, inputGradient: false)
+            try Conv2D.forward(images: 0..<pl.n, x: xv, weight: w, bias: b, plan: pl, workspace: workspace,
+                               into: y, caller: name)
+        }
+        try forward()
         var inputs = [x, weight.variable]
         if let bias { inputs.append(bias.variable) }
-        return Variable.result(name, inputs, y, saving: [xv, w]) { dy, needs in
-            let dx = needs[0] ? Tensor(uncheckedShape: xv.shape) : nil
-            let dW = Tensor(uncheckedShape: w.shape)                               // zeros
-            let db = hasBias ? Tensor(uncheckedShape: [pl.outChannels]) : nil       // zeros, added into
+        let xShape = xv.shape, wShape = w.shape, bShape = [pl.outChannels]
+        let backWorkspace = SliceBuffers()   // the call's own, kept for a replayed backward
+        return Variable.result(name, inputs, y, saving: [xv, w], forward: forward) { dy, needs in
+            let dx = needs[0] ? graphTensor(xShape, zeroed: true) : nil
+            let dW = graphTensor(wShape, zeroed: true)
+            let db = hasBias ? graphTensor(bShape, zeroed: true) : nil       // added into
             if pl.n > 0 {
-                let workspace = SliceBuffers()
-                workspace.prepare(pl, inputGradient: dx != nil)
-                try Conv2D.backward(images: 0..<pl.n, x: xv, dy: dy, weight: w, plan: pl, workspace: workspace,
+                backWorkspace.prepare(pl, inputGradient: dx != nil)
+                try Conv2D.backward(images: 0..<pl.n, x: xv, dy: dy, weight: w, plan: pl, workspace: backWorkspace,
                                     weightGradient: (dW, 0), biasGradient: db, inputGradient: dx, caller: name)
             }
-            return hasBias ? [dx, dW, db] : [dx, dW]
+            return InputGradients(dx, dW, db)
         }
     }
 }
@@ -52,13 +56,14 @@ extension MaxPool2D: GraphLayer {
     public func callAsFunction(_ x: Variable) throws -> Variable {
         let outShape = try geometry.outputShape(for: x.shape, layer: summary)
         let xv = x.value, inShape = x.shape, g = geometry, images = 0..<inShape[0]
-        let y = Tensor(uncheckedShape: outShape)
+        let y = Tensor(uninitializedShape: outShape)
         let argmax = MaxPoolIndices(count: y.count)
-        MaxPool2D.forward(images: images, x: xv, geometry: g, into: y, argmax: argmax.base)
-        return Variable.result(summary, [x], y) { dy, _ in
-            let dx = Tensor(uncheckedShape: inShape)
+        let forward = { MaxPool2D.forward(images: images, x: xv, geometry: g, into: y, argmax: argmax.base) }
+        forward()
+        return Variable.result(summary, [x], y, forward: forward) { dy, _ in
+            let dx = graphTensor(inShape, zeroed: true)
             MaxPool2D.backward(images: images, dy: dy, argmax: argmax.base, geometry: g, reluMask: nil, into: dx)
-            return [dx]
+            return InputGradients(dx)
         }
     }
 }
@@ -68,12 +73,13 @@ extension AvgPool2D: GraphLayer {
     public func callAsFunction(_ x: Variable) throws -> Variable {
         let outShape = try geometry.outputShape(for: x.shape, layer: summary)
         let inShape = x.shape, g = geometry, includePad = countIncludePad
-        let y = Tensor(uncheckedShape: outShape)
-        AvgPool2D.forward(x.value, geometry: g, countIncludePad: includePad, into: y)
-        return Variable.result(summary, [x], y) { dy, _ in
-            let dx = Tensor(uncheckedShape: inShape)
+        let y = Tensor(uncheckedShape: outShape), xv = x.value
+        let forward = { AvgPool2D.forward(xv, geometry: g, countIncludePad: includePad, into: y) }
+        forward()
+        return Variable.result(summary, [x], y, forward: forward) { dy, _ in
+            let dx = graphTensor(inShape, zeroed: true)
             AvgPool2D.backward(dy, geometry: g, countIncludePad: includePad, into: dx)
-            return [dx]
+            return InputGradients(dx)
         }
     }
 }
@@ -85,24 +91,29 @@ extension BatchNorm: GraphLayer {
     /// with the running statistics. The node keeps its call's x̂ and 1/√(σ² + ε).
     public func callAsFunction(_ x: Variable) throws -> Variable {
         let (n, s) = try layout(x.shape)
-        let training = isTraining
-        let update = training ? try beginTrainingPass(x.shape, n: n, s: s) : nil
+        let training = isTraining, shape = x.shape
         let y = Tensor(uncheckedShape: x.shape), normalized = Tensor(uncheckedShape: x.shape)
         let inverseStd = Tensor(uncheckedShape: [features])
-        let gamma = weight?.value
-        BatchNorm.forward(x.value, n: n, s: s, gamma: gamma, beta: bias?.value, eps: eps,
-                          runningMean: runningMean, runningVar: runningVar, update: update,
-                          into: y, normalized: normalized, invStd: inverseStd)
+        let gamma = weight?.value, beta = bias?.value, xv = x.value, eps = self.eps
+        let runningMean = self.runningMean, runningVar = self.runningVar
+        let forward = {
+            // The running statistics move once per call, and once per replay of it.
+            let update = training ? try self.beginTrainingPass(shape, n: n, s: s) : nil
+            BatchNorm.forward(xv, n: n, s: s, gamma: gamma, beta: beta, eps: eps,
+                              runningMean: runningMean, runningVar: runningVar, update: update,
+                              into: y, normalized: normalized, invStd: inverseStd)
+        }
+        try forward()
         var inputs = [x]
         if let weight, let bias { inputs += [weight.variable, bias.variable] }
-        let affine = inputs.count == 3, c = features
-        return Variable.result(summary, inputs, y, saving: gamma.map { [$0] } ?? []) { dy, needs in
-            let dx = Tensor(uncheckedShape: dy.shape)
-            let dGamma = affine ? Tensor(uncheckedShape: [c]) : nil     // zeros, added into
-            let dBeta = affine ? Tensor(uncheckedShape: [c]) : nil
+        let affine = inputs.count == 3, cShape = [features]
+        return Variable.result(summary, inputs, y, saving: gamma.map { [$0] } ?? [], forward: forward) { dy, needs in
+            let dx = graphTensor(dy.shape)
+            let dGamma = affine ? graphTensor(cShape, zeroed: true) : nil     // added into
+            let dBeta = affine ? graphTensor(cShape, zeroed: true) : nil
             BatchNorm.backward(dy, n: n, s: s, normalized: normalized, invStd: inverseStd, gamma: gamma,
                                trainingStatistics: training, gammaGradient: dGamma, betaGradient: dBeta, into: dx)
-            return affine ? [needs[0] ? dx : nil, dGamma, dBeta] : [dx]
+            return affine ? InputGradients(needs[0] ? dx : nil, dGamma, dBeta) : InputGradients(dx)
         }
     }
 }
@@ -113,19 +124,22 @@ extension Dropout: GraphLayer {
     /// kept by the node; in eval mode the identity (`x` itself, as PyTorch returns its input).
     public func callAsFunction(_ x: Variable) throws -> Variable {
         guard isTraining && p > 0 else { return x }
-        let mask: Tensor
-        if freezeMask {
-            mask = frozenOrFreshMask(for: x.shape).copy()
-        } else {
-            mask = Tensor(uncheckedShape: x.shape)
-            Dropout.drawMask(into: mask, p: p, using: &rng)
+        let mask = Tensor(uninitializedShape: x.shape), y = Tensor(uninitializedShape: x.shape)
+        let xv = x.value, shape = x.shape, frozen = freezeMask, p = self.p
+        let forward = {
+            // A fresh mask per call, and per replay of it (the frozen one with `freezeMask`).
+            if frozen {
+                mask.data.update(from: self.frozenOrFreshMask(for: shape).data, count: mask.count)
+            } else {
+                Dropout.drawMask(into: mask, p: p, using: &self.rng)
+            }
+            elementwiseMultiply(xv.data, mask.data, into: y.data, count: y.count)
         }
-        let y = Tensor(uncheckedShape: x.shape)
-        elementwiseMultiply(x.value.data, mask.data, into: y.data, count: y.count)
-        return Variable.result(summary, [x], y, saving: [mask]) { dy, _ in
-            let dx = Tensor(uncheckedShape: dy.shape)
+        forward()
+        return Variable.result(summary, [x], y, saving: [mask], forward: forward) { dy, _ in
+            let dx = graphTensor(dy.shape)
             elementwiseMultiply(dy.data, mask.data, into: dx.data, count: dy.count)
-            return [dx]
+            return InputGradients(dx)
         }
     }
 }
@@ -134,12 +148,13 @@ extension LeakyReLU: GraphLayer {
     /// Leaky ReLU on the graph (`LeakyReLU.forward`/`backward`, reading the saved input).
     public func callAsFunction(_ x: Variable) throws -> Variable {
         let xv = x.value, a = negativeSlope
-        let y = Tensor(uncheckedShape: x.shape)
-        LeakyReLU.forward(xv, a, into: y)
-        return Variable.result(summary, [x], y, saving: [xv]) { dy, _ in
-            let dx = Tensor(uncheckedShape: dy.shape)
+        let y = Tensor(uninitializedShape: x.shape)
+        let forward = { LeakyReLU.forward(xv, a, into: y) }
+        forward()
+        return Variable.result(summary, [x], y, saving: [xv], forward: forward) { dy, _ in
+            let dx = graphTensor(dy.shape)
             LeakyReLU.backward(xv, dy, a, into: dx)
-            return [dx]
+            return InputGradients(dx)
         }
     }
 }

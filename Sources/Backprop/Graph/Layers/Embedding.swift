@@ -34,16 +34,18 @@ public final class Embedding {
             throw BackpropError.invalidArgument("\(summary): index \(indices[bad]) at position \(bad) is outside 0..<\(count)")
         }
         let d = dimension, n = count, w = weight.value
-        let y = Tensor(uncheckedShape: shape + [d])
+        let y = Tensor(uninitializedShape: shape + [d])
         for (k, i) in indices.enumerated() { (y.data + k * d).update(from: w.data + i * d, count: d) }
-        return Variable.result(summary, [weight.variable], y, saving: [w]) { dy, _ in
-            let dW = Tensor(uncheckedShape: [n, d])
-            dW.fill(0)
+        let wShape = [n, d]
+        // No replay (`forward: nil`): the indices are a Swift array of this call, not an input a
+        // `CapturedGraph` could refresh, so a captured graph with an embedding runs afresh each step.
+        return Variable.result(summary, [weight.variable], y, saving: [w], forward: nil) { dy, _ in
+            let dW = graphTensor(wShape, zeroed: true)
             for (k, i) in indices.enumerated() {
                 let src = dy.data + k * d, dst = dW.data + i * d
                 for j in 0..<d { dst[j] += src[j] }
             }
-            return [dW]
+            return InputGradients(dW)
         }
     }
 }

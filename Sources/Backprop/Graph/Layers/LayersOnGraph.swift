@@ -19,20 +19,22 @@ extension Dense: GraphLayer {
         try requireFeatures(x.value, inFeatures, layer: summary)
         let xv = x.value, w = weight.value, n = xv.rows, out = outFeatures, inF = inFeatures, name = summary
         let y = Tensor(uninitializedShape: [n, out])
-        try Dense.forward(rows: 0..<n, x: xv, weight: w, bias: bias?.value, into: y, caller: name)
-        let hasBias = bias != nil
+        let b = bias?.value
+        let forward = { try Dense.forward(rows: 0..<n, x: xv, weight: w, bias: b, into: y, caller: name) }
+        try forward()
         let weightLeaf = weight.variable, biasLeaf = bias?.variable
         var inputs = [x, weightLeaf]
         if let biasLeaf { inputs.append(biasLeaf) }
-        return Variable.result(name, inputs, y, saving: [xv, w]) { dy, needs in
+        let xShape = xv.shape, wShape = [out, inF], bShape = [out]
+        return Variable.result(name, inputs, y, saving: [xv, w], forward: forward) { dy, needs in
             // dW and db go straight into the parameters' grad (β = 0 or 1), as the layer API writes them.
-            let dx = needs[0] ? Tensor(uninitializedShape: xv.shape) : nil
-            let dW = GradientTarget(for: weightLeaf, shape: [out, inF])
-            let db = biasLeaf.map { GradientTarget(for: $0, shape: [out]) }
+            let dx = needs[0] ? graphTensor(xShape) : nil
+            let dW = GradientTarget(for: weightLeaf, shape: wShape)
+            let db = biasLeaf.map { GradientTarget(for: $0, shape: bShape) }
             if let db, db.beta == 0 { db.buffer.data.update(repeating: 0, count: out) }   // Dense.backward adds into db
             try Dense.backward(rows: 0..<n, x: xv, dy: dy, weight: w, weightGradient: (dW.buffer, dW.beta),
                                biasGradient: db?.buffer, inputGradient: dx, caller: name)
-            return hasBias ? [dx, dW.finish(), db?.finish()] : [dx, dW.finish()]
+            return InputGradients(dx, dW.finish(), db?.finish())
         }
     }
 }

@@ -38,7 +38,13 @@ extension RecurrentLayer: GraphLayer {
         } else {
             tape.lastOutput = Tensor(uncheckedShape: [0])
         }
-        let y = try tape.forward(x.value, initialHidden: hiddenValue, initialCell: cellValue, threads: threads, name: summary)
+        let xv = x.value, threads = self.threads, name = summary
+        let y = try tape.forward(xv, initialHidden: hiddenValue, initialCell: cellValue, threads: threads, name: name)
+        // A replay runs the tape's forward again: it writes into the same tensors (y among them).
+        let forward = {
+            let again = try lease.tape.forward(xv, initialHidden: hiddenValue, initialCell: cellValue, threads: threads, name: name)
+            if again !== y { y.data.update(from: again.data, count: y.count) }
+        }
 
         var inputs = [x]
         if let h0 { inputs.append(h0) }
@@ -49,14 +55,14 @@ extension RecurrentLayer: GraphLayer {
         var saving = weights.flatMap { [$0.weightIH.value, $0.weightHH.value] }
         if case .rnn = cell { saving.append(tape.stages[numLayers - 1].output) }
         let hasHidden = h0 != nil, hasCell = c0 != nil
-        return Variable.result(summary, inputs, y, saving: saving) { dy, needs in
+        return Variable.result(summary, inputs, y, saving: saving, forward: forward) { dy, needs in
             let tape = lease.tape
             let dx = try tape.backward(dy, truncation: truncation, inputGradient: needs[0])
             var gradients: [Tensor?] = [needs[0] ? dx : nil]
             if hasHidden { gradients.append(tape.initialHiddenGradient) }
             if hasCell { gradients.append(tape.initialCellGradient) }
             for s in tape.stages { gradients += s.ownGradients.map { Optional($0) } }
-            return gradients
+            return InputGradients(gradients)
         }
     }
 }

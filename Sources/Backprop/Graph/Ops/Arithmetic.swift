@@ -89,10 +89,9 @@ struct Broadcast {
         }
     }
 
-    /// out[i, j] = f(A at (i, j), B at (i, j)), a fresh tensor of `shape`.
+    /// out[i, j] = f(A at (i, j), B at (i, j)), into `out` of `shape`.
     @inline(__always)
-    func apply(_ x: Tensor, _ y: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
-        let out = Tensor(uncheckedShape: shape)
+    func apply(_ x: Tensor, _ y: Tensor, into out: Tensor, _ f: (Float, Float) -> Float) {
         let pa = x.data, pb = y.data, po = out.data
         if a == .full && b == .full {
             for k in 0..<out.count { po[k] = f(pa[k], pb[k]) }
@@ -101,7 +100,6 @@ struct Broadcast {
                 for j in 0..<columns { po[i * columns + j] = f(pa[index(a, i, j)], pb[index(b, i, j)]) }
             }
         }
-        return out
     }
 
     /// The gradient of an operand read with `role`, of shape `inputShape`, from `grid` (∂L/∂ each
@@ -109,7 +107,7 @@ struct Broadcast {
     /// gradient is `grid` itself.
     func reduce(_ grid: Tensor, to role: BroadcastRole, shape inputShape: [Int]) -> Tensor {
         if role == .full { return grid }
-        let out = Tensor(uncheckedShape: inputShape)
+        let out = graphTensor(inputShape, zeroed: true)
         let g = grid.data, o = out.data
         switch role {
         case .full: break
@@ -132,7 +130,7 @@ struct Broadcast {
     /// A grid tensor with element (i, j) = f(dC[i, j], A at (i, j), B at (i, j)).
     @inline(__always)
     func grid(_ dc: Tensor, _ x: Tensor, _ y: Tensor, _ f: (Float, Float, Float) -> Float) -> Tensor {
-        let out = Tensor(uncheckedShape: shape)
+        let out = graphTensor(shape)
         let pg = dc.data, pa = x.data, pb = y.data, po = out.data
         for i in 0..<rows {
             for j in 0..<columns {
@@ -152,11 +150,14 @@ enum Arithmetic {
     }
 
     static func add(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
-        let c = p.apply(x.value, y.value, +)
+        let (va, vb) = (x.value, y.value)
+        let c = Tensor(uninitializedShape: p.shape)
+        let forward = { p.apply(va, vb, into: c, +) }
+        forward()
         let (sa, sb) = (x.shape, y.shape)
-        return Variable.result("add", [x, y], c) { dc, needs in
-            [needs[0] ? p.reduce(dc, to: p.a, shape: sa) : nil,
-             needs[1] ? p.reduce(dc, to: p.b, shape: sb) : nil]
+        return Variable.result("add", [x, y], c, forward: forward) { dc, needs in
+            InputGradients(needs[0] ? p.reduce(dc, to: p.a, shape: sa) : nil,
+                           needs[1] ? p.reduce(dc, to: p.b, shape: sb) : nil)
         }
     }
 
@@ -166,12 +167,14 @@ enum Arithmetic {
     }
 
     static func subtract(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
-        let c = p.apply(x.value, y.value, -)
-        let (sa, sb) = (x.shape, y.shape)
         let (va, vb) = (x.value, y.value)
-        return Variable.result("sub", [x, y], c) { dc, needs in
-            [needs[0] ? p.reduce(dc, to: p.a, shape: sa) : nil,
-             needs[1] ? p.reduce(p.grid(dc, va, vb) { g, _, _ in -g }, to: p.b, shape: sb) : nil]
+        let c = Tensor(uninitializedShape: p.shape)
+        let forward = { p.apply(va, vb, into: c, -) }
+        forward()
+        let (sa, sb) = (x.shape, y.shape)
+        return Variable.result("sub", [x, y], c, forward: forward) { dc, needs in
+            InputGradients(needs[0] ? p.reduce(dc, to: p.a, shape: sa) : nil,
+                           needs[1] ? p.reduce(p.grid(dc, va, vb) { g, _, _ in -g }, to: p.b, shape: sb) : nil)
         }
     }
 
@@ -182,10 +185,12 @@ enum Arithmetic {
 
     static func multiply(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
         let (va, vb) = (x.value, y.value)
-        let c = p.apply(va, vb, *)
-        return Variable.result("mul", [x, y], c, saving: [va, vb]) { dc, needs in
-            [needs[0] ? p.reduce(p.grid(dc, va, vb) { g, _, b in g * b }, to: p.a, shape: va.shape) : nil,
-             needs[1] ? p.reduce(p.grid(dc, va, vb) { g, a, _ in g * a }, to: p.b, shape: vb.shape) : nil]
+        let c = Tensor(uninitializedShape: p.shape)
+        let forward = { p.apply(va, vb, into: c, *) }
+        forward()
+        return Variable.result("mul", [x, y], c, saving: [va, vb], forward: forward) { dc, needs in
+            InputGradients(needs[0] ? p.reduce(p.grid(dc, va, vb) { g, _, b in g * b }, to: p.a, shape: va.shape) : nil,
+                           needs[1] ? p.reduce(p.grid(dc, va, vb) { g, a, _ in g * a }, to: p.b, shape: vb.shape) : nil)
         }
     }
 
@@ -196,10 +201,12 @@ enum Arithmetic {
 
     static func divide(_ x: Variable, _ y: Variable, _ p: Broadcast) -> Variable {
         let (va, vb) = (x.value, y.value)
-        let c = p.apply(va, vb, /)
-        return Variable.result("div", [x, y], c, saving: [va, vb]) { dc, needs in
-            [needs[0] ? p.reduce(p.grid(dc, va, vb) { g, _, b in g / b }, to: p.a, shape: va.shape) : nil,
-             needs[1] ? p.reduce(p.grid(dc, va, vb) { g, a, b in -g * a / (b * b) }, to: p.b, shape: vb.shape) : nil]
+        let c = Tensor(uninitializedShape: p.shape)
+        let forward = { p.apply(va, vb, into: c, /) }
+        forward()
+        return Variable.result("div", [x, y], c, saving: [va, vb], forward: forward) { dc, needs in
+            InputGradients(needs[0] ? p.reduce(p.grid(dc, va, vb) { g, _, b in g / b }, to: p.a, shape: va.shape) : nil,
+                           needs[1] ? p.reduce(p.grid(dc, va, vb) { g, a, b in -g * a / (b * b) }, to: p.b, shape: vb.shape) : nil)
         }
     }
 }
@@ -228,13 +235,17 @@ extension Variable {
     // −A                   dA = −dC
     /// Negation (cannot fail).
     public static prefix func - (operand: Variable) -> Variable {
-        let out = Tensor(uncheckedShape: operand.shape)
-        let src = operand.value.data, dst = out.data
-        for k in 0..<out.count { dst[k] = -src[k] }
-        return Variable.result("neg", [operand], out) { dc, _ in
-            let dx = Tensor(uncheckedShape: dc.shape)
+        let v = operand.value
+        let out = Tensor(uninitializedShape: v.shape)
+        let forward = {
+            let src = v.data, dst = out.data
+            for k in 0..<out.count { dst[k] = -src[k] }
+        }
+        forward()
+        return Variable.result("neg", [operand], out, forward: forward) { dc, _ in
+            let dx = graphTensor(dc.shape)
             for k in 0..<dc.count { dx.data[k] = -dc.data[k] }
-            return [dx]
+            return InputGradients(dx)
         }
     }
 }

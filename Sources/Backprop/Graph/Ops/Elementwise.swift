@@ -6,62 +6,70 @@ import BackpropKernels
 /// layer's C kernels (`bp_relu`, `bp_relu_backward`), tanh and sigmoid with the layers' per-element
 /// functions, GELU with the layer's own math (`GELU.forward`/`backward`).
 
-/// A fresh tensor of `x`'s shape with y[i] = f(x[i]).
+/// y[i] = f(x[i]) into `y` (x's shape).
 @inline(__always)
-private func map(_ x: Tensor, _ f: (Float) -> Float) -> Tensor {
-    let y = Tensor(uninitializedShape: x.shape)
+private func map(_ x: Tensor, into y: Tensor, _ f: (Float) -> Float) {
     let s = x.data, d = y.data
     for i in 0..<x.count { d[i] = f(s[i]) }
-    return y
 }
 
-/// A fresh tensor with dx[i] = dy[i] · f'(i), f' read from a saved tensor `t`.
+/// A tensor with dx[i] = dy[i] · f'(i), f' read from a saved tensor `t`.
 @inline(__always)
 private func chain(_ dy: Tensor, _ t: Tensor, _ derivative: (Float) -> Float) -> Tensor {
-    let dx = Tensor(uninitializedShape: dy.shape)
+    let dx = graphTensor(dy.shape)
     let g = dy.data, s = t.data, d = dx.data
     for i in 0..<dy.count { d[i] = g[i] * derivative(s[i]) }
     return dx
 }
 
+/// A one-input element-wise op: y = f(x) computed now and on every replay, dx from `backward`.
+@inline(__always)
+private func elementwise(_ op: String, _ x: Variable, saving: (_ x: Tensor, _ y: Tensor) -> Tensor,
+                         _ f: @escaping (Float) -> Float,
+                         backward: @escaping (_ dy: Tensor, _ saved: Tensor) -> Tensor) -> Variable {
+    let v = x.value
+    let y = Tensor(uninitializedShape: v.shape)
+    let forward = { map(v, into: y, f) }
+    forward()
+    let saved = saving(v, y)
+    return Variable.result(op, [x], y, saving: [saved], forward: forward) { dy, _ in InputGradients(backward(dy, saved)) }
+}
+
 // y = eˣ                    dx = dy · y
 /// eˣ element-wise.
 public func exp(_ x: Variable) -> Variable {
-    let y = map(x.value) { expf($0) }
-    return Variable.result("exp", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { $0 }] }
+    elementwise("exp", x, saving: { $1 }, { expf($0) }) { dy, y in chain(dy, y) { $0 } }
 }
 
 // y = ln x                  dx = dy / x
 /// Natural logarithm element-wise (−∞ at 0 and NaN below, as PyTorch).
 public func log(_ x: Variable) -> Variable {
-    let v = x.value
-    let y = map(v) { logf($0) }
-    return Variable.result("log", [x], y, saving: [v]) { dy, _ in [chain(dy, v) { 1 / $0 }] }
+    elementwise("log", x, saving: { x, _ in x }, { logf($0) }) { dy, x in chain(dy, x) { 1 / $0 } }
 }
 
 // y = tanh x                dx = dy · (1 − y²)
 /// Hyperbolic tangent element-wise (libm's `tanhf`, as the `Tanh` layer: the same values).
 public func tanh(_ x: Variable) -> Variable {
-    let y = map(x.value) { tanhf($0) }
-    return Variable.result("tanh", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { 1 - $0 * $0 }] }
+    elementwise("tanh", x, saving: { $1 }, { tanhf($0) }) { dy, y in chain(dy, y) { 1 - $0 * $0 } }
 }
 
 // y = 1 / (1 + e⁻ˣ)         dx = dy · y · (1 − y)
 /// Logistic sigmoid element-wise (`stableSigmoid`, as the `Sigmoid` layer: the same values).
 public func sigmoid(_ x: Variable) -> Variable {
-    let y = map(x.value) { stableSigmoid($0) }
-    return Variable.result("sigmoid", [x], y, saving: [y]) { dy, _ in [chain(dy, y) { $0 * (1 - $0) }] }
+    elementwise("sigmoid", x, saving: { $1 }, { stableSigmoid($0) }) { dy, y in chain(dy, y) { $0 * (1 - $0) } }
 }
 
 // y = max(x, 0)             dx = dy · [y > 0]
 /// Rectified linear unit element-wise (the C kernels; NaN stays NaN).
 public func relu(_ x: Variable) -> Variable {
-    let y = Tensor(uninitializedShape: x.shape)
-    bp_relu(x.value.data, y.data, x.value.count)
-    return Variable.result("relu", [x], y, saving: [y]) { dy, _ in
-        let dx = Tensor(uninitializedShape: dy.shape)
+    let v = x.value
+    let y = Tensor(uninitializedShape: v.shape)
+    let forward = { bp_relu(v.data, y.data, v.count) }
+    forward()
+    return Variable.result("relu", [x], y, saving: [y], forward: forward) { dy, _ in
+        let dx = graphTensor(dy.shape)
         bp_relu_backward(y.data, dy.data, dx.data, dy.count)
-        return [dx]
+        return InputGradients(dx)
     }
 }
 
@@ -71,10 +79,11 @@ public func relu(_ x: Variable) -> Variable {
 public func gelu(_ x: Variable, approximate: GELU.Approximation = .none) -> Variable {
     let v = x.value
     let y = Tensor(uninitializedShape: v.shape)
-    GELU.forward(v, approximate, into: y)
-    return Variable.result("gelu", [x], y, saving: [v]) { dy, _ in
-        let dx = Tensor(uninitializedShape: dy.shape)
+    let forward = { GELU.forward(v, approximate, into: y) }
+    forward()
+    return Variable.result("gelu", [x], y, saving: [v], forward: forward) { dy, _ in
+        let dx = graphTensor(dy.shape)
         GELU.backward(v, dy, approximate, into: dx)
-        return [dx]
+        return InputGradients(dx)
     }
 }

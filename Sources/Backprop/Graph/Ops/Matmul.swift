@@ -40,21 +40,23 @@ private func matrix(_ t: Tensor, _ r: Int, _ c: Int, offset: Int = 0) -> Matrix 
 private func matmulShared(_ a: Variable, _ b: Variable, rows m: Int, shape: [Int]) throws -> Variable {
     let (va, vb) = (a.value, b.value)
     let k = vb.shape[0], n = vb.shape[1]
-    let c = Tensor(uncheckedShape: shape)
-    try gemm(matrix(va, m, k), matrix(vb, k, n), into: matrix(c, m, n), caller: "matmul")
-    return Variable.result("matmul", [a, b], c, saving: [va, vb]) { dc, needs in
+    let c = Tensor(uninitializedShape: shape)
+    let forward = { try gemm(matrix(va, m, k), matrix(vb, k, n), into: matrix(c, m, n), caller: "matmul") }
+    try forward()
+    let shapeA = va.shape, shapeB = vb.shape
+    return Variable.result("matmul", [a, b], c, saving: [va, vb], forward: forward) { dc, needs in
         var da: Tensor?, db: Tensor?
         if needs[0] {
-            let g = Tensor(uncheckedShape: va.shape)
+            let g = graphTensor(shapeA)
             try gemm(matrix(dc, m, n), matrix(vb, k, n), transposeB: true, into: matrix(g, m, k), caller: "matmul backward")
             da = g
         }
         if needs[1] {
-            let g = Tensor(uncheckedShape: [k, n])
+            let g = graphTensor(shapeB)
             try gemm(matrix(va, m, k), transposeA: true, matrix(dc, m, n), into: matrix(g, k, n), caller: "matmul backward")
             db = g
         }
-        return [da, db]
+        return InputGradients(da, db)
     }
 }
 
@@ -63,15 +65,19 @@ private func matmulShared(_ a: Variable, _ b: Variable, rows m: Int, shape: [Int
 private func matmulBatched(_ a: Variable, _ b: Variable) throws -> Variable {
     let (va, vb) = (a.value, b.value)
     let batch = va.shape[0], t = va.shape[1], k = va.shape[2], n = vb.shape[2]
-    let c = Tensor(uncheckedShape: [batch, t, n])
-    for i in 0..<batch {
-        try gemm(matrix(va, t, k, offset: i * t * k), matrix(vb, k, n, offset: i * k * n),
-                 into: matrix(c, t, n, offset: i * t * n), caller: "matmul")
+    let c = Tensor(uninitializedShape: [batch, t, n])
+    let forward = {
+        for i in 0..<batch {
+            try gemm(matrix(va, t, k, offset: i * t * k), matrix(vb, k, n, offset: i * k * n),
+                     into: matrix(c, t, n, offset: i * t * n), caller: "matmul")
+        }
     }
-    return Variable.result("matmul", [a, b], c, saving: [va, vb]) { dc, needs in
+    try forward()
+    let shapeA = va.shape, shapeB = vb.shape
+    return Variable.result("matmul", [a, b], c, saving: [va, vb], forward: forward) { dc, needs in
         var da: Tensor?, db: Tensor?
         if needs[0] {
-            let g = Tensor(uncheckedShape: va.shape)
+            let g = graphTensor(shapeA)
             for i in 0..<batch {
                 try gemm(matrix(dc, t, n, offset: i * t * n), matrix(vb, k, n, offset: i * k * n), transposeB: true,
                          into: matrix(g, t, k, offset: i * t * k), caller: "matmul backward")
@@ -79,13 +85,13 @@ private func matmulBatched(_ a: Variable, _ b: Variable) throws -> Variable {
             da = g
         }
         if needs[1] {
-            let g = Tensor(uncheckedShape: vb.shape)
+            let g = graphTensor(shapeB)
             for i in 0..<batch {
                 try gemm(matrix(va, t, k, offset: i * t * k), transposeA: true, matrix(dc, t, n, offset: i * t * n),
                          into: matrix(g, k, n, offset: i * k * n), caller: "matmul backward")
             }
             db = g
         }
-        return [da, db]
+        return InputGradients(da, db)
     }
 }

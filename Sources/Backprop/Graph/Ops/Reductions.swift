@@ -47,16 +47,20 @@ public func mean(_ x: Variable, axis: Int, keepDim: Bool = false) throws -> Vari
 }
 
 private func reduceAll(_ op: String, _ x: Variable, scale: Double) -> Variable {
-    let v = x.value, p = v.data
-    var s: Double = 0
-    for k in 0..<v.count { s += Double(p[k]) }
+    let v = x.value
     let y = Tensor(uncheckedShape: [])
-    y.data[0] = Float(s * scale)
+    let forward = {
+        let p = v.data
+        var s: Double = 0
+        for k in 0..<v.count { s += Double(p[k]) }
+        y.data[0] = Float(s * scale)
+    }
+    forward()
     let shape = v.shape
-    return Variable.result(op, [x], y) { dy, _ in
-        let dx = Tensor(uncheckedShape: shape)
+    return Variable.result(op, [x], y, forward: forward) { dy, _ in
+        let dx = graphTensor(shape)
         dx.data.update(repeating: Float(Double(dy.data[0]) * scale), count: dx.count)
-        return [dx]
+        return InputGradients(dx)
     }
 }
 
@@ -66,24 +70,27 @@ private func reduceAxis(_ op: String, _ x: Variable, axis: Int, keepDim: Bool, m
     let l = try AxisLayout(op, v.shape, axis: axis)
     let scale = mean ? 1 / Double(l.size) : 1
     let y = Tensor(uncheckedShape: l.reduced(v.shape, keepDim: keepDim))
-    let src = v.data, dst = y.data
-    for o in 0..<l.outer {
-        for i in 0..<l.inner {
-            var s: Double = 0
-            for k in 0..<l.size { s += Double(src[(o * l.size + k) * l.inner + i]) }
-            dst[o * l.inner + i] = Float(s * scale)
+    let forward = {
+        let src = v.data, dst = y.data
+        for o in 0..<l.outer {
+            for i in 0..<l.inner {
+                var s: Double = 0
+                for k in 0..<l.size { s += Double(src[(o * l.size + k) * l.inner + i]) }
+                dst[o * l.inner + i] = Float(s * scale)
+            }
         }
     }
+    forward()
     let shape = v.shape
-    return Variable.result(op, [x], y) { dy, _ in
-        let dx = Tensor(uncheckedShape: shape)
+    return Variable.result(op, [x], y, forward: forward) { dy, _ in
+        let dx = graphTensor(shape)
         let g = dy.data, d = dx.data, s = Float(scale)
         for o in 0..<l.outer {
             for k in 0..<l.size {
                 for i in 0..<l.inner { d[(o * l.size + k) * l.inner + i] = g[o * l.inner + i] * s }
             }
         }
-        return [dx]
+        return InputGradients(dx)
     }
 }
 

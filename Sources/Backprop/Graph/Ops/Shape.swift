@@ -20,12 +20,13 @@ public func reshape(_ x: Variable, _ shape: [Int]) throws -> Variable {
     let y: Tensor
     do { y = try Tensor(zeros: target) } catch { throw mismatch() }
     guard y.count == v.count else { throw mismatch() }
-    y.data.update(from: v.data, count: v.count)
+    let forward = { y.data.update(from: v.data, count: v.count) }
+    forward()
     let original = v.shape
-    return Variable.result("reshape", [x], y) { dy, _ in
-        let dx = Tensor(uncheckedShape: original)
+    return Variable.result("reshape", [x], y, forward: forward) { dy, _ in
+        let dx = graphTensor(original)
         dx.data.update(from: dy.data, count: dy.count)
-        return [dx]
+        return InputGradients(dx)
     }
 }
 
@@ -37,12 +38,14 @@ public func transpose(_ x: Variable) throws -> Variable {
         throw BackpropError.shapeMismatch(where: "transpose", detail: "needs a 2-d value, got \(v.shape)")
     }
     let r = v.shape[0], c = v.shape[1]
-    let y = Tensor(uncheckedShape: [c, r])
-    try transpose(Matrix(v, rows: r, columns: c), into: Matrix(y, rows: c, columns: r), caller: "transpose")
-    return Variable.result("transpose", [x], y) { dy, _ in
-        let dx = Tensor(uncheckedShape: [r, c])
+    let y = Tensor(uninitializedShape: [c, r])
+    let forward = { try transpose(Matrix(v, rows: r, columns: c), into: Matrix(y, rows: c, columns: r), caller: "transpose") }
+    try forward()
+    let original = v.shape
+    return Variable.result("transpose", [x], y, forward: forward) { dy, _ in
+        let dx = graphTensor(original)
         try transpose(Matrix(dy, rows: c, columns: r), into: Matrix(dx, rows: r, columns: c), caller: "transpose backward")
-        return [dx]
+        return InputGradients(dx)
     }
 }
 
@@ -59,12 +62,14 @@ public func transpose(_ x: Variable, _ dim0: Int, _ dim1: Int) throws -> Variabl
         throw BackpropError.shapeMismatch(where: "transpose", detail: "dimensions \(dim0), \(dim1) of a value of shape \(shape)")
     }
     let swap = SwappedAxes(shape, min(d0, d1), max(d0, d1))
-    let y = Tensor(uncheckedShape: swap.result)
-    try swap.apply(x.value, into: y)
-    return Variable.result("transpose", [x], y) { dy, _ in
-        let dx = Tensor(uncheckedShape: shape)
-        try swap.inverse.apply(dy, into: dx)
-        return [dx]
+    let v = x.value, back = swap.inverse
+    let y = Tensor(uninitializedShape: swap.result)
+    let forward = { try swap.apply(v, into: y) }
+    try forward()
+    return Variable.result("transpose", [x], y, forward: forward) { dy, _ in
+        let dx = graphTensor(shape)
+        try back.apply(dy, into: dx)
+        return InputGradients(dx)
     }
 }
 
@@ -134,13 +139,14 @@ public func rows(_ x: Variable, _ range: Range<Int>) throws -> Variable {
     let width = v.shape.dropFirst().reduce(1, *)
     var shape = v.shape
     shape[0] = range.count
-    let y = Tensor(uncheckedShape: shape)
-    y.data.update(from: v.data + range.lowerBound * width, count: range.count * width)
+    let y = Tensor(uninitializedShape: shape)
+    let forward = { y.data.update(from: v.data + range.lowerBound * width, count: range.count * width) }
+    forward()
     let original = v.shape
-    return Variable.result("rows", [x], y) { dy, _ in
-        let dx = Tensor(uncheckedShape: original)   // zero-filled
+    return Variable.result("rows", [x], y, forward: forward) { dy, _ in
+        let dx = graphTensor(original, zeroed: true)
         (dx.data + range.lowerBound * width).update(from: dy.data, count: dy.count)
-        return [dx]
+        return InputGradients(dx)
     }
 }
 
@@ -172,22 +178,26 @@ public func concat(_ xs: [Variable], axis: Int = 0) throws -> Variable {
     var offsets: [Int] = []
     var offset = 0
     for s in sizes { offsets.append(offset); offset += s }
-    for (j, x) in xs.enumerated() {
-        let block = sizes[j] * inner
-        for o in 0..<outer {
-            (y.data + o * total * inner + offsets[j] * inner).update(from: x.value.data + o * block, count: block)
+    let values = xs.map(\.value)   // the closures keep no reference to the inputs themselves
+    let forward = {
+        for (j, v) in values.enumerated() {
+            let block = sizes[j] * inner
+            for o in 0..<outer {
+                (y.data + o * total * inner + offsets[j] * inner).update(from: v.data + o * block, count: block)
+            }
         }
     }
-    let inputCount = xs.count   // the closure keeps no reference to the inputs themselves
-    return Variable.result("concat", xs, y) { dy, needs in
-        (0..<inputCount).map { j -> Tensor? in
+    forward()
+    let inputCount = xs.count
+    return Variable.result("concat", xs, y, forward: forward) { dy, needs in
+        InputGradients((0..<inputCount).map { j -> Tensor? in
             guard needs[j] else { return nil }
-            let dx = Tensor(uncheckedShape: shapes[j])
+            let dx = graphTensor(shapes[j])
             let block = sizes[j] * inner
             for o in 0..<outer {
                 (dx.data + o * block).update(from: dy.data + o * total * inner + offsets[j] * inner, count: block)
             }
             return dx
-        }
+        })
     }
 }
