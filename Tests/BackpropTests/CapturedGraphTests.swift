@@ -137,7 +137,10 @@ final class CapturedGraphTests: XCTestCase {
         let sizes = [4, 4, 3, 3, 4]
         let batches = try sizes.enumerated().map { i, n in [try random([n, 6], seed: 70 + UInt64(i)), try labels(n, classes: 3, seed: 80 + UInt64(i))] }
         let step = try assertReplayMatchesFreshGraph(make, inputs: batches)
-        XCTAssertEqual(step.captures, 3, "4, then 3, then 4 again")
+        XCTAssertEqual(step.captures, 2, "one recording for 4 rows, one for 3, both kept")
+        let one = CapturedGraph(keep: 1, try make().body)
+        for batch in batches { try one.forward(batch) }
+        XCTAssertEqual(one.captures, 3, "keeping one recording: 4, then 3, then 4 again")
     }
 
     /// Once warm, a replay hands back the same value and keeps the same backward buffers.

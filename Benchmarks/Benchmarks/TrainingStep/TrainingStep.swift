@@ -35,6 +35,35 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(graph.lastLoss)
         }
     }
+    // The same step through a `CapturedGraph`: recorded once, then replayed (no allocation once warm).
+    if let graph = try? MLPGraphStep(captured: true) {
+        Benchmark("MLP 784-256-128-10 captured graph step b128",
+                  configuration: .init(metrics: [.wallClock, .throughput, .mallocCountTotal],
+                                       timeUnits: .microseconds, warmupIterations: 1,
+                                       maxDuration: .seconds(2), maxIterations: 5000)) { benchmark in
+            for _ in benchmark.scaledIterations { try graph.step(batch: 128) }
+            blackHole(graph.lastLoss)
+        }
+    }
+    for (name, graph) in [("step", false), ("graph step", true)] {
+        guard let lstm = try? LSTMTrainingStep(graph: graph) else { continue }
+        Benchmark("LSTM 28x28 h128 \(name) b128",
+                  configuration: .init(metrics: [.wallClock, .mallocCountTotal],
+                                       timeUnits: .milliseconds, warmupIterations: 1,
+                                       maxDuration: .seconds(3), maxIterations: 50)) { benchmark in
+            for _ in benchmark.scaledIterations { try lstm.step() }
+            blackHole(lstm.lastLoss)
+        }
+    }
+    if let lstm = try? LSTMTrainingStep(graph: true, captured: true) {
+        Benchmark("LSTM 28x28 h128 captured graph step b128",
+                  configuration: .init(metrics: [.wallClock, .mallocCountTotal],
+                                       timeUnits: .milliseconds, warmupIterations: 1,
+                                       maxDuration: .seconds(3), maxIterations: 50)) { benchmark in
+            for _ in benchmark.scaledIterations { try lstm.step() }
+            blackHole(lstm.lastLoss)
+        }
+    }
     Benchmark("MLP 784-256-128-10 epoch 468x128+96",
               configuration: .init(metrics: [.wallClock, .mallocCountTotal],
                                    timeUnits: .milliseconds, warmupIterations: 1,

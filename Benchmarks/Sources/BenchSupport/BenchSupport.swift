@@ -167,9 +167,14 @@ public final class MLPGraphStep {
     public let optimizer: SGD
     private let inputs: [Int: Tensor]
     private let labels: [Int: [Int]]
+    /// With `captured`: the step through a `CapturedGraph` (recorded once per batch size, then
+    /// replayed), its inputs (batch and class indices as a tensor) made once per batch size.
+    private let captured: CapturedGraph?
+    private let capturedInputs: [Int: [Tensor]]
     public private(set) var lastLoss: Float = 0
 
-    public init(sizes: [Int] = MNISTJob.sizes, batchSizes: [Int] = [MNISTJob.batch, 96], seed: UInt64 = 1) throws {
+    public init(sizes: [Int] = MNISTJob.sizes, batchSizes: [Int] = [MNISTJob.batch, 96], seed: UInt64 = 1,
+                captured: Bool = false) throws {
         // The layer-API step's model, batch and labels for this seed, so both steps do the same work.
         let twin = try MLPTrainingStep(sizes: sizes, batchSizes: batchSizes, seed: seed)
         model = twin.model
@@ -181,15 +186,27 @@ public final class MLPGraphStep {
         }
         self.inputs = inputs
         self.labels = labels
+        var capturedInputs: [Int: [Tensor]] = [:]
+        for (n, x) in inputs { capturedInputs[n] = [x, try Tensor(labels[n, default: []].map(Float.init), shape: [n])] }
+        self.capturedInputs = capturedInputs
+        let model = self.model
+        self.captured = captured ? CapturedGraph { v in try crossEntropy(try model(v[0]), target: v[1]) } : nil
     }
 
     /// zeroGrad, forward on the graph, cross-entropy, backward, SGD step on the prepared batch.
     @inline(__always)
     public func step(batch: Int = MNISTJob.batch) throws {
-        guard let x = inputs[batch], let y = labels[batch] else {
+        guard let x = inputs[batch], let y = labels[batch], let both = capturedInputs[batch] else {
             throw BackpropError.invalidArgument("MLPGraphStep: no batch of \(batch) prepared")
         }
         optimizer.zeroGrad()
+        if let captured {
+            let loss = try captured.forward(both)
+            try captured.backward()
+            try optimizer.step()
+            lastLoss = loss.value.data[0]
+            return
+        }
         let loss = try crossEntropy(try model(Variable(x)), labels: y)
         try loss.backward()
         try optimizer.step()
@@ -205,13 +222,16 @@ public final class LSTMTrainingStep {
     public let model: SequenceClassifier
     public let optimizer: SGD
     public let throughGraph: Bool
+    private let captured: CapturedGraph?
+    private let capturedInputs: [Tensor]
     private let x: Tensor
     private let labels: [Int32]
     private let graphLabels: [Int]
     private let loss = SoftmaxCrossEntropy()
     public private(set) var lastLoss: Float = 0
 
-    public init(graph: Bool, batch: Int = 128, steps: Int = 28, features: Int = 28, hidden: Int = 128, seed: UInt64 = 1) throws {
+    public init(graph: Bool, captured: Bool = false, batch: Int = 128, steps: Int = 28, features: Int = 28, hidden: Int = 128,
+                seed: UInt64 = 1) throws {
         throughGraph = graph
         model = try SequenceClassifier(kind: .lstm, inputSize: features, hiddenSize: hidden, classes: 10, seed: seed)
         model.needsInputGradient = false
@@ -221,11 +241,18 @@ public final class LSTMTrainingStep {
         x.fillUniform(0, 1, using: &rng)
         labels = (0..<batch).map { _ in Int32(rng.next() % 10) }
         graphLabels = labels.map(Int.init)
+        capturedInputs = [x, try Tensor(labels.map(Float.init), shape: [batch])]
+        let model = self.model
+        self.captured = graph && captured ? CapturedGraph { v in try crossEntropy(try model(v[0]), target: v[1]) } : nil
     }
 
     public func step() throws {
         optimizer.zeroGrad()
-        if throughGraph {
+        if let captured {
+            let value = try captured.forward(capturedInputs)
+            try captured.backward()
+            lastLoss = value.value.data[0]
+        } else if throughGraph {
             let value = try crossEntropy(try model(Variable(x)), labels: graphLabels)
             try value.backward()
             lastLoss = try value.item()

@@ -11,12 +11,14 @@ import Foundation
 // Blocks alternate (the order swapped every round) for --repeats rounds; prints the medians, the
 // median of each round's ratio graph/layers, and both final losses (equal: the same training).
 //
-//     swift run -c release --package-path Benchmarks graph-step [--model mlp|lstm] [--repeats 7] [--threads N] [--json]
+// --captured runs the graph path through a `CapturedGraph` (recorded once per batch size, then replayed).
+//
+//     swift run -c release --package-path Benchmarks graph-step [--model mlp|lstm] [--captured] [--repeats 7] [--threads N] [--json]
 
-var repeats = 7, threads: Int?, json = false, only: String?, modelName = "mlp"
+var repeats = 7, threads: Int?, json = false, only: String?, modelName = "mlp", captured = false
 var args = CommandLine.arguments.dropFirst()
 func usage(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("graph-step: \(message)\nusage: graph-step [--model mlp|lstm] [--repeats N] [--threads N] [--json] [--only graph|layers]\n".utf8))
+    FileHandle.standardError.write(Data("graph-step: \(message)\nusage: graph-step [--model mlp|lstm] [--captured] [--repeats N] [--threads N] [--json] [--only graph|layers]\n".utf8))
     exit(2)
 }
 while let a = args.popFirst() {
@@ -28,6 +30,7 @@ while let a = args.popFirst() {
         guard let v = args.popFirst(), v == "mlp" || v == "lstm" else { usage("--model takes mlp or lstm") }
         modelName = v
     case "--json": json = true
+    case "--captured": captured = true   // the graph path through a CapturedGraph (recorded once, replayed)
     case "--only":   // one path alone, for a profiler: graph or layers
         guard let v = args.popFirst(), v == "graph" || v == "layers" else { usage("--only takes graph or layers") }
         only = v
@@ -55,7 +58,7 @@ do {
             return try epochSeconds { try s.step(batch: $0) }
         }
         graphBlock = {
-            let s = try MLPGraphStep()
+            let s = try MLPGraphStep(captured: captured)
             for n in [128, 96, 128] { try s.step(batch: n) }
             defer { lastLosses.1 = s.lastLoss }
             return try epochSeconds { try s.step(batch: $0) }
@@ -63,7 +66,7 @@ do {
         blockName = "epoch of 468 × 128 + 96 steps"
     } else {
         func block(_ graph: Bool) throws -> Double {
-            let s = try LSTMTrainingStep(graph: graph)
+            let s = try LSTMTrainingStep(graph: graph, captured: captured)
             for _ in 0..<2 { try s.step() }
             defer { if graph { lastLosses.1 = s.lastLoss } else { lastLosses.0 = s.lastLoss } }
             return try seconds { for _ in 0..<20 { try s.step() } }

@@ -21,81 +21,106 @@ import Foundation
 /// its constants, and values it made outside ops (a `Variable(tensor)` built inside `body` is a
 /// constant of the capture: pass changing values as inputs). A layer's training flag is read at
 /// the capture: call `recapture()` after switching `isTraining` (or keep one `CapturedGraph` per
-/// mode). Inputs of other shapes (the last, smaller batch of an epoch) are recorded afresh, and
-/// the new shapes kept until the next change. A graph with an op that cannot be replayed (see
+/// mode). Inputs of other shapes (the last, smaller batch of an epoch) get a recording of their
+/// own, kept beside the others (`keep` of them, as `jax.jit` keeps a trace per shape). A graph with an op that cannot be replayed (see
 /// `replayBlocker`) runs `body` afresh on every call: correct, but allocating as an ordinary graph.
 public final class CapturedGraph {
-    private let body: ([Variable]) throws -> Variable
-    private var leaves: [Variable] = []
-    private var forwardOrder: [Node] = []
-    private var plan: BackwardPlan?
-    private var arena = GraphArena()
-    private var seed: Tensor?
-    private var forwardDone = false
-    /// The value of the last forward (the same Variable on every replay); nil before the first.
-    public private(set) var output: Variable?
-    /// How many times `body` has been run (recorded): 1 after a warm run of equal shapes.
-    public private(set) var captures = 0
-    /// The first op of the recorded graph that cannot be replayed (then every call runs `body`
-    /// afresh), nil when the whole graph replays.
-    public private(set) var replayBlocker: String?
+    /// One recording: for one list of input shapes.
+    private final class Recording {
+        let leaves: [Variable]
+        let output: Variable
+        let forwardOrder: [Node]
+        let blocker: String?
+        var plan: BackwardPlan?
+        let arena = GraphArena()
+        var seed: Tensor?
 
-    /// The buffers kept for the backward (for tests: constant once warm).
-    var backwardBufferCount: Int { arena.count }
+        init(leaves: [Variable], output: Variable) {
+            self.leaves = leaves
+            self.output = output
+            forwardOrder = output.topologicalOrder(all: true).compactMap(\.node)
+            blocker = forwardOrder.first(where: { $0.forward == nil })?.op
+        }
+
+        func fits(_ inputs: [Tensor]) -> Bool {
+            inputs.count == leaves.count && zip(inputs, leaves).allSatisfy { $0.shape == $1.value.shape }
+        }
+    }
+
+    private let body: ([Variable]) throws -> Variable
+    /// The recordings, the one used last first (at most `keep`, as `jax.jit` keeps one trace per shape).
+    private var recordings: [Recording] = []
+    private var current: Recording?
+    private var forwardDone = false
+    /// How many recordings (one per list of input shapes) are kept; the least recently used goes.
+    public let keep: Int
+    /// The value of the last forward (the same Variable on every replay of a recording); nil before the first.
+    public var output: Variable? { current?.output }
+    /// How many times `body` has been run to record (once per list of input shapes while they
+    /// stay among the kept recordings).
+    public private(set) var captures = 0
+    /// The first op of the last recording that cannot be replayed (then every call runs `body`
+    /// afresh), nil when the whole graph replays.
+    public var replayBlocker: String? { current?.blocker }
+
+    /// The buffers kept for the last recording's backward (for tests: constant once warm).
+    var backwardBufferCount: Int { current?.arena.count ?? 0 }
 
     /// `body` maps the input leaves (one per tensor given to `forward`, requiring no grad) to the
     /// value backward starts from (a one-element loss, or any value for `backward(gradient:)`).
-    public init(_ body: @escaping ([Variable]) throws -> Variable) {
+    /// `keep`: how many lists of input shapes keep their recording (a training epoch's full
+    /// batches and its last, smaller one are two).
+    public init(keep: Int = 4, _ body: @escaping ([Variable]) throws -> Variable) {
+        self.keep = max(1, keep)
         self.body = body
     }
 
-    /// Forgets the recording: the next `forward` runs `body` again (after changing a layer's
+    /// Forgets every recording: the next `forward` runs `body` again (after changing a layer's
     /// training flag or anything else `body` reads outside its inputs).
     public func recapture() {
-        leaves = []
-        forwardOrder = []
-        plan = nil
-        output = nil
-        arena = GraphArena()
+        recordings = []
+        current = nil
         forwardDone = false
     }
 
     /// Runs the graph on `inputs` (copied into the graph's own input leaves) and returns its
-    /// value: records it on the first call and whenever an input's shape differs from the
-    /// recording's, otherwise replays it. A failing op throws its typed error, as in the graph.
+    /// value: replays the recording made for these input shapes, or records one. A failing op
+    /// throws its typed error, as in the graph (and the recording it failed in is dropped).
     @discardableResult
     public func forward(_ inputs: [Tensor]) throws -> Variable {
         forwardDone = false
-        if let output, replayBlocker == nil, inputs.count == leaves.count,
-           zip(inputs, leaves).allSatisfy({ $0.shape == $1.value.shape }) {
-            for (t, leaf) in zip(inputs, leaves) where t !== leaf.value {
-                leaf.value.data.update(from: t.data, count: t.count)
-                leaf.value.markChanged()
-            }
-            do {
-                for node in forwardOrder { try node.forward?() }
-            } catch {
-                recapture()   // a half-recomputed graph is not kept
-                throw error
-            }
-            for node in forwardOrder { node.noteSavedVersions() }
-            forwardDone = true
-            return output
+        guard let index = recordings.firstIndex(where: { $0.fits(inputs) }), recordings[index].blocker == nil else {
+            return try record(inputs)
         }
-        return try capture(inputs)
+        let r = recordings[index]
+        if index != 0 { recordings.remove(at: index); recordings.insert(r, at: 0) }
+        current = r
+        for (t, leaf) in zip(inputs, r.leaves) where t !== leaf.value {
+            leaf.value.data.update(from: t.data, count: t.count)
+            leaf.value.markChanged()
+        }
+        do {
+            for node in r.forwardOrder { try node.forward?() }
+        } catch {
+            recordings.removeFirst()   // a half-recomputed graph is not kept
+            current = nil
+            throw error
+        }
+        for node in r.forwardOrder { node.noteSavedVersions() }
+        forwardDone = true
+        return r.output
     }
 
-    private func capture(_ inputs: [Tensor]) throws -> Variable {
-        recapture()
+    private func record(_ inputs: [Tensor]) throws -> Variable {
+        recordings.removeAll { $0.fits(inputs) }
+        current = nil
         let leaves = inputs.map { Variable($0.copy()) }
         let result = try GraphCapture.$isCapturing.withValue(true) { try body(leaves) }
         captures += 1
-        let nodes = result.topologicalOrder(all: true).compactMap(\.node)
-        replayBlocker = nodes.first(where: { $0.forward == nil })?.op
-        self.leaves = leaves
-        forwardOrder = nodes
-        output = result
-        seed = nil
+        let r = Recording(leaves: leaves, output: result)
+        recordings.insert(r, at: 0)
+        if recordings.count > keep { recordings.removeLast() }
+        current = r
         forwardDone = true
         return result
     }
@@ -104,28 +129,29 @@ public final class CapturedGraph {
     /// every parameter's `grad` (and into the `grad` of inputs that keep one), as
     /// `Variable.backward()`. `.invalidUse` before a forward, or a second time for one forward.
     public func backward() throws {
-        guard let output else {
+        guard let r = current else {
             throw BackpropError.invalidUse(where: "CapturedGraph.backward", detail: "no forward has run")
         }
-        guard output.value.count == 1 else {
+        guard r.output.value.count == 1 else {
             throw BackpropError.shapeMismatch(where: "CapturedGraph.backward",
-                                              detail: "backward() needs a one-element value (a loss), got shape \(output.shape)")
+                                              detail: "backward() needs a one-element value (a loss), got shape \(r.output.shape)")
         }
-        if seed == nil {
-            let s = Tensor(uncheckedShape: output.shape)
+        if r.seed == nil {
+            let s = Tensor(uncheckedShape: r.output.shape)
             s.data[0] = 1
-            seed = s
+            r.seed = s
         }
-        guard let seed else { return }
+        guard let seed = r.seed else { return }
         try backward(gradient: seed)
     }
 
     /// Backpropagates `gradient` (∂L/∂value, the value's shape) from the last forward's value.
     public func backward(gradient: Tensor) throws {
-        guard let output, forwardDone else {
+        guard let r = current, forwardDone else {
             throw BackpropError.invalidUse(where: "CapturedGraph.backward",
                                            detail: "backward needs a forward first (and runs once per forward)")
         }
+        let output = r.output
         guard gradient.shape == output.shape else {
             throw BackpropError.shapeMismatch(where: "CapturedGraph.backward(gradient:)",
                                               detail: "gradient \(gradient.shape) for a value of shape \(output.shape)")
@@ -135,10 +161,10 @@ public final class CapturedGraph {
                                            detail: "the captured value depends on no parameter or input that requires grad")
         }
         forwardDone = false
-        if replayBlocker != nil { try output.backward(gradient: gradient); return }
-        if plan == nil { plan = BackwardPlan(from: output) }
-        arena.rewind()
-        try GraphArena.using(arena) { try plan?.run(gradient) }
+        if r.blocker != nil { try output.backward(gradient: gradient); return }
+        if r.plan == nil { r.plan = BackwardPlan(from: output) }
+        r.arena.rewind()
+        try GraphArena.using(r.arena) { try r.plan?.run(gradient) }
     }
 }
 

@@ -55,16 +55,23 @@ extension RecurrentLayer: GraphLayer {
         var saving = weights.flatMap { [$0.weightIH.value, $0.weightHH.value] }
         if case .rnn = cell { saving.append(tape.stages[numLayers - 1].output) }
         let hasHidden = h0 != nil, hasCell = c0 != nil
+        let list = GradientList()   // reused by every backward of this call (a replay allocates no array)
         return Variable.result(summary, inputs, y, saving: saving, forward: forward) { dy, needs in
             let tape = lease.tape
             let dx = try tape.backward(dy, truncation: truncation, inputGradient: needs[0])
-            var gradients: [Tensor?] = [needs[0] ? dx : nil]
-            if hasHidden { gradients.append(tape.initialHiddenGradient) }
-            if hasCell { gradients.append(tape.initialCellGradient) }
-            for s in tape.stages { gradients += s.ownGradients.map { Optional($0) } }
-            return InputGradients(gradients)
+            list.items.removeAll(keepingCapacity: true)
+            list.items.append(needs[0] ? dx : nil)
+            if hasHidden { list.items.append(tape.initialHiddenGradient) }
+            if hasCell { list.items.append(tape.initialCellGradient) }
+            for s in tape.stages { for g in s.ownGradients { list.items.append(g) } }
+            return InputGradients(list.items)
         }
     }
+}
+
+/// The input gradients of a recurrent call's backward, in an array kept from one backward to the next.
+final class GradientList {
+    var items: [Tensor?] = []
 }
 
 /// A graph call's hold on its tape: the node's backward closure keeps it, and when the node goes
