@@ -120,7 +120,10 @@ extension Train {
             try session.run()
         } catch let error as CollectiveError {
             world.finalize()
-            if world.rank == 0 { throw error }
+            // One write: mpirun forwards each rank's stderr as it comes and may print its own
+            // notice between two writes of one message ("Error: " and the text, as a thrown
+            // error would be printed).
+            if world.rank == 0 { FileHandle.standardError.write(Data("Error: \(error)\n".utf8)) }
             throw ExitCode(1)
         } catch {
             FileHandle.standardError.write(Data("Error: rank \(world.rank) of \(world.size): \(error)\n".utf8))
