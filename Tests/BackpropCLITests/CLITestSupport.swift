@@ -20,12 +20,22 @@ enum CLI {
         return Bundle.main.bundleURL.appendingPathComponent("backprop")
     }
 
+    /// This process's environment without Open MPI's own variables: a test earlier in this
+    /// process may have started MPI as a singleton (BackpropMPITests), which sets OMPI_*/PMIX_*
+    /// variables; a child `mpirun` (or `backprop`) inheriting them takes itself for a rank of that
+    /// job and fails at once.
+    static var inheritedEnvironment: [String: String] {
+        ProcessInfo.processInfo.environment.filter { key, _ in
+            !["OMPI_", "PMIX_", "ORTE_", "OPAL_", "PRTE_"].contains { key.hasPrefix($0) }
+        }
+    }
+
     @discardableResult
     static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> CLIResult {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
+        var env = CLI.inheritedEnvironment
         for (k, v) in environment { env[k] = v }
         process.environment = env
         let out = Pipe(), err = Pipe()

@@ -29,7 +29,7 @@ final class DistributedTests: XCTestCase {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try mpirunPath())
         process.arguments = ["--oversubscribe"] + arguments
-        var env = ProcessInfo.processInfo.environment
+        var env = CLI.inheritedEnvironment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
