@@ -18,3 +18,8 @@ void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, 
                             long width, long out_height, long out_width) {
     BP_PICK(maxpool2x2_backward)(dy, argmax, y, dx, planes, height, width, out_height, out_width);
 }
+
+void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, long height, long width, long out_height,
+                           long out_width) {
+    BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width);
+}

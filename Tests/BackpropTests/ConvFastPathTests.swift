@@ -2,7 +2,7 @@ import XCTest
 @testable import Backprop
 
 /// The fast paths behind LeNet's speed, each against a plain definition:
-/// - MaxPool2D's 2×2/stride-2 SIMD kernel (8-wide, 4-wide with an overlapping last chunk, and
+/// - MaxPool2D's 2×2/stride-2 C kernels, forward and backward, every version (8-wide, 4-wide with an overlapping last chunk, and
 ///   scalar rows), values and argmax routing, ties (first maximum wins) and NaN (first NaN wins);
 /// - ReLU's SIMD loops on a length that is not a multiple of 8, with NaN, ±0 and negatives;
 /// - Conv2D with `needsInputGradient = false` (same parameter gradients, empty δ of the input)
@@ -32,6 +32,15 @@ final class ConvFastPathTests: XCTestCase {
     }
 
     func testMaxPool2x2FastPathMatchesDefinition() throws {
+        // Under every version of the C kernels this CPU runs (AVX-512, AVX2, baseline).
+        defer { Kernels.limitInstructionSet(to: 4) }
+        for level in KernelVersionTests.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            try checkMaxPool2x2AgainstDefinition(level: level)
+        }
+    }
+
+    private func checkMaxPool2x2AgainstDefinition(level: Int) throws {
         // Widths 6, 10, 28, 32, 34 give 3 (scalar), 5 (4-wide, overlapping), 14 (8-wide,
         // overlapping), 16 (8-wide exactly) and 17 outputs per row; heights include an odd one.
         for (index, (h, w)) in [(4, 6), (6, 10), (28, 28), (5, 32), (4, 34)].enumerated() {
@@ -48,7 +57,7 @@ final class ConvFastPathTests: XCTestCase {
             let expected = referenceMaxPool(x.scalars, planes: planes, h: h, w: w)
             XCTAssertEqual(y.shape, [1, planes, h / 2, w / 2])
             for (i, (a, b)) in zip(y.scalars, expected.values).enumerated() {
-                XCTAssertTrue(a == b || (a.isNaN && b.isNaN), "\(h)×\(w) output \(i): \(a) vs \(b)")
+                XCTAssertTrue(a == b || (a.isNaN && b.isNaN), "level \(level), \(h)×\(w) output \(i): \(a) vs \(b)")
             }
             // Routing: δ j goes to the argmax position of output j, everything else is 0.
             let dy = try Tensor((0..<y.count).map { Float($0 + 1) }, shape: y.shape)
@@ -56,7 +65,7 @@ final class ConvFastPathTests: XCTestCase {
             var expectedDx = [Float](repeating: 0, count: x.count)
             let outPlane = (h / 2) * (w / 2)
             for j in 0..<y.count { expectedDx[(j / outPlane) * h * w + expected.argmax[j]] += Float(j + 1) }
-            XCTAssertEqual(dx.scalars, expectedDx, "\(h)×\(w) routing")
+            XCTAssertEqual(dx.scalars, expectedDx, "level \(level), \(h)×\(w) routing")
         }
     }
 

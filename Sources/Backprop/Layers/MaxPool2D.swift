@@ -73,8 +73,9 @@ public final class MaxPool2D: Layer {
         let first = range.lowerBound * perImage, count = range.count * perImage
         let planeIn = h * w, planeOut = ho * wo
         if twoByTwo {
-            MaxPool2D.forward2x2(src + first * planeIn, planes: count, height: h, width: w, outHeight: ho, outWidth: wo,
-                                 into: dst + first * planeOut, argmax: am + first * planeOut)
+            // C kernel (compare-and-select on 8 or 4 windows at a time, the widest instruction set the CPU has)
+            bp_maxpool2x2_forward(src + first * planeIn, dst + first * planeOut, am + first * planeOut,
+                                  count, h, w, ho, wo)
             return
         }
         for plane in first..<(first + count) {
@@ -93,73 +94,6 @@ public final class MaxPool2D: Layer {
                     }
                     yp[oy * wo + ox] = best
                     ap[oy * wo + ox] = Int32(at)
-                }
-            }
-        }
-    }
-
-    /// The common 2×2, stride 2 case with compare-and-select on 8 (or 4) outputs at a time
-    /// (explicit SIMD, no branches): the first maximum in row-major window order wins, and the
-    /// first NaN. A row's last chunk overlaps the previous one when the width is not a multiple
-    /// of the lanes (it rewrites the same values); rows narrower than 4 outputs go one by one.
-    private static func forward2x2(_ src: UnsafeMutablePointer<Float>, planes: Int, height h: Int, width w: Int,
-                                   outHeight ho: Int, outWidth wo: Int,
-                                   into dst: UnsafeMutablePointer<Float>, argmax am: UnsafeMutablePointer<Int32>) {
-        let lanes8 = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14), lanes4 = SIMD4<Int32>(0, 2, 4, 6)
-        for plane in 0..<planes {
-            let xp = src + plane * h * w, yp = dst + plane * ho * wo, ap = am + plane * ho * wo
-            for oy in 0..<ho {
-                let r0 = xp + 2 * oy * w, r1 = r0 + w, y = yp + oy * wo, a = ap + oy * wo
-                let top = Int32(2 * oy * w), bottom = top + Int32(w)
-                if wo >= 8 {
-                    var ox = 0
-                    while true {
-                        let u = UnsafeRawPointer(r0 + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
-                        let l = UnsafeRawPointer(r1 + 2 * ox).loadUnaligned(as: SIMD16<Float>.self)
-                        let c = lanes8 &+ Int32(2 * ox)
-                        var best = u.evenHalf, at = c &+ top
-                        var v = u.oddHalf, m = (v .> best) .| ((v .!= v) .& (best .== best))
-                        best.replace(with: v, where: m); at.replace(with: c &+ (top + 1), where: m)
-                        v = l.evenHalf; m = (v .> best) .| ((v .!= v) .& (best .== best))
-                        best.replace(with: v, where: m); at.replace(with: c &+ bottom, where: m)
-                        v = l.oddHalf; m = (v .> best) .| ((v .!= v) .& (best .== best))
-                        best.replace(with: v, where: m); at.replace(with: c &+ (bottom + 1), where: m)
-                        VectorLoops.store8(best, y, ox)
-                        UnsafeMutableRawPointer(a + ox).storeBytes(of: at, as: SIMD8<Int32>.self)
-                        if ox + 8 == wo { break }
-                        ox = Swift.min(ox + 8, wo - 8)
-                    }
-                } else if wo >= 4 {
-                    var ox = 0
-                    while true {
-                        let u = UnsafeRawPointer(r0 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self)
-                        let l = UnsafeRawPointer(r1 + 2 * ox).loadUnaligned(as: SIMD8<Float>.self)
-                        let c = lanes4 &+ Int32(2 * ox)
-                        var best = u.evenHalf, at = c &+ top
-                        var v = u.oddHalf, m = (v .> best) .| ((v .!= v) .& (best .== best))
-                        best.replace(with: v, where: m); at.replace(with: c &+ (top + 1), where: m)
-                        v = l.evenHalf; m = (v .> best) .| ((v .!= v) .& (best .== best))
-                        best.replace(with: v, where: m); at.replace(with: c &+ bottom, where: m)
-                        v = l.oddHalf; m = (v .> best) .| ((v .!= v) .& (best .== best))
-                        best.replace(with: v, where: m); at.replace(with: c &+ (bottom + 1), where: m)
-                        VectorLoops.store4(best, y, ox)
-                        UnsafeMutableRawPointer(a + ox).storeBytes(of: at, as: SIMD4<Int32>.self)
-                        if ox + 4 == wo { break }
-                        ox = Swift.min(ox + 4, wo - 4)
-                    }
-                } else {
-                    for ox in 0..<wo {
-                        let c = 2 * ox
-                        var best = r0[c], at = top + Int32(c)
-                        var v = r0[c + 1]
-                        if v > best || (v.isNaN && !best.isNaN) { best = v; at = top + Int32(c + 1) }
-                        v = r1[c]
-                        if v > best || (v.isNaN && !best.isNaN) { best = v; at = bottom + Int32(c) }
-                        v = r1[c + 1]
-                        if v > best || (v.isNaN && !best.isNaN) { best = v; at = bottom + Int32(c + 1) }
-                        y[ox] = best
-                        a[ox] = at
-                    }
                 }
             }
         }

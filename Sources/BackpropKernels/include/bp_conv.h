@@ -26,6 +26,13 @@ void bp_im2col(const bp_conv_geometry *g, const float *x, float *padded, float *
 /// its contents are overwritten. dx, cols and padded must not overlap.
 void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *padded, float *dx);
 
+/// Max-pool 2×2 / stride 2 / no padding forward over `planes` planes of `height × width` pooled
+/// to `out_height × out_width` (floor): y = each window's maximum, argmax = its index inside its
+/// input plane. The first maximum in row-major window order wins, and the first NaN (PyTorch's
+/// rule). x must not overlap y or argmax.
+void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, long height, long width, long out_height,
+                           long out_width);
+
 /// Max-pool 2×2 / stride 2 / no padding backward over `planes` planes of `height × width`
 /// pooled to `out_height × out_width` (floor): dx[argmax of each window] = dy of the window,
 /// every other position 0 (overwrites all of dx). `argmax` holds indices inside each input
