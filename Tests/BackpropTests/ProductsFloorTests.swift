@@ -14,7 +14,7 @@ final class ProductsFloorTests: XCTestCase {
         defer { gemmRecorder = nil }
         model.zeroGrad()
         _ = try model.backward(try loss(try model.forward(x), labels: labels).gradient)
-        return recorder.calls.withLock { $0 }
+        return recorder.calls
     }
 
     private func sorted(_ calls: [ProductCall]) -> [String] { calls.map(\.description).sorted() }
@@ -40,7 +40,7 @@ final class ProductsFloorTests: XCTestCase {
             gemmRecorder = recorder
             try floor.run()
             gemmRecorder = nil
-            XCTAssertEqual(sorted(recorder.calls.withLock { $0 }), sorted(floor.calls), what)
+            XCTAssertEqual(sorted(recorder.calls), sorted(floor.calls), what)
         }
     }
 

@@ -1,4 +1,4 @@
-import Synchronization
+import Foundation
 
 /// One `cblas_sgemm` call as `gemm` issues it (row-major): the transposes, the sizes m×n×k, the
 /// leading dimensions and β.
@@ -31,9 +31,14 @@ public struct ProductCall: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Records every `gemm` call while set (tests compare a training step's calls with a floor's list).
-final class GEMMRecorder: Sendable {
-    let calls = Mutex<[ProductCall]>([])
-    func record(_ call: ProductCall) { calls.withLock { $0.append(call) } }
+/// Calls come from the batch slices' threads: an `NSLock` (a pthread mutex, which ThreadSanitizer
+/// sees; it reported the `Mutex` of the Synchronization module as a race).
+final class GEMMRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [ProductCall] = []
+    func record(_ call: ProductCall) { lock.lock(); list.append(call); lock.unlock() }
+    /// The calls recorded so far.
+    var calls: [ProductCall] { lock.lock(); defer { lock.unlock() }; return list }
 }
 
 /// The recorder `gemm` reports to (nil: nothing recorded, one load per call).
