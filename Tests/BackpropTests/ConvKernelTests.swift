@@ -80,15 +80,20 @@ final class ConvKernelTests: XCTestCase {
     }
 
     func testProductBlocks() {
-        // LeNet conv2 per image: forward / dcols 2.5 M multiply-adds → 3 blocks; dW rows of 37
+        // LeNet conv2 per image: forward 2.5 M multiply-adds → columns padded 196 → 208, blocks
+        // of 64 (64, 64, 64, 16); dcols → 3 blocks of 66; dW rows of 37
+        XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196) == (stride: 208, block: 64))
         XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
         XCTAssertEqual(Conv2D.weightGradientBlock(out: 32, k: 400, terms: 196), 37)
         XCTAssertLessThanOrEqual(37 * 32, Conv2D.smallTNOutputs)
-        // LeNet conv1 (313 K, 400 dW outputs): one product each
+        // LeNet conv1 (313 K, 400 dW outputs): one product each, K = 25 < 32 needs no padding
+        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784) == (stride: 784, block: 784))
+        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785) == (stride: 785, block: 785))
         XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)
         XCTAssertEqual(Conv2D.weightGradientBlock(out: 16, k: 25, terms: 784), 25)
         // leNetWide conv2 (10 M; 64 × 800 dW): too many thin blocks, one packed product
+        XCTAssertTrue(Conv2D.forwardColumns(64, 800, 196) == (stride: 196, block: 196))
         XCTAssertEqual(Conv2D.columnBlock(64, 800, 196), 196)
         XCTAssertEqual(Conv2D.weightGradientBlock(out: 64, k: 800, terms: 196), 800)
         // few terms per output: the small TN kernel is not used, one product
@@ -98,6 +103,55 @@ final class ConvKernelTests: XCTestCase {
             let b = Conv2D.columnBlock(m, k, n)
             XCTAssertLessThanOrEqual(m * k * b, max(Conv2D.productLimit, m * k), "\(m)×\(k)×\(n)")
             XCTAssertGreaterThanOrEqual(b, 1)
+        }
+    }
+
+    /// OpenBLAS's rule (0.3.21, SkylakeX; see `Conv2D.smallKernelColumns`): an untransposed
+    /// product within the small-matrix limit with K ≥ 32 mallocs when its last 1–8 columns are
+    /// left over from runs of 16. No forward product `forwardColumns` plans may do that: over a
+    /// range of shapes, every block is within the limit or the product is one packed call, the
+    /// blocks tile the padded columns, and none allocates. The old 66/66/64 split of LeNet's
+    /// conv2 would fail this.
+    func testForwardBlocksAvoidOpenBLASMallocingTail() {
+        XCTAssertTrue(Conv2D.productAllocates(32, 400, 66))     // the former 66-column blocks
+        XCTAssertTrue(Conv2D.productAllocates(32, 400, 4))
+        XCTAssertFalse(Conv2D.productAllocates(32, 400, 64))
+        XCTAssertFalse(Conv2D.productAllocates(32, 400, 73))    // a masked tail of 9
+        XCTAssertFalse(Conv2D.productAllocates(16, 25, 66))     // K < 32
+        XCTAssertFalse(Conv2D.productAllocates(32, 400, 200))   // above the limit: packed
+        for m in [1, 6, 16, 32, 64] {
+            for k in [1, 25, 31, 32, 150, 400, 800] {
+                for n in [1, 4, 8, 9, 16, 66, 100, 196, 392, 784, 1000] {
+                    let (ld, block) = Conv2D.forwardColumns(m, k, n), what = "\(m)×\(k)×\(n)"
+                    XCTAssertGreaterThanOrEqual(ld, n, what)
+                    XCTAssertLessThan(ld - n, Conv2D.smallKernelColumns, what)
+                    XCTAssertGreaterThanOrEqual(block, 1, what)
+                    for c0 in stride(from: 0, to: ld, by: block) {
+                        let cb = min(block, ld - c0)
+                        XCTAssertFalse(Conv2D.productAllocates(m, k, cb), "\(what): block of \(cb) at \(c0)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The forward products LeNet actually issues (single sample and a batch, one and two images
+    /// per gemm; `gemm`'s record of the calls): none is of the allocating kind.
+    func testLeNetForwardIssuesNoAllocatingProduct() throws {
+        for (batch, imagesPerGemm) in [(1, 1), (3, 1), (3, 2)] {
+            let model = try Architectures.leNet(seed: 1)
+            for case let conv as Conv2D in model.layers { conv.imagesPerGemm = imagesPerGemm }
+            let x = try random([batch, 1, 28, 28], seed: 3)
+            _ = try model.evaluationForward(x)
+            let recorder = GEMMRecorder()
+            gemmRecorder = recorder
+            defer { gemmRecorder = nil }
+            _ = try model.evaluationForward(x)
+            let calls = recorder.calls.withLock { $0 }
+            XCTAssertTrue(calls.contains { $0.m == 32 && $0.k == 400 }, "conv2's products are recorded")
+            for c in calls where !c.transposeA && !c.transposeB {
+                XCTAssertFalse(Conv2D.productAllocates(c.m, c.k, c.n), "batch \(batch), G \(imagesPerGemm): \(c)")
+            }
         }
     }
 

@@ -220,15 +220,13 @@ public final class ProductsFloor {
         var list: [ProductCall] = []
         var done = 0
         while done < images {
-            let gs = Swift.min(pl.g, images - done), ld = gs * p
-            if gs == 1 {
-                let block = Conv2D.columnBlock(out, k, ld)
-                for c0 in Swift.stride(from: 0, to: ld, by: block) {
-                    let cb = Swift.min(block, ld - c0)
-                    list.append(ProductCall(transposeA: false, transposeB: false, m: out, n: cb, k: k, lda: k, ldb: ld, ldc: ld, beta: beta))
-                }
-            } else {
-                list.append(ProductCall(transposeA: false, transposeB: false, m: out, n: ld, k: k, lda: k, ldb: ld, ldc: ld, beta: 0))
+            let gs = Swift.min(pl.g, images - done)
+            let (ld, block) = Conv2D.forwardColumns(out, k, gs * p)
+            let inPlace = gs == 1 && ld == p
+            for c0 in Swift.stride(from: 0, to: ld, by: block) {
+                let cb = Swift.min(block, ld - c0)
+                list.append(ProductCall(transposeA: false, transposeB: false, m: out, n: cb, k: k, lda: k, ldb: ld, ldc: ld,
+                                        beta: inPlace ? beta : 0))
             }
             done += gs
         }

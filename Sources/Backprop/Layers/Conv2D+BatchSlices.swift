@@ -8,9 +8,9 @@ extension Conv2D: BatchSliceable {
 
     /// One slice's working buffers (or one graph call's).
     final class SliceBuffers {
-        let columns = Tensor(uncheckedShape: [0])         // [K, G·P]
+        let columns = Tensor(uncheckedShape: [0])         // [K, G·P], forward's rows padded up to `widestStride`
         let columnGradient = Tensor(uncheckedShape: [0])  // [K, G·P]
-        let scratch = Tensor(uncheckedShape: [0])         // [out, G·P] when G > 1
+        let scratch = Tensor(uncheckedShape: [0])         // [out, widestStride] when G > 1 or forward pads
         let padded = Tensor(uncheckedShape: [0])          // [C, H+2ph, W+2pw]: one zero-bordered image
         let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
 
@@ -20,7 +20,7 @@ extension Conv2D: BatchSliceable {
         func prepare(_ pl: Plan, inputGradient: Bool) {
             let gp = pl.g * pl.p
             if !pl.pointwise {
-                columns.resize(pl.k, gp)
+                columns.resize(pl.k, pl.widestStride)
                 let c = pl.geometry.channels, hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
                 if inputGradient { columnGradient.resize(pl.k, gp); planeGradient.resize(hp, wp) }
                 if padded.rank != 3 || padded.shape[0] != c || padded.shape[1] != hp || padded.shape[2] != wp {
@@ -28,7 +28,9 @@ extension Conv2D: BatchSliceable {
                     padded.fill(0)
                 }
             }
-            if pl.g > 1 { scratch.resize(pl.outChannels, gp) }
+            if pl.g > 1 || Conv2D.forwardColumns(pl.outChannels, pl.k, pl.p).stride != pl.p {
+                scratch.resize(pl.outChannels, pl.widestStride)
+            }
         }
     }
 
@@ -50,6 +52,12 @@ extension Conv2D: BatchSliceable {
     struct Plan {
         var n = 0, h = 0, w = 0, ho = 0, wo = 0
         var k = 0, p = 0, g = 1                 // K = C·kh·kw, P = Ho·Wo, G images per gemm
+        /// The widest row stride the forward's columns and scratch can take (`forwardColumns` of
+        /// at most G·P columns): G·P rounded up to a multiple of 16.
+        var widestStride: Int {
+            let n = Swift.max(g * p, 1), m = Conv2D.smallKernelColumns
+            return (n + m - 1) / m * m
+        }
         var outChannels = 0
         var pointwise = false
         var imageSize = 0, outImageSize = 0     // C·H·W and out·P
@@ -66,7 +74,8 @@ extension Conv2D: BatchSliceable {
         pl.outChannels = outChannels
         pl.imageSize = inChannels * pl.h * pl.w; pl.outImageSize = outChannels * pl.p
         pl.g = groupSize(n: pl.n)
-        pl.pointwise = isPointwise && pl.g == 1
+        // A 1×1 convolution reads the image itself as its columns unless forward must pad them.
+        pl.pointwise = isPointwise && pl.g == 1 && Conv2D.forwardColumns(outChannels, pl.k, pl.p).stride == pl.p
         pl.geometry = bp_conv_geometry(channels: inChannels, height: pl.h, width: pl.w,
                                        kernel_h: kernelSize.height, kernel_w: kernelSize.width,
                                        stride_h: stride.height, stride_w: stride.width,

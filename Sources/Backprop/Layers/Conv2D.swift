@@ -7,7 +7,9 @@ import BackpropKernels
 /// Every product is a `gemm` on im2col columns (products slightly above OpenBLAS's
 /// small-matrix limits cut into blocks, see `productLimit`). For a group of G images (`imagesPerGemm`),
 /// `cols` is `[C·kh·kw, G·Ho·Wo]`: row (c, i, j), column (g, oy, ox) holds
-/// `x[g, c, oy·sh − ph + i, ox·sw − pw + j]` (zero in the padding).
+/// `x[g, c, oy·sh − ph + i, ox·sw − pw + j]` (zero in the padding). In forward its rows may be
+/// padded to a multiple of 16 columns (`forwardColumns`: no product then leaves the tail in which
+/// OpenBLAS mallocs on every call); the padding columns' outputs are discarded.
 ///
 ///     forward   Y   = W·cols + b      [out, G·P] = [out, K]·[K, G·P]     sgemm NoTrans/NoTrans
 ///     backward  dW += dY·colsᵀ        [out, K]   = [out, G·P]·[G·P, K]   sgemm NoTrans/Trans
@@ -17,8 +19,8 @@ import BackpropKernels
 ///
 /// with K = C·kh·kw and P = Ho·Wo. With G = 1 the product writes straight into the image's
 /// slice of Y, which is already `[out, P]`, and the bias is fused by pre-filling Y and running
-/// sgemm with β = 1. With G > 1 the product goes into a scratch `[out, G·P]` that is then
-/// scattered into NCHW with the bias added. The columns are recomputed in backward (cheaper
+/// sgemm with β = 1. With G > 1, or padded columns, the product goes into a scratch
+/// `[out, G·P]` (rows padded as the columns) that is then scattered into NCHW with the bias added. The columns are recomputed in backward (cheaper
 /// than keeping `[K, N·P]` for the whole batch). A 1×1 kernel with stride 1 and no padding skips im2col: the image itself is the
 /// `[C, H·W]` column matrix.
 ///
@@ -223,37 +225,38 @@ public final class Conv2D: Layer {
         let out = output.data, xData = x.data
         var n0 = images.lowerBound
         while n0 < images.upperBound {
-            let gs = min(pl.g, images.upperBound - n0), ld = gs * p
-            // The group's columns [K, gs·P]: the image itself for a pointwise convolution (gs = 1).
+            let gs = min(pl.g, images.upperBound - n0), n = gs * p
+            // The group's columns [K, gs·P], rows `ld` apart (padded so that no product leaves
+            // OpenBLAS's mallocing tail, see `forwardColumns`): the image itself for a pointwise
+            // convolution (gs = 1, never padded: see `plan(for:)`).
+            let (ld, block) = Conv2D.forwardColumns(outChannels, k, n)
             let colsM = pl.pointwise ? Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: ld)
                                      : Matrix(buffers.columns, rows: k, columns: ld)
-            let cols = colsM.base
             if !pl.pointwise {
                 for i in 0..<gs {
-                    im2col(pl, xData + (n0 + i) * pl.imageSize, into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
+                    im2col(pl, xData + (n0 + i) * pl.imageSize, into: colsM.base + i * p, rowStride: ld, padded: buffers.padded.data)
                 }
             }
-            if gs == 1 {
-                let target = out + n0 * pl.outImageSize
-                if let bias {
-                    let b = bias.data
-                    for o in 0..<outChannels { VectorLoops.fill(target + o * p, with: b[o], count: p) }
-                }
-                let block = Conv2D.columnBlock(outChannels, k, ld)
-                for c0 in Swift.stride(from: 0, to: ld, by: block) {
-                    let cb = Swift.min(block, ld - c0)
-                    try gemm(wM, colsM.advanced(by: c0, columns: cb),
-                             into: Matrix(output, offset: n0 * pl.outImageSize + c0, rows: outChannels, columns: cb, stride: ld),
-                             beta: bias == nil ? 0 : 1, caller: caller())
-                }
-            } else {
-                let target = buffers.scratch.data
-                try gemm(wM, colsM, into: Matrix(buffers.scratch, rows: outChannels, columns: ld),
-                         caller: caller())
+            // One image whose columns are not padded: the product lands in Y itself, which is
+            // already [out, P], with the bias pre-filled (β = 1). Otherwise it goes into a
+            // scratch [out, ld] that is scattered into NCHW with the bias added.
+            let inPlace = gs == 1 && ld == p
+            let product = inPlace ? Matrix(output, offset: n0 * pl.outImageSize, rows: outChannels, columns: p)
+                                  : Matrix(buffers.scratch, rows: outChannels, columns: ld)
+            if inPlace, let bias {
+                let b = bias.data
+                for o in 0..<outChannels { VectorLoops.fill(product.base + o * p, with: b[o], count: p) }
+            }
+            for c0 in Swift.stride(from: 0, to: ld, by: block) {
+                let cb = Swift.min(block, ld - c0)
+                try gemm(wM, colsM.advanced(by: c0, columns: cb), into: product.advanced(by: c0, columns: cb),
+                         beta: inPlace && bias != nil ? 1 : 0, caller: caller())
+            }
+            if !inPlace {
                 for i in 0..<gs {
                     let image = out + (n0 + i) * pl.outImageSize
                     for o in 0..<outChannels {
-                        VectorLoops.copy(target + o * ld + i * p, adding: bias?.data[o] ?? 0, to: image + o * p, count: p)
+                        VectorLoops.copy(product.base + o * ld + i * p, adding: bias?.data[o] ?? 0, to: image + o * p, count: p)
                     }
                 }
             }
