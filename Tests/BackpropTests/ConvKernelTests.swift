@@ -147,7 +147,7 @@ final class ConvKernelTests: XCTestCase {
             gemmRecorder = recorder
             defer { gemmRecorder = nil }
             _ = try model.evaluationForward(x)
-            let calls = recorder.calls.withLock { $0 }
+            let calls = recorder.calls
             XCTAssertTrue(calls.contains { $0.m == 32 && $0.k == 400 }, "conv2's products are recorded")
             for c in calls where !c.transposeA && !c.transposeB {
                 XCTAssertFalse(Conv2D.productAllocates(c.m, c.k, c.n), "batch \(batch), G \(imagesPerGemm): \(c)")
