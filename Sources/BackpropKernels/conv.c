@@ -1,6 +1,9 @@
 // Convolution lowering kernels (im2col / col2im), compiled for AVX-512, AVX2 and baseline
 // x86-64 like elementwise.c (see bp_multiversion.h).
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include "bp_conv.h"
 
 #define BP_KERNEL_FILE "conv.inc"

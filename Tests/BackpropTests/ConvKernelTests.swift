@@ -1,5 +1,6 @@
 import XCTest
 @testable import Backprop
+import BackpropKernels
 
 /// The C lowering kernels (`bp_im2col`, `bp_col2im`) under every instruction-set version, the
 /// column-blocked products of Conv2D, and Sequential's sliced stretches (`BatchSliceable`).
@@ -75,6 +76,73 @@ final class ConvKernelTests: XCTestCase {
                 assertClose(y.scalars, expectedY.map { Float($0) }, 1e-4, "\(what): forward")
                 assertClose(dx.scalars, expectedDX.map { Float($0) }, 1e-4, "\(what): δ of the input")
                 assertClose(conv.weight.grad.scalars, expectedDW.map { Float($0) }, 1e-4, "\(what): dW")
+            }
+        }
+    }
+
+    /// `bp_col2im` and `bp_im2col` against their definitions, under every version, on geometries
+    /// that take each branch of the AVX-512 versions (rows of 1, 14, 16, 17 and 33 positions: one
+    /// and several 16-lane chunks, partial ones; heights not a multiple of 4; padding wider than
+    /// the kernel; rectangular kernels; strides, which keep the plane version). col2im sums each
+    /// position's terms in (i, j) order from 0, as every version must: results are compared bit
+    /// for bit. The buffers are surrounded by NaN guards that must stay untouched.
+    func testLoweringKernelsMatchDefinitionUnderEveryVersion() {
+        let cases: [bp_conv_geometry] = [(1, 28, 28, 5, 5, 1, 1, 2, 2), (16, 14, 14, 5, 5, 1, 1, 2, 2), (2, 5, 16, 3, 3, 1, 1, 1, 1),
+                                         (3, 6, 17, 3, 5, 1, 1, 1, 2), (1, 3, 33, 2, 2, 1, 1, 3, 3), (2, 7, 1, 3, 1, 1, 1, 1, 0),
+                                         (2, 9, 14, 4, 3, 1, 1, 0, 0), (2, 7, 9, 3, 3, 2, 2, 1, 1), (1, 8, 20, 2, 5, 1, 3, 0, 2)]
+            .map { c, h, w, kh, kw, sh, sw, ph, pw in
+                bp_conv_geometry(channels: c, height: h, width: w, kernel_h: kh, kernel_w: kw, stride_h: sh, stride_w: sw,
+                                 pad_h: ph, pad_w: pw, out_h: (h + 2 * ph - kh) / sh + 1, out_w: (w + 2 * pw - kw) / sw + 1)
+            }
+        let guardCount = 40
+        for (index, g) in cases.enumerated() {
+            let c = g.channels, h = g.height, w = g.width, ho = g.out_h, wo = g.out_w
+            let k = c * g.kernel_h * g.kernel_w, p = ho * wo, ld = p + 3
+            var rng = SeededGenerator(seed: UInt64(90 + index))
+            let x = (0..<(c * h * w)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let colsIn = (0..<(k * ld)).map { _ in Float.random(in: -1...1, using: &rng) }
+            // Definitions: cols[(c, i, j), oy·wo + ox] = x[c, oy·sh − ph + i, ox·sw − pw + j] (0 outside);
+            // dx[c, y, x] = Σ over (i, j) in order of the column entries im2col copies from there.
+            var expectedCols = [Float](repeating: 0, count: k * p)
+            var expectedDX = [Float](repeating: 0, count: c * h * w)
+            for ch in 0..<c { for i in 0..<g.kernel_h { for j in 0..<g.kernel_w { for oy in 0..<ho { for ox in 0..<wo {
+                let r = (ch * g.kernel_h + i) * g.kernel_w + j
+                let iy = oy * g.stride_h - g.pad_h + i, ix = ox * g.stride_w - g.pad_w + j
+                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                expectedCols[r * p + oy * wo + ox] = x[(ch * h + iy) * w + ix]
+                expectedDX[(ch * h + iy) * w + ix] += colsIn[r * ld + oy * wo + ox]
+            } } } } }
+            for level in KernelVersionTests.availableLevels {
+                Kernels.limitInstructionSet(to: level)
+                let what = "level \(level), case \(index)"
+                var padded = [Float](repeating: 0, count: c * (h + 2 * g.pad_h) * (w + 2 * g.pad_w) + 1)
+                var cols = [Float](repeating: .nan, count: k * ld + 2 * guardCount)
+                var geometry = g
+                cols.withUnsafeMutableBufferPointer { cb in
+                    padded.withUnsafeMutableBufferPointer { pb in
+                        bp_im2col(&geometry, x, pb.baseAddress, cb.baseAddress! + guardCount, ld)
+                    }
+                }
+                for r in 0..<k {
+                    for t in 0..<p where cols[guardCount + r * ld + t].bitPattern != expectedCols[r * p + t].bitPattern {
+                        XCTFail("\(what): im2col row \(r) column \(t): \(cols[guardCount + r * ld + t]) vs \(expectedCols[r * p + t])")
+                        return
+                    }
+                }
+                XCTAssertTrue(cols.prefix(guardCount).allSatisfy(\.isNaN) && cols.suffix(guardCount).allSatisfy(\.isNaN),
+                              "\(what): im2col wrote outside its rows")
+                var dx = [Float](repeating: .nan, count: c * h * w + 2 * guardCount)
+                dx.withUnsafeMutableBufferPointer { db in
+                    padded.withUnsafeMutableBufferPointer { pb in
+                        bp_col2im(&geometry, colsIn, ld, pb.baseAddress, db.baseAddress! + guardCount)
+                    }
+                }
+                for t in 0..<(c * h * w) where dx[guardCount + t].bitPattern != expectedDX[t].bitPattern {
+                    XCTFail("\(what): col2im position \(t): \(dx[guardCount + t]) vs \(expectedDX[t])")
+                    return
+                }
+                XCTAssertTrue(dx.prefix(guardCount).allSatisfy(\.isNaN) && dx.suffix(guardCount).allSatisfy(\.isNaN),
+                              "\(what): col2im wrote outside dx")
             }
         }
     }
