@@ -23,6 +23,6 @@ void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, 
 }
 
 void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, long height, long width, long out_height,
-                           long out_width) {
-    BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width);
+                           long out_width, int relu) {
+    BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width, relu);
 }

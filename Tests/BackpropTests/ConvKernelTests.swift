@@ -226,6 +226,45 @@ final class ConvKernelTests: XCTestCase {
     /// The 2×2 max-pool backward kernel under every version: δ lands on each window's first
     /// maximum, every other input position is 0 — including an odd last row and column that no
     /// window covers — and a second call fully overwrites the first (exact comparison).
+    /// The max-pool forward kernel with the preceding ReLU folded in (`relu` = 1), under every
+    /// version: y = the window's maximum where it is > 0 or NaN, else +0, and the argmax that of
+    /// the input itself (first maximum, first NaN), on rows of 1–17 windows with negative windows,
+    /// zeros and NaN; with `relu` = 0 the plain maximum.
+    func testMaxPool2x2ForwardWithReLUUnderEveryVersion() {
+        for (h, w) in [(5, 7), (4, 4), (6, 35), (3, 2), (4, 11), (2, 16), (3, 26)] {
+            var rng = SeededGenerator(seed: UInt64(h * 31 + w))
+            let planes = 3, ho = h / 2, wo = w / 2
+            var x = (0..<(planes * h * w)).map { _ in Float.random(in: -1...0.5, using: &rng) }
+            for t in stride(from: 3, to: x.count, by: 17) { x[t] = 0 }
+            for t in stride(from: 5, to: x.count, by: 29) { x[t] = .nan }
+            var expectedY = [Float](repeating: 0, count: planes * ho * wo)
+            var expectedArg = [Int32](repeating: 0, count: planes * ho * wo)
+            for plane in 0..<planes { for oy in 0..<ho { for ox in 0..<wo {
+                var best = -Float.infinity, at = 0
+                for i in 0..<2 { for j in 0..<2 {
+                    let idx = (2 * oy + i) * w + 2 * ox + j, v = x[plane * h * w + idx]
+                    if (i == 0 && j == 0) || v > best || (v.isNaN && !best.isNaN) { if !best.isNaN { best = v; at = idx } }
+                } }
+                expectedY[(plane * ho + oy) * wo + ox] = best
+                expectedArg[(plane * ho + oy) * wo + ox] = Int32(at)
+            } } }
+            for level in KernelVersionTests.availableLevels {
+                Kernels.limitInstructionSet(to: level)
+                for relu in [0, 1] {
+                    let what = "level \(level), \(h)×\(w), relu \(relu)"
+                    var y = [Float](repeating: -7, count: expectedY.count)
+                    var arg = [Int32](repeating: -1, count: expectedY.count)
+                    bp_maxpool2x2_forward(x, &y, &arg, planes, h, w, ho, wo, Int32(relu))
+                    XCTAssertEqual(arg, expectedArg, what)
+                    for t in y.indices {
+                        let e = expectedY[t], want: Float = relu == 1 && !(e > 0) && !e.isNaN ? 0 : e
+                        XCTAssertTrue(y[t].bitPattern == want.bitPattern || (y[t].isNaN && want.isNaN), "\(what): \(t): \(y[t]) vs \(want)")
+                    }
+                }
+            }
+        }
+    }
+
     func testMaxPool2x2BackwardUnderEveryVersion() throws {
         for level in KernelVersionTests.availableLevels {
             Kernels.limitInstructionSet(to: level)
@@ -327,6 +366,18 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertTrue(lenet.slicedStretches.isEmpty, "one thread: no stretch")
         lenet.useThreads(2)
         XCTAssertEqual(lenet.slicedStretches.map { [$0.start, $0.count] }, [[0, 10]])
+        // Conv2D and Dense do not read their outputs in backward, so the ReLUs after them run in
+        // place; before a max pooling the pooling applies the ReLU (forward and mask), and the
+        // ReLU between the dense layers works in place both ways.
+        let relus = [1, 4, 8].compactMap { lenet.layers[$0] as? ReLU }
+        XCTAssertEqual(relus.count, 3)
+        XCTAssertFalse(try XCTUnwrap(lenet.layers[0] as? Conv2D).backwardReadsOutput)
+        XCTAssertFalse(try XCTUnwrap(lenet.layers[7] as? Dense).backwardReadsOutput)
+        for relu in relus.prefix(2) {
+            XCTAssertEqual(relu.fusion, Fusion(inPlaceForward: true, inPlaceBackward: true, maskAppliedByNext: true))
+        }
+        XCTAssertEqual(relus[2].fusion, Fusion(inPlaceForward: true, inPlaceBackward: true))
+        for i in [2, 5] { XCTAssertEqual(try XCTUnwrap(lenet.layers[i] as? MaxPool2D).fusion, Fusion(appliesPrecedingReLUMask: true)) }
         let mlp = Sequential([try Dense(4, 5, seed: 1), ReLU(), try Dense(5, 3, seed: 2)])
         mlp.useThreads(2)
         XCTAssertTrue(mlp.slicedStretches.isEmpty, "dense layers alone are not sliced")
