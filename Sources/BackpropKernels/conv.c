@@ -1,6 +1,9 @@
 // Convolution lowering kernels (im2col / col2im), compiled for AVX-512, AVX2 and baseline
 // x86-64 like elementwise.c (see bp_multiversion.h).
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include "bp_conv.h"
 
 #define BP_KERNEL_FILE "conv.inc"
@@ -20,6 +23,6 @@ void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, 
 }
 
 void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, long height, long width, long out_height,
-                           long out_width) {
-    BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width);
+                           long out_width, int relu) {
+    BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width, relu);
 }

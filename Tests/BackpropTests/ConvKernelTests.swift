@@ -1,5 +1,6 @@
 import XCTest
 @testable import Backprop
+import BackpropKernels
 
 /// The C lowering kernels (`bp_im2col`, `bp_col2im`) under every instruction-set version, the
 /// column-blocked products of Conv2D, and Sequential's sliced stretches (`BatchSliceable`).
@@ -75,6 +76,73 @@ final class ConvKernelTests: XCTestCase {
                 assertClose(y.scalars, expectedY.map { Float($0) }, 1e-4, "\(what): forward")
                 assertClose(dx.scalars, expectedDX.map { Float($0) }, 1e-4, "\(what): δ of the input")
                 assertClose(conv.weight.grad.scalars, expectedDW.map { Float($0) }, 1e-4, "\(what): dW")
+            }
+        }
+    }
+
+    /// `bp_col2im` and `bp_im2col` against their definitions, under every version, on geometries
+    /// that take each branch of the AVX-512 versions (rows of 1, 14, 16, 17 and 33 positions: one
+    /// and several 16-lane chunks, partial ones; heights not a multiple of 4; padding wider than
+    /// the kernel; rectangular kernels; strides, which keep the plane version). col2im sums each
+    /// position's terms in (i, j) order from 0, as every version must: results are compared bit
+    /// for bit. The buffers are surrounded by NaN guards that must stay untouched.
+    func testLoweringKernelsMatchDefinitionUnderEveryVersion() {
+        let cases: [bp_conv_geometry] = [(1, 28, 28, 5, 5, 1, 1, 2, 2), (16, 14, 14, 5, 5, 1, 1, 2, 2), (2, 5, 16, 3, 3, 1, 1, 1, 1),
+                                         (3, 6, 17, 3, 5, 1, 1, 1, 2), (1, 3, 33, 2, 2, 1, 1, 3, 3), (2, 7, 1, 3, 1, 1, 1, 1, 0),
+                                         (2, 9, 14, 4, 3, 1, 1, 0, 0), (2, 7, 9, 3, 3, 2, 2, 1, 1), (1, 8, 20, 2, 5, 1, 3, 0, 2)]
+            .map { c, h, w, kh, kw, sh, sw, ph, pw in
+                bp_conv_geometry(channels: c, height: h, width: w, kernel_h: kh, kernel_w: kw, stride_h: sh, stride_w: sw,
+                                 pad_h: ph, pad_w: pw, out_h: (h + 2 * ph - kh) / sh + 1, out_w: (w + 2 * pw - kw) / sw + 1)
+            }
+        let guardCount = 40
+        for (index, g) in cases.enumerated() {
+            let c = g.channels, h = g.height, w = g.width, ho = g.out_h, wo = g.out_w
+            let k = c * g.kernel_h * g.kernel_w, p = ho * wo, ld = p + 3
+            var rng = SeededGenerator(seed: UInt64(90 + index))
+            let x = (0..<(c * h * w)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let colsIn = (0..<(k * ld)).map { _ in Float.random(in: -1...1, using: &rng) }
+            // Definitions: cols[(c, i, j), oy·wo + ox] = x[c, oy·sh − ph + i, ox·sw − pw + j] (0 outside);
+            // dx[c, y, x] = Σ over (i, j) in order of the column entries im2col copies from there.
+            var expectedCols = [Float](repeating: 0, count: k * p)
+            var expectedDX = [Float](repeating: 0, count: c * h * w)
+            for ch in 0..<c { for i in 0..<g.kernel_h { for j in 0..<g.kernel_w { for oy in 0..<ho { for ox in 0..<wo {
+                let r = (ch * g.kernel_h + i) * g.kernel_w + j
+                let iy = oy * g.stride_h - g.pad_h + i, ix = ox * g.stride_w - g.pad_w + j
+                guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                expectedCols[r * p + oy * wo + ox] = x[(ch * h + iy) * w + ix]
+                expectedDX[(ch * h + iy) * w + ix] += colsIn[r * ld + oy * wo + ox]
+            } } } } }
+            for level in KernelVersionTests.availableLevels {
+                Kernels.limitInstructionSet(to: level)
+                let what = "level \(level), case \(index)"
+                var padded = [Float](repeating: 0, count: c * (h + 2 * g.pad_h) * (w + 2 * g.pad_w) + 1)
+                var cols = [Float](repeating: .nan, count: k * ld + 2 * guardCount)
+                var geometry = g
+                cols.withUnsafeMutableBufferPointer { cb in
+                    padded.withUnsafeMutableBufferPointer { pb in
+                        bp_im2col(&geometry, x, pb.baseAddress, cb.baseAddress! + guardCount, ld)
+                    }
+                }
+                for r in 0..<k {
+                    for t in 0..<p where cols[guardCount + r * ld + t].bitPattern != expectedCols[r * p + t].bitPattern {
+                        XCTFail("\(what): im2col row \(r) column \(t): \(cols[guardCount + r * ld + t]) vs \(expectedCols[r * p + t])")
+                        return
+                    }
+                }
+                XCTAssertTrue(cols.prefix(guardCount).allSatisfy(\.isNaN) && cols.suffix(guardCount).allSatisfy(\.isNaN),
+                              "\(what): im2col wrote outside its rows")
+                var dx = [Float](repeating: .nan, count: c * h * w + 2 * guardCount)
+                dx.withUnsafeMutableBufferPointer { db in
+                    padded.withUnsafeMutableBufferPointer { pb in
+                        bp_col2im(&geometry, colsIn, ld, pb.baseAddress, db.baseAddress! + guardCount)
+                    }
+                }
+                for t in 0..<(c * h * w) where dx[guardCount + t].bitPattern != expectedDX[t].bitPattern {
+                    XCTFail("\(what): col2im position \(t): \(dx[guardCount + t]) vs \(expectedDX[t])")
+                    return
+                }
+                XCTAssertTrue(dx.prefix(guardCount).allSatisfy(\.isNaN) && dx.suffix(guardCount).allSatisfy(\.isNaN),
+                              "\(what): col2im wrote outside dx")
             }
         }
     }
@@ -158,6 +226,45 @@ final class ConvKernelTests: XCTestCase {
     /// The 2×2 max-pool backward kernel under every version: δ lands on each window's first
     /// maximum, every other input position is 0 — including an odd last row and column that no
     /// window covers — and a second call fully overwrites the first (exact comparison).
+    /// The max-pool forward kernel with the preceding ReLU folded in (`relu` = 1), under every
+    /// version: y = the window's maximum where it is > 0 or NaN, else +0, and the argmax that of
+    /// the input itself (first maximum, first NaN), on rows of 1–17 windows with negative windows,
+    /// zeros and NaN; with `relu` = 0 the plain maximum.
+    func testMaxPool2x2ForwardWithReLUUnderEveryVersion() {
+        for (h, w) in [(5, 7), (4, 4), (6, 35), (3, 2), (4, 11), (2, 16), (3, 26)] {
+            var rng = SeededGenerator(seed: UInt64(h * 31 + w))
+            let planes = 3, ho = h / 2, wo = w / 2
+            var x = (0..<(planes * h * w)).map { _ in Float.random(in: -1...0.5, using: &rng) }
+            for t in stride(from: 3, to: x.count, by: 17) { x[t] = 0 }
+            for t in stride(from: 5, to: x.count, by: 29) { x[t] = .nan }
+            var expectedY = [Float](repeating: 0, count: planes * ho * wo)
+            var expectedArg = [Int32](repeating: 0, count: planes * ho * wo)
+            for plane in 0..<planes { for oy in 0..<ho { for ox in 0..<wo {
+                var best = -Float.infinity, at = 0
+                for i in 0..<2 { for j in 0..<2 {
+                    let idx = (2 * oy + i) * w + 2 * ox + j, v = x[plane * h * w + idx]
+                    if (i == 0 && j == 0) || v > best || (v.isNaN && !best.isNaN) { if !best.isNaN { best = v; at = idx } }
+                } }
+                expectedY[(plane * ho + oy) * wo + ox] = best
+                expectedArg[(plane * ho + oy) * wo + ox] = Int32(at)
+            } } }
+            for level in KernelVersionTests.availableLevels {
+                Kernels.limitInstructionSet(to: level)
+                for relu in [0, 1] {
+                    let what = "level \(level), \(h)×\(w), relu \(relu)"
+                    var y = [Float](repeating: -7, count: expectedY.count)
+                    var arg = [Int32](repeating: -1, count: expectedY.count)
+                    bp_maxpool2x2_forward(x, &y, &arg, planes, h, w, ho, wo, Int32(relu))
+                    XCTAssertEqual(arg, expectedArg, what)
+                    for t in y.indices {
+                        let e = expectedY[t], want: Float = relu == 1 && !(e > 0) && !e.isNaN ? 0 : e
+                        XCTAssertTrue(y[t].bitPattern == want.bitPattern || (y[t].isNaN && want.isNaN), "\(what): \(t): \(y[t]) vs \(want)")
+                    }
+                }
+            }
+        }
+    }
+
     func testMaxPool2x2BackwardUnderEveryVersion() throws {
         for level in KernelVersionTests.availableLevels {
             Kernels.limitInstructionSet(to: level)
@@ -259,6 +366,18 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertTrue(lenet.slicedStretches.isEmpty, "one thread: no stretch")
         lenet.useThreads(2)
         XCTAssertEqual(lenet.slicedStretches.map { [$0.start, $0.count] }, [[0, 10]])
+        // Conv2D and Dense do not read their outputs in backward, so the ReLUs after them run in
+        // place; before a max pooling the pooling applies the ReLU (forward and mask), and the
+        // ReLU between the dense layers works in place both ways.
+        let relus = [1, 4, 8].compactMap { lenet.layers[$0] as? ReLU }
+        XCTAssertEqual(relus.count, 3)
+        XCTAssertFalse(try XCTUnwrap(lenet.layers[0] as? Conv2D).backwardReadsOutput)
+        XCTAssertFalse(try XCTUnwrap(lenet.layers[7] as? Dense).backwardReadsOutput)
+        for relu in relus.prefix(2) {
+            XCTAssertEqual(relu.fusion, Fusion(inPlaceForward: true, inPlaceBackward: true, maskAppliedByNext: true))
+        }
+        XCTAssertEqual(relus[2].fusion, Fusion(inPlaceForward: true, inPlaceBackward: true))
+        for i in [2, 5] { XCTAssertEqual(try XCTUnwrap(lenet.layers[i] as? MaxPool2D).fusion, Fusion(appliesPrecedingReLUMask: true)) }
         let mlp = Sequential([try Dense(4, 5, seed: 1), ReLU(), try Dense(5, 3, seed: 2)])
         mlp.useThreads(2)
         XCTAssertTrue(mlp.slicedStretches.isEmpty, "dense layers alone are not sliced")

@@ -4,7 +4,8 @@ import BackpropKernels
 /// can run in place after a layer that does not read its own output (`Conv2D`, `Dense`): forward
 /// overwrites that output with max(x, 0) and backward overwrites δ of its output with δ of its
 /// input, saving a cold batch-sized write each way; and before a max pooling it leaves its mask to
-/// the pooling's backward and passes δ through.
+/// the pooling and passes δ through (when it also runs in place, the pooling applies it in forward
+/// too, and this layer's forward does nothing).
 extension ReLU: BatchSliceable {
     public var canRunInPlace: Bool { true }
     public var backwardIsPositiveOutputMask: Bool { true }
@@ -26,6 +27,9 @@ extension ReLU: BatchSliceable {
         guard let x = input, let y = result.tensor else {
             throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward")
         }
+        // In place before a max pooling that applies the mask: the pooling's forward applies the
+        // ReLU to its maxima (max and ReLU commute), and nothing else reads this output.
+        if fusion.inPlaceForward && fusion.maskAppliedByNext { return }
         let first = images.lowerBound * perImage
         bp_relu(x.data + first, y.data + first, images.count * perImage)   // in place when x === y
     }

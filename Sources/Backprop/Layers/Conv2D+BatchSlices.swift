@@ -5,6 +5,9 @@ import BackpropKernels
 extension Conv2D: BatchSliceable {
     public var preferredImagesPerCall: Int { Swift.max(1, imagesPerGemm) }
     public var prefersBatchSlices: Bool { true }
+    /// Backward reads x, δ of the output and W, never the output: a ReLU after it in a stretch
+    /// runs in place over it.
+    public var backwardReadsOutput: Bool { false }
 
     /// One slice's working buffers (or one graph call's).
     final class SliceBuffers {

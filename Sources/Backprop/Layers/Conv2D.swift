@@ -28,7 +28,9 @@ import BackpropKernels
 /// widest instruction set the CPU has). im2col first copies an image into a zero-bordered
 /// `[C, H+2ph, W+2pw]` plane, so that every column row is a branch-free copy of `Wo` values per
 /// output row in whole vectors; col2im adds the column rows into one such plane per channel
-/// (small enough to stay in L1) and crops it into δ of the input.
+/// (small enough to stay in L1) and crops it into δ of the input, except under AVX-512 with
+/// stride 1, where it sums each row of δ in registers from masked loads of the column rows and
+/// writes it once (the same sums in the same order).
 ///
 /// `needsInputGradient = false` (a first layer) skips dcols and col2im, a third of the backward
 /// arithmetic; backward then returns an empty tensor, as `Dense` does.

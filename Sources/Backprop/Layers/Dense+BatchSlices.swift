@@ -4,6 +4,9 @@
 /// (`SliceGradients`), added in slice order by `endBackward`.
 extension Dense: BatchSliceable {
     public var preferredImagesPerCall: Int { Int.max }
+    /// Backward reads x, δ of the output and W, never the output: a ReLU after it in a stretch
+    /// runs in place over it.
+    public var backwardReadsOutput: Bool { false }
 
     public func beginForward(_ x: Tensor, slices: Int) throws -> Tensor {
         try prepareForward(x)

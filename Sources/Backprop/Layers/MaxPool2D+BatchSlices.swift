@@ -5,7 +5,10 @@ extension MaxPool2D: BatchSliceable {
     /// Set by `StretchPlan` when a ReLU comes right before this layer in a sliced stretch: the
     /// sliced backward keeps δ only where the pooled output is > 0, which is that ReLU's backward
     /// (its output at each window's maximum is the pooled value; elsewhere δ is 0 anyway), and
-    /// the ReLU skips its own pass.
+    /// the ReLU skips its own pass. The sliced forward also sets the pooled output to max(y, 0),
+    /// which is the ReLU's forward (max and ReLU commute), so a ReLU working in place skips its
+    /// forward too (one that does not still fills its own output, which the pooling reads; the
+    /// second ReLU changes nothing).
     public var canApplyPrecedingReLUMask: Bool { true }
     public func setFusion(_ fusion: Fusion) { self.fusion = fusion }
 

@@ -56,16 +56,19 @@ public final class MaxPool2D: Layer {
 
     public func forward(images range: Range<Int>, slice: Int) throws {
         guard let x = input else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
-        MaxPool2D.forward(images: range, x: x, geometry: geometry, into: output, argmax: argmax)
+        MaxPool2D.forward(images: range, x: x, geometry: geometry, into: output, argmax: argmax,
+                          relu: fusion.appliesPrecedingReLUMask)
     }
 
     // MARK: - The math, on a range of images (the layer's slices and the graph's calls share it)
 
     /// y = the maximum of each window and argmax = its index inside its input plane, for the
     /// planes of `images`; `output` is shaped `[N, C, Ho, Wo]` for x and `geometry`, and `argmax`
-    /// holds at least `output.count` entries.
+    /// holds at least `output.count` entries. With `relu`, y is then max(y, 0) (NaN stays): the
+    /// forward of a ReLU right before the pooling, folded in (max and ReLU commute; the argmax of
+    /// a window whose maximum is not positive may then differ, but the folded mask drops its δ).
     static func forward(images range: Range<Int>, x: Tensor, geometry: PoolGeometry, into output: Tensor,
-                        argmax am: UnsafeMutablePointer<Int32>) {
+                        argmax am: UnsafeMutablePointer<Int32>, relu: Bool = false) {
         let h = x.shape[2], w = x.shape[3], ho = output.shape[2], wo = output.shape[3]
         let (kh, kw) = geometry.kernel, (sh, sw) = geometry.stride, (ph, pw) = geometry.padding
         let twoByTwo = geometry.kernel == (2, 2) && geometry.stride == (2, 2) && geometry.padding == (0, 0)
@@ -75,7 +78,7 @@ public final class MaxPool2D: Layer {
         if twoByTwo {
             // C kernel (compare-and-select on 8 or 4 windows at a time, the widest instruction set the CPU has)
             bp_maxpool2x2_forward(src + first * planeIn, dst + first * planeOut, am + first * planeOut,
-                                  count, h, w, ho, wo)
+                                  count, h, w, ho, wo, relu ? 1 : 0)
             return
         }
         for plane in first..<(first + count) {
@@ -92,7 +95,7 @@ public final class MaxPool2D: Layer {
                         }
                         if best.isNaN { break }
                     }
-                    yp[oy * wo + ox] = best
+                    yp[oy * wo + ox] = relu && best <= 0 ? 0 : best
                     ap[oy * wo + ox] = Int32(at)
                 }
             }

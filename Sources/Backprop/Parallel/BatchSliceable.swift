@@ -58,9 +58,11 @@ public struct Fusion: Equatable, Sendable {
     /// Backward writes δ of the input over δ of the output (not for the stretch's last layer, whose
     /// δ of the output belongs to the caller).
     public var inPlaceBackward = false
-    /// The next layer applies this layer's mask: backward passes δ through untouched.
+    /// The next layer applies this layer's mask: backward passes δ through untouched (and, with
+    /// `inPlaceForward`, forward does nothing: the next layer applies the ReLU to its own output).
     public var maskAppliedByNext = false
-    /// Backward applies the preceding ReLU's mask (keeps δ where the output is > 0).
+    /// Backward applies the preceding ReLU's mask (keeps δ where the output is > 0), and forward
+    /// applies that ReLU to its output (max pooling: max and ReLU commute).
     public var appliesPrecedingReLUMask = false
 
     public static let none = Fusion()

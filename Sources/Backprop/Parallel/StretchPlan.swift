@@ -18,7 +18,8 @@
 ///   output works in place (forward over that output; backward over δ unless it is the stretch's
 ///   last layer);
 /// - a layer whose backward `backwardIsPositiveOutputMask` (ReLU) right before one that
-///   `canApplyPrecedingReLUMask` (max pooling) leaves its mask to it.
+///   `canApplyPrecedingReLUMask` (max pooling) leaves its mask to it, and, when it also works in
+///   place, its forward (the pooling applies the ReLU to its maxima).
 /// Layers outside stretches are set to `Fusion.none`. Nothing is allocated per call once sized.
 final class StretchPlan {
     /// A run of layers going through batch slices together.

@@ -29,9 +29,11 @@ void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *p
 /// Max-pool 2×2 / stride 2 / no padding forward over `planes` planes of `height × width` pooled
 /// to `out_height × out_width` (floor): y = each window's maximum, argmax = its index inside its
 /// input plane. The first maximum in row-major window order wins, and the first NaN (PyTorch's
-/// rule). x must not overlap y or argmax.
+/// rule). With `relu` nonzero, y is then set to 0 where it is not > 0 (NaN stays): a ReLU in front
+/// of the pooling, folded in (max and ReLU commute; the argmax of such a window is that of the
+/// input before the ReLU, whose δ the backward masks out). x must not overlap y or argmax.
 void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, long height, long width, long out_height,
-                           long out_width);
+                           long out_width, int relu);
 
 /// Max-pool 2×2 / stride 2 / no padding backward over `planes` planes of `height × width`
 /// pooled to `out_height × out_width` (floor): dx[argmax of each window] = dy of the window,
