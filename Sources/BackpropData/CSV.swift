@@ -84,16 +84,15 @@ public enum CSV {
                 line += 1
                 let lineStart = i
                 // Blank line (possibly only spaces): skip.
-                var j = i
-                while j < n, b[j] == space || b[j] == tab { j += 1 }
-                if j == n { break }
-                if b[j] == newline || (b[j] == cr && j + 1 < n && b[j + 1] == newline) {
-                    i = b[j] == cr ? j + 2 : j + 1
+                if let next = csvBlankLineEnd(UnsafeRawPointer(b.baseAddress), count: n, from: i) {
+                    i = next
                     continue
                 }
                 // Header: the first non-blank line, when asked for or when it does not start with a digit.
                 if !sawFirstLine {
                     sawFirstLine = true
+                    var j = i   // the line's first character (it is not blank)
+                    while b[j] == space || b[j] == tab { j += 1 }
                     let isHeader = header ?? !(b[j] >= zero && b[j] <= nine)
                     if isHeader {
                         while i < n, b[i] != newline { i += 1 }
@@ -157,4 +156,19 @@ public enum CSV {
         }
         return (labels, images, features ?? 0)
     }
+}
+
+/// Where the next line starts when the line at byte `i` of `p` (`n` bytes) is blank — only spaces
+/// and tabs, up to `\n`, `\r\n` or the end of the text (then `n`) — and nil when it holds
+/// anything else. Both CSV readers skip blank lines with it.
+func csvBlankLineEnd(_ p: UnsafeRawPointer?, count n: Int, from i: Int) -> Int? {
+    guard let p else { return nil }
+    let b = p.assumingMemoryBound(to: UInt8.self)
+    let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t"), newline = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+    var j = i
+    while j < n, b[j] == space || b[j] == tab { j += 1 }
+    if j == n { return n }
+    if b[j] == newline { return j + 1 }
+    if b[j] == cr && j + 1 < n && b[j + 1] == newline { return j + 2 }
+    return nil
 }

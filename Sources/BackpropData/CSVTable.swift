@@ -102,11 +102,8 @@ extension CSV {
             while i < n {
                 line += 1
                 let lineStart = i
-                var j = i
-                while j < n, b[j] == space || b[j] == tab { j += 1 }
-                if j == n { break }
-                if b[j] == newline || (b[j] == cr && j + 1 < n && b[j + 1] == newline) {
-                    i = b[j] == cr ? j + 2 : j + 1
+                if let next = csvBlankLineEnd(UnsafeRawPointer(b), count: n, from: i) {
+                    i = next
                     continue
                 }
                 let isFirst = names == nil && columns == nil
