@@ -136,12 +136,9 @@ public final class CapturedGraph {
             throw BackpropError.shapeMismatch(where: "CapturedGraph.backward",
                                               detail: "backward() needs a one-element value (a loss), got shape \(r.output.shape)")
         }
-        if r.seed == nil {
-            let s = Tensor(uncheckedShape: r.output.shape)
-            s.data[0] = 1
-            r.seed = s
-        }
-        guard let seed = r.seed else { return }
+        let seed = r.seed ?? Tensor(uncheckedShape: r.output.shape)
+        seed.data[0] = 1
+        r.seed = seed
         try backward(gradient: seed)
     }
 

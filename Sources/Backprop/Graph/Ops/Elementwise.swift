@@ -22,41 +22,43 @@ private func chain(_ dy: Tensor, _ t: Tensor, _ derivative: (Float) -> Float) ->
     return dx
 }
 
-/// A one-input element-wise op: y = f(x) computed now and on every replay, dx from `backward`.
+/// A one-input element-wise op: y = f(x) computed now and on every replay; its backward reads
+/// the saved output y (`savesInput`: the input x) through `derivative`.
 @inline(__always)
-private func elementwise(_ op: String, _ x: Variable, saving: (_ x: Tensor, _ y: Tensor) -> Tensor,
-                         _ f: @escaping (Float) -> Float,
-                         backward: @escaping (_ dy: Tensor, _ saved: Tensor) -> Tensor) -> Variable {
+private func elementwise(_ op: String, _ x: Variable, savesInput: Bool = false, _ f: @escaping (Float) -> Float,
+                         derivative: @escaping (Float) -> Float) -> Variable {
     let v = x.value
     let y = Tensor(uninitializedShape: v.shape)
     let forward = { map(v, into: y, f) }
     forward()
-    let saved = saving(v, y)
-    return Variable.result(op, [x], y, saving: [saved], forward: forward) { dy, _ in InputGradients(backward(dy, saved)) }
+    let saved = savesInput ? v : y
+    return Variable.result(op, [x], y, saving: [saved], forward: forward) { dy, _ in
+        InputGradients(chain(dy, saved, derivative))
+    }
 }
 
 // y = eˣ                    dx = dy · y
 /// eˣ element-wise.
 public func exp(_ x: Variable) -> Variable {
-    elementwise("exp", x, saving: { $1 }, { expf($0) }) { dy, y in chain(dy, y) { $0 } }
+    elementwise("exp", x, { expf($0) }, derivative: { $0 })
 }
 
 // y = ln x                  dx = dy / x
 /// Natural logarithm element-wise (−∞ at 0 and NaN below, as PyTorch).
 public func log(_ x: Variable) -> Variable {
-    elementwise("log", x, saving: { x, _ in x }, { logf($0) }) { dy, x in chain(dy, x) { 1 / $0 } }
+    elementwise("log", x, savesInput: true, { logf($0) }, derivative: { 1 / $0 })
 }
 
 // y = tanh x                dx = dy · (1 − y²)
 /// Hyperbolic tangent element-wise (libm's `tanhf`, as the `Tanh` layer: the same values).
 public func tanh(_ x: Variable) -> Variable {
-    elementwise("tanh", x, saving: { $1 }, { tanhf($0) }) { dy, y in chain(dy, y) { 1 - $0 * $0 } }
+    elementwise("tanh", x, { tanhf($0) }, derivative: { 1 - $0 * $0 })
 }
 
 // y = 1 / (1 + e⁻ˣ)         dx = dy · y · (1 − y)
 /// Logistic sigmoid element-wise (`stableSigmoid`, as the `Sigmoid` layer: the same values).
 public func sigmoid(_ x: Variable) -> Variable {
-    elementwise("sigmoid", x, saving: { $1 }, { stableSigmoid($0) }) { dy, y in chain(dy, y) { $0 * (1 - $0) } }
+    elementwise("sigmoid", x, { stableSigmoid($0) }, derivative: { $0 * (1 - $0) })
 }
 
 // y = max(x, 0)             dx = dy · [y > 0]
