@@ -283,6 +283,75 @@ final class RecurrentTests: XCTestCase {
     func testLSTMGradients() throws { try checkGradients(.lstm, tolerance: 3e-4) }
     func testGRUGradients() throws { try checkGradients(.gru, tolerance: 3e-4) }
 
+    // MARK: - δh products in blocks
+
+    /// `SmallProducts.blockWidth`: equal blocks of a multiple of 16 within the limit, or the whole
+    /// dimension (it fits, a block of 16 does not, or too many blocks).
+    func testBlockWidths() {
+        XCTAssertEqual(SmallProducts.blockWidth(total: 512, perUnit: 64 * 128), 112)   // LSTM H = 128, slices of 64
+        XCTAssertEqual(SmallProducts.blockWidth(total: 256, perUnit: 64 * 64), 128)    // LSTM H = 64
+        XCTAssertEqual(SmallProducts.blockWidth(total: 128, perUnit: 64 * 128), 64)    // RNN H = 128
+        XCTAssertEqual(SmallProducts.blockWidth(total: 512, perUnit: 8 * 128), 512)    // fits whole
+        XCTAssertEqual(SmallProducts.blockWidth(total: 512, perUnit: 16 * 128), 256)  // 1.05 M: two blocks
+        XCTAssertEqual(SmallProducts.blockWidth(total: 4096, perUnit: 1 << 17), 4096)  // a block of 16 does not fit
+        XCTAssertEqual(SmallProducts.blockWidth(total: 4096, perUnit: 4096), 4096)     // 17 blocks of 240: too many
+        XCTAssertEqual(SmallProducts.blockWidth(total: 0, perUnit: 0), 1)
+        for total in [1, 17, 100, 256, 511, 512, 1000, 2048] {
+            for perUnit in [1, 500, 4096, 8192, 20_000, 62_500, 70_000] {
+                let w = SmallProducts.blockWidth(total: total, perUnit: perUnit), what = "\(total) × \(perUnit)"
+                XCTAssertGreaterThanOrEqual(w, 1, what)
+                if w < total {
+                    XCTAssertEqual(w % SmallProducts.kernelColumns, 0, what)
+                    XCTAssertLessThanOrEqual(w * perUnit, SmallProducts.limit, what)
+                    XCTAssertLessThanOrEqual((total + w - 1) / w, SmallProducts.maximumBlocks, what)
+                } else {
+                    XCTAssertEqual(w, total, what)
+                }
+            }
+        }
+    }
+
+    /// An LSTM large enough for the blocks (H = 64, a slice of 64 rows: δh_{t−1} = δG_t·W_hh is
+    /// 64 × 64 × 256 multiply-adds, cut into 2 products over 128 gate columns) issues them, within
+    /// the small-matrix limit and tiling the gate columns; its gradients equal those of 8 slices
+    /// of 8 rows (one product each) to 1e-5 and pass a finite-difference check.
+    func testDeltaProductsInBlocksMatchOneProduct() throws {
+        let (n, t, f, h) = (64, 3, 4, 64)
+        func run(threads: Int, record: Bool = false) throws -> (grads: [[Float]], calls: [ProductCall]) {
+            var rng = SeededGenerator(seed: 9)
+            let layer = try LSTM(inputSize: f, hiddenSize: h, returnSequences: false, rng: &rng)
+            layer.useThreads(threads)
+            let x = try Tensor(zeros: [n, t, f])
+            x.fillUniform(-1, 1, using: &rng)
+            let dy = try Tensor(zeros: [n, h])
+            dy.fillUniform(-1, 1, using: &rng)
+            _ = try layer.forward(x)
+            let recorder = GEMMRecorder()
+            if record { gemmRecorder = recorder }
+            defer { gemmRecorder = nil }
+            let dx = try layer.backward(dy)
+            return ([dx.scalars, layer.initialHiddenGradient.scalars] + layer.parameters.map(\.grad.scalars), recorder.calls)
+        }
+        let (blocked, calls) = try run(threads: 1, record: true)
+        // δh products: NN, [64, k]·[k, 64] with lda = 4H (rows of δG), for steps 2 and 1
+        let delta = calls.filter { !$0.transposeA && !$0.transposeB && $0.m == n && $0.n == h && $0.lda == 4 * h }
+        XCTAssertEqual(delta.map(\.k), [128, 128, 128, 128], "\(calls)")
+        XCTAssertEqual(delta.map(\.beta), [0, 1, 0, 1])
+        for c in delta { XCTAssertLessThanOrEqual(c.multiplyAdds, SmallProducts.limit) }
+        let (whole, _) = try run(threads: 8)
+        XCTAssertEqual(blocked.count, whole.count)
+        for (a, b) in zip(blocked, whole) {
+            XCTAssertEqual(a.count, b.count)
+            for (u, v) in zip(a, b) { XCTAssertEqual(u, v, accuracy: 1e-5 * max(1, abs(u))) }
+        }
+        var rng = SeededGenerator(seed: 9)
+        let layer = try LSTM(inputSize: f, hiddenSize: h, returnSequences: false, rng: &rng)
+        let x = try Tensor(zeros: [n, t, f])
+        x.fillUniform(-1, 1, using: &rng)
+        let report = try GradientCheck.check(layer, input: x, maxElements: 32)
+        XCTAssertLessThan(report.maxError, 3e-4, "\(report)")
+    }
+
     // MARK: - Concurrent batch slices
 
     /// `threads` = 2 or 3 splits the batch into slices run concurrently: outputs, δ of the input,

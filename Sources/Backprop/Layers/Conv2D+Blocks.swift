@@ -1,17 +1,16 @@
-/// Block sizes for Conv2D's products: where OpenBLAS's small-matrix kernels pay, a product is cut
-/// into blocks that fit them (the math is unchanged; only the calls are smaller).
+/// Block sizes for Conv2D's products: where OpenBLAS's small-matrix kernels pay
+/// (`SmallProducts`), a product is cut into blocks that fit them (the math is unchanged; only the
+/// calls are smaller).
 extension Conv2D {
-    /// Products within OpenBLAS's small-matrix limits run its unpacked small-matrix kernels on
-    /// AVX-512 cores (`sgemm_small_kernel_*`: at most 10⁶ multiply-adds, and for dW, whose
-    /// column-major form is "TN", at most 1200 outputs and 32 or more terms per output). The
-    /// per-image products of LeNet's second convolution are a little larger, so they are cut into
-    /// blocks that fit: forward into 4 column blocks of ≤ 64 positions (`forwardColumns`), dcols
-    /// into 3 of ≤ 66, dW into 11 row blocks of ≤ 37 rows. Measured on LeNet training: 7 % less CPU time for the column blocks,
-    /// about 4 % less wall time for the dW blocks. Larger layers, which would need many thin
-    /// blocks, keep one packed product (`maximumBlocks`).
-    static let productLimit = 1_000_000
-    static let smallTNOutputs = 1200
-    static let maximumBlocks = 16
+    /// The per-image products of LeNet's second convolution are a little larger than
+    /// `SmallProducts.limit`, so they are cut into blocks that fit: forward into 4 column blocks
+    /// of ≤ 64 positions (`forwardColumns`), dcols into 3 of ≤ 66, dW into 11 row blocks of ≤ 37
+    /// rows. Measured on LeNet training: 7 % less CPU time for the column blocks, about 4 % less
+    /// wall time for the dW blocks. Larger layers, which would need many thin blocks, keep one
+    /// packed product (`SmallProducts.maximumBlocks`).
+    static let productLimit = SmallProducts.limit
+    static let smallTNOutputs = SmallProducts.tnOutputs
+    static let maximumBlocks = SmallProducts.maximumBlocks
 
     /// Column multiple of OpenBLAS's small "NN" kernel on AVX-512 (`sgemm_small_kernel_nn`,
     /// OpenBLAS 0.3.21): a row-major `[m, k]·[k, n]` product without transposes takes the
@@ -20,12 +19,11 @@ extension Conv2D {
     /// those columns on every call. Measured over 281 600 calls (`m`, `k`, `n` up to 400, 784,
     /// 320, both β): such a product mallocs exactly when it is within `productLimit`, `k ≥ 32`
     /// and `n mod 16` is 1…8; products with a transposed operand or above the limit never did.
-    static let smallKernelColumns = 16
+    static let smallKernelColumns = SmallProducts.kernelColumns
 
     /// Whether an untransposed `[m, k]·[k, n]` product makes OpenBLAS malloc (see `smallKernelColumns`).
     static func productAllocates(_ m: Int, _ k: Int, _ n: Int) -> Bool {
-        let tail = n % smallKernelColumns
-        return m * k * n <= productLimit && k >= 32 && tail >= 1 && tail <= 8
+        SmallProducts.productAllocates(m, k, n)
     }
 
     /// The forward product `Y = W·cols`, `[m, k]·[k, n]`: the row stride of the columns and of
