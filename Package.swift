@@ -35,7 +35,7 @@ let package = Package(
         // chosen at load time; the Swift targets themselves build for baseline x86-64.
         .target(name: "BackpropKernels"),
         .target(name: "Backprop", dependencies: ["CBLAS", "BackpropKernels"]),
-        .target(name: "BackpropOptim", dependencies: ["Backprop"]),
+        .target(name: "BackpropOptim", dependencies: ["Backprop", "BackpropKernels"]),
         .target(name: "BackpropData", dependencies: ["Backprop", "BackpropKernels", "CZlib"]),
         // TensorBoard event files (hand-written protobuf encoder, CRC-32C).
         .target(name: "BackpropTensorBoard", dependencies: ["Backprop"]),

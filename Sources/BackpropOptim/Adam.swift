@@ -1,4 +1,5 @@
 import Backprop
+import BackpropKernels
 import Foundation
 
 /// Adam: PyTorch's `torch.optim.Adam` (same defaults, update and argument checks).
@@ -151,59 +152,23 @@ private final class AdamJob: ParallelJob {
     var shrink = false, ams = false
 
     func runPart(_ part: Int, of parts: Int) {
-        guard let kernel else { return }
-        let k = kernel.part(ParallelChunks.range(part: part, of: parts, elements: kernel.n))
-        // One specialised loop per option set: constant flags let the compiler drop the
-        // branches and vectorise.
-        switch (shrink, k.l2 != 0, ams) {
-        case (false, false, false): k.run(shrink: false, l2: false, ams: false)
-        case (false, false, true): k.run(shrink: false, l2: false, ams: true)
-        case (false, true, false): k.run(shrink: false, l2: true, ams: false)
-        case (false, true, true): k.run(shrink: false, l2: true, ams: true)
-        case (true, _, false): k.run(shrink: true, l2: false, ams: false)
-        case (true, _, true): k.run(shrink: true, l2: false, ams: true)
-        }
+        guard let k = kernel else { return }
+        let r = ParallelChunks.range(part: part, of: parts, elements: k.n), o = r.lowerBound
+        // The C kernel (BackpropKernels/optimizers.inc): one vectorised loop per flag set, the
+        // arithmetic in the order above (m by torch.lerp, ε outside the root).
+        var flags: Int32 = 0
+        if shrink { flags |= Int32(BP_ADAM_SHRINK) } else if k.l2 != 0 { flags |= Int32(BP_ADAM_L2) }
+        if ams { flags |= Int32(BP_ADAM_AMSGRAD) }
+        bp_adam_update(r.count, k.theta + o, k.grad + o, k.m + o, k.v + o, ams ? k.vMax + o : nil,
+                       k.oneMinusBeta1, k.beta2, k.oneMinusBeta2, k.stepSize, k.bc2Sqrt, k.eps, k.decay, k.l2, flags)
     }
 }
 
-/// The fused per-element Adam/AdamW update over one parameter.
+/// One parameter's Adam/AdamW update: its buffers and the step's constants.
 private struct AdamKernel {
     let n: Int
     let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
     let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, vMax: UnsafeMutablePointer<Float>
     let oneMinusBeta1: Float, beta2: Float, oneMinusBeta2: Float
     let stepSize: Float, bc2Sqrt: Float, eps: Float, decay: Float, l2: Float
-
-    /// The same update over elements `r` only.
-    func part(_ r: Range<Int>) -> AdamKernel {
-        let o = r.lowerBound
-        return AdamKernel(n: r.count, theta: theta + o, grad: grad + o, m: m + o, v: v + o, vMax: vMax + o,
-                          oneMinusBeta1: oneMinusBeta1, beta2: beta2, oneMinusBeta2: oneMinusBeta2,
-                          stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps, decay: decay, l2: l2)
-    }
-
-    @inline(__always)
-    func run(shrink: Bool, l2 useL2: Bool, ams: Bool) {
-        var i = 0
-        while i < n {
-            let c = Swift.min(4, n - i)
-            var g = loadLanes(grad, i, c)
-            var th = loadLanes(theta, i, c)
-            if shrink { th *= decay }                                 // AdamW: θ·(1 − γλ) first
-            if useL2 { g += l2 * th }                                 // Adam: g + λθ
-            var m = loadLanes(self.m, i, c)
-            m += oneMinusBeta1 * (g - m)                              // torch.lerp
-            var v = loadLanes(self.v, i, c)
-            v = beta2 * v + oneMinusBeta2 * g * g
-            storeLanes(m, self.m, i, c)
-            storeLanes(v, self.v, i, c)
-            if ams {
-                v = laneMax(loadLanes(vMax, i, c), v)
-                storeLanes(v, vMax, i, c)
-            }
-            let denom = laneSquareRoot(v) / bc2Sqrt + eps
-            storeLanes(th - stepSize * m / denom, theta, i, c)
-            i += 4
-        }
-    }
 }

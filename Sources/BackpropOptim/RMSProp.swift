@@ -1,4 +1,5 @@
 import Backprop
+import BackpropKernels
 
 /// RMSprop: PyTorch's `torch.optim.RMSprop` (same defaults, update and argument checks).
 ///
@@ -84,65 +85,22 @@ private final class RMSPropJob: ParallelJob {
     var centered = false, momentum = false
 
     func runPart(_ part: Int, of parts: Int) {
-        guard let kernel else { return }
-        let k = kernel.part(ParallelChunks.range(part: part, of: parts, elements: kernel.n))
-        // One specialised loop per option set (constant flags: no branches, vectorisable).
-        switch (k.wd != 0, centered, momentum) {
-        case (false, false, false): k.run(decay: false, centered: false, momentum: false)
-        case (false, false, true): k.run(decay: false, centered: false, momentum: true)
-        case (false, true, false): k.run(decay: false, centered: true, momentum: false)
-        case (false, true, true): k.run(decay: false, centered: true, momentum: true)
-        case (true, false, false): k.run(decay: true, centered: false, momentum: false)
-        case (true, false, true): k.run(decay: true, centered: false, momentum: true)
-        case (true, true, false): k.run(decay: true, centered: true, momentum: false)
-        case (true, true, true): k.run(decay: true, centered: true, momentum: true)
-        }
+        guard let k = kernel else { return }
+        let r = ParallelChunks.range(part: part, of: parts, elements: k.n), o = r.lowerBound
+        // The C kernel (BackpropKernels/optimizers.inc): one vectorised loop per flag set.
+        var flags: Int32 = 0
+        if k.wd != 0 { flags |= Int32(BP_RMSPROP_DECAY) }
+        if centered { flags |= Int32(BP_RMSPROP_CENTERED) }
+        if momentum { flags |= Int32(BP_RMSPROP_MOMENTUM) }
+        bp_rmsprop_update(r.count, k.theta + o, k.grad + o, k.v + o, momentum ? k.b + o : nil,
+                          centered ? k.gAvg + o : nil, k.lr, k.wd, k.alpha, k.oneMinusAlpha, k.eps, k.mu, flags)
     }
 }
 
-/// The fused per-element RMSprop update over one parameter.
+/// One parameter's RMSprop update: its buffers and the step's constants.
 private struct RMSPropKernel {
     let n: Int
     let theta: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>
     let v: UnsafeMutablePointer<Float>, b: UnsafeMutablePointer<Float>, gAvg: UnsafeMutablePointer<Float>
     let lr: Float, wd: Float, alpha: Float, oneMinusAlpha: Float, eps: Float, mu: Float
-
-    /// The same update over elements `r` only.
-    func part(_ r: Range<Int>) -> RMSPropKernel {
-        let o = r.lowerBound
-        return RMSPropKernel(n: r.count, theta: theta + o, grad: grad + o, v: v + o, b: b + o, gAvg: gAvg + o,
-                             lr: lr, wd: wd, alpha: alpha, oneMinusAlpha: oneMinusAlpha, eps: eps, mu: mu)
-    }
-
-    @inline(__always)
-    func run(decay: Bool, centered: Bool, momentum: Bool) {
-        var i = 0
-        while i < n {
-            let c = Swift.min(4, n - i)
-            var g = loadLanes(grad, i, c)
-            var th = loadLanes(theta, i, c)
-            if decay { g += wd * th }
-            let v = alpha * loadLanes(self.v, i, c) + oneMinusAlpha * g * g
-            storeLanes(v, self.v, i, c)
-            var avg: SIMD4<Float>
-            if centered {
-                var ga = loadLanes(gAvg, i, c)
-                ga += oneMinusAlpha * (g - ga)                         // torch.lerp
-                storeLanes(ga, gAvg, i, c)
-                avg = laneSquareRoot(v - ga * ga)
-            } else {
-                avg = laneSquareRoot(v)
-            }
-            avg += eps                                                 // ε outside the root
-            if momentum {
-                let b = mu * loadLanes(self.b, i, c) + g / avg
-                storeLanes(b, self.b, i, c)
-                th -= lr * b
-            } else {
-                th -= lr * g / avg
-            }
-            storeLanes(th, theta, i, c)
-            i += 4
-        }
-    }
 }

@@ -6,3 +6,4 @@
 #include "bp_elementwise.h"
 #include "bp_conv.h"
 #include "bp_recurrent.h"
+#include "bp_optimizers.h"
