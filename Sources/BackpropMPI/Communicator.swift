@@ -183,19 +183,29 @@ public final class Communicator {
     /// Starts a non-blocking in-place sum of `count` floats (`MPI_Iallreduce`). The buffer must stay
     /// untouched until the request's `wait()` returns. Open MPI advances such a reduction only
     /// inside MPI calls: `test()` now and then (between layers of backward) keeps it moving.
-    public func startAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> AllreduceRequest {
+    /// Starts a non-blocking barrier (`MPI_Ibarrier`): its request completes once every rank has
+    /// started it. Waiting on it politely (`waitPolitely`) and then calling a blocking collective
+    /// keeps a rank that arrives early from spinning inside MPI while the others still compute.
+    public func startBarrier() throws -> CollectiveRequest {
+        try ensureOpen("MPI_Ibarrier")
+        var request = bp_mpi_request_null()
+        try Communicator.check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
+        return CollectiveRequest(request: request)
+    }
+
+    public func startAllreduce(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws -> CollectiveRequest {
         try ensureOpen("MPI_Iallreduce")
         var request = bp_mpi_request_null()
         if count > 0 {
             try Communicator.check(MPI_Iallreduce(bp_mpi_in_place(), buffer, Int32(count), bp_mpi_float(),
                                                   bp_mpi_sum(), comm, &request), "MPI_Iallreduce")
         }
-        return AllreduceRequest(request: request)
+        return CollectiveRequest(request: request)
     }
 }
 
-/// A reduction started by `Communicator.startAllreduce`.
-public final class AllreduceRequest {
+/// A non-blocking collective started by `Communicator.startAllreduce` or `startBarrier`.
+public final class CollectiveRequest {
     private var request: MPI_Request?
     public private(set) var isComplete = false
 

@@ -46,6 +46,15 @@ final class DataParallelTests: XCTestCase {
         let order = ddp.backwardOrder.map { names[ObjectIdentifier($0)] ?? "?" }
         XCTAssertEqual(order, ["4.weight", "4.bias", "2.weight", "2.bias", "0.weight", "0.bias"])
         XCTAssertEqual(ddp.bucketRanges, [0..<4, 4..<5, 5..<6])
+        // The first layer's weight and bias are final only when backward ends: reduced by blocking
+        // calls; the last layers' bucket overlaps the first layer's backward.
+        XCTAssertEqual(ddp.blockingBuckets, 1..<3)
+        let leading = Sequential(Flatten(), try mlp())
+        let nested = try DataParallel(leading, communicator: try world())
+        XCTAssertEqual(nested.blockingBuckets, 0..<nested.bucketRanges.count,
+                       "one layer with parameters: all of it is final at the end")
+        XCTAssertEqual(try DataParallel(Sequential(Flatten(), model.layers[0], model.layers[1], model.layers[2]),
+                                        communicator: try world()).blockingBuckets, 1..<3, "a leading parameter-free layer")
         let whole = try DataParallel(model, communicator: try world(), bucketBytes: 1 << 30)
         XCTAssertEqual(whole.bucketRanges, [0..<6])
         XCTAssertThrowsError(try DataParallel(model, communicator: try world(), bucketBytes: 0))
