@@ -14,9 +14,9 @@ import Foundation
 ///   into buckets of about `bucketBytes` (a parameter at least that big is a bucket of its own and
 ///   is reduced in place, with no copy). Each bucket starts an `MPI_Iallreduce` as soon as its
 ///   last gradient is final: for a `Sequential` model that is after the layer that owns it, so
-///   the reduction of the last layers overlaps the backward of the first ones. The bucket that
-///   holds the first layer's parameters becomes final only when backward ends, with nothing left
-///   to overlap: `waitForGradients` reduces it with a blocking `MPI_Allreduce` (Open MPI's tuned
+///   the reduction of the last layers overlaps the backward of the first ones. The buckets that
+///   hold the first layer's parameters become final only when backward ends, with nothing left
+///   to overlap: `waitForGradients` reduces them with a blocking `MPI_Allreduce` (Open MPI's tuned
 ///   collectives), after a polite non-blocking barrier, as it does every bucket of a model that
 ///   is not a `Sequential` (whose gradients are all final only at the end). The blocking call is
 ///   about twice as fast as `MPI_Iallreduce` for the MLP's 800 KB first-layer gradient on shared
@@ -209,7 +209,7 @@ public final class DataParallel {
     }
 
     private func checkIdle() throws {
-        guard !reducing else {
+        guard !reducing, launched == 0 else {   // (launched > 0 alone: a backward that threw midway)
             throw BackpropError.invalidUse(where: "DataParallel", detail: "backward() again before waitForGradients()")
         }
     }
