@@ -44,6 +44,10 @@ final class ConvKernelTests: XCTestCase {
             Geometry(c: 16, o: 32, k: (5, 5), s: (1, 1), p: (2, 2), h: 14, w: 14),  // LeNet conv2: product blocks
         ]
         XCTAssertGreaterThan(32 * 400 * 196, Conv2D.productLimit, "LeNet's conv2 must take the blocked path")
+        let lenetConv2 = try Conv2D(inChannels: 16, outChannels: 32, kernelSize: 5, padding: 2, seed: 1)
+        XCTAssertTrue(try lenetConv2.plan(for: [2, 16, 14, 14]).transposedWeightGradient, "and sum dW transposed")
+        XCTAssertFalse(try Conv2D(inChannels: 3, outChannels: 2, kernelSize: 5, padding: 2, seed: 1)
+            .plan(for: [2, 3, 11, 14]).transposedWeightGradient)
         for level in KernelVersionTests.availableLevels {
             Kernels.limitInstructionSet(to: level)
             for (index, g) in cases.enumerated() {
@@ -76,6 +80,11 @@ final class ConvKernelTests: XCTestCase {
                 assertClose(y.scalars, expectedY.map { Float($0) }, 1e-4, "\(what): forward")
                 assertClose(dx.scalars, expectedDX.map { Float($0) }, 1e-4, "\(what): δ of the input")
                 assertClose(conv.weight.grad.scalars, expectedDW.map { Float($0) }, 1e-4, "\(what): dW")
+                // A second pass without zeroGrad adds to dW (β = 1; the transposed dW of LeNet's
+                // conv2 is then added into the existing gradient, not written over it).
+                _ = try conv.forward(x)
+                _ = try conv.backward(dy)
+                assertClose(conv.weight.grad.scalars, expectedDW.map { Float(2 * $0) }, 1e-4, "\(what): dW accumulated")
             }
         }
     }
@@ -153,19 +162,20 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196) == (stride: 208, block: 64))
         XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
-        XCTAssertEqual(Conv2D.weightGradientBlock(out: 32, k: 400, terms: 196), 37)
-        XCTAssertLessThanOrEqual(37 * 32, Conv2D.smallTNOutputs)
+        XCTAssertTrue(Conv2D.weightGradientTransposed(out: 32, k: 400, terms: 196))
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196), 144)   // 144, 144, 112
+        XCTAssertLessThanOrEqual(144 * 196 * 32, Conv2D.productLimit)
         // LeNet conv1 (313 K, 400 dW outputs): one product each, K = 25 < 32 needs no padding
         XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784) == (stride: 784, block: 784))
         XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785) == (stride: 785, block: 785))
         XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)
-        XCTAssertEqual(Conv2D.weightGradientBlock(out: 16, k: 25, terms: 784), 25)
+        XCTAssertFalse(Conv2D.weightGradientTransposed(out: 16, k: 25, terms: 784))   // one "TN" product
         // leNetWide conv2 (10 M; 64 × 800 dW): too many thin blocks, one packed product
         XCTAssertTrue(Conv2D.forwardColumns(64, 800, 196) == (stride: 196, block: 196))
         XCTAssertEqual(Conv2D.columnBlock(64, 800, 196), 196)
-        XCTAssertEqual(Conv2D.weightGradientBlock(out: 64, k: 800, terms: 196), 800)
-        // few terms per output: the small TN kernel is not used, one product
-        XCTAssertEqual(Conv2D.weightGradientBlock(out: 32, k: 400, terms: 16), 400)
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 64, k: 800, terms: 196), 64)    // 13 blocks of dWᵀ rows
+        // a block that would make OpenBLAS malloc (6 output channels: columns 1…8 past 16): all rows, packed
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 6, k: 2400, terms: 196), 2400)
         XCTAssertEqual(Conv2D.columnBlock(4, 4, 0), 1)
         for (m, k, n) in [(32, 400, 196), (7, 300, 1001), (1, 1, 5)] {
             let b = Conv2D.columnBlock(m, k, n)

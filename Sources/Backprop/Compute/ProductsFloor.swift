@@ -242,14 +242,22 @@ public final class ProductsFloor {
             let gs = Swift.min(pl.g, images - done), ld = gs * p
             if pl.pointwise {
                 list.append(ProductCall(transposeA: false, transposeB: true, m: out, n: k, k: p, lda: ld, ldb: p, ldc: k, beta: beta))
+                beta = 1
                 if inputGradient {
                     list.append(ProductCall(transposeA: true, transposeB: false, m: k, n: p, k: out, lda: k, ldb: ld, ldc: p, beta: 0))
                 }
             } else {
-                let rb = Conv2D.weightGradientBlock(out: out, k: k, terms: ld)
-                for r0 in Swift.stride(from: 0, to: k, by: rb) {
-                    let rc = Swift.min(rb, k - r0)
-                    list.append(ProductCall(transposeA: false, transposeB: true, m: out, n: rc, k: ld, lda: ld, ldb: ld, ldc: k, beta: beta))
+                if pl.transposedWeightGradient {   // dWᵀ blocks; β across the slice's calls, as dW's
+                    let rb = Conv2D.weightGradientRows(out: out, k: k, terms: ld)
+                    for r0 in Swift.stride(from: 0, to: k, by: rb) {
+                        let rc = Swift.min(rb, k - r0)
+                        list.append(ProductCall(transposeA: false, transposeB: false, m: rc, n: out, k: ld, lda: ld, ldb: out, ldc: out,
+                                                beta: beta))
+                    }
+                    beta = 1
+                } else {
+                    list.append(ProductCall(transposeA: false, transposeB: true, m: out, n: k, k: ld, lda: ld, ldb: ld, ldc: k, beta: beta))
+                    beta = 1
                 }
                 if inputGradient {
                     let block = Conv2D.columnBlock(k, out, ld)
@@ -259,7 +267,6 @@ public final class ProductsFloor {
                     }
                 }
             }
-            beta = 1
             done += gs
         }
         return list

@@ -1,7 +1,7 @@
 /// OpenBLAS's small-matrix limits: what decides whether one `cblas_sgemm` call runs its unpacked
 /// small-matrix kernels or its packed path. On AVX-512 cores (`SkylakeX` and the cores that share
 /// its kernels) OpenBLAS 0.3.21 runs a product without packing either operand when it has at most
-/// `limit` multiply-adds (and, for the column-major "TN" form, at most `tnOutputs` outputs with
+/// `limit` multiply-adds (and, for the column-major "TN" form, at most 1200 outputs with
 /// 32 or more terms each). Per-image convolution products and per-step recurrent products are a
 /// little larger than that, so the layers cut them into blocks that fit (`blockWidth`): the math
 /// is unchanged, only the calls are smaller. On cores without those kernels the blocks cost
@@ -9,8 +9,6 @@
 public enum SmallProducts {
     /// The most multiply-adds a product may have to take the small-matrix kernels.
     public static let limit = 1_000_000
-    /// The most outputs of a small "TN" product.
-    public static let tnOutputs = 1200
     /// Column multiple of the small "NN" kernel (see `Conv2D.productAllocates`).
     public static let kernelColumns = 16
     /// A product that would need more blocks than this stays one packed product.

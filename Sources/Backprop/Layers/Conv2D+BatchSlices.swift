@@ -16,6 +16,11 @@ extension Conv2D: BatchSliceable {
         let scratch = Tensor(uncheckedShape: [0])         // [out, widestStride] when G > 1 or forward pads
         let padded = Tensor(uncheckedShape: [0])          // [C, H+2ph, W+2pw]: one zero-bordered image
         let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
+        let outputGradientTransposed = Tensor(uncheckedShape: [0])  // [G·P, out]: dYᵀ of a group
+        let weightGradientTransposed = Tensor(uncheckedShape: [0])  // [K, out]: dWᵀ of the slice's images
+        /// β of the next product into `weightGradientTransposed`: 0 until the backward pass's
+        /// first, then 1 until `Conv2D.finishWeightGradient` adds the sum into dW.
+        var transposedBeta: Float = 0
 
         /// Sizes the buffers for `plan` (columns, padded plane, scratch; with `inputGradient` also
         /// the column gradient and col2im's plane). Storage is reused: nothing is allocated once
@@ -26,6 +31,10 @@ extension Conv2D: BatchSliceable {
                 columns.resize(pl.k, pl.widestStride)
                 let c = pl.geometry.channels, hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
                 if inputGradient { columnGradient.resize(pl.k, gp); planeGradient.resize(hp, wp) }
+                if pl.transposedWeightGradient {
+                    outputGradientTransposed.resize(gp, pl.outChannels)
+                    weightGradientTransposed.resize(pl.k, pl.outChannels)
+                }
                 if padded.rank != 3 || padded.shape[0] != c || padded.shape[1] != hp || padded.shape[2] != wp {
                     padded.resize(c, hp, wp)
                     padded.fill(0)
@@ -63,6 +72,9 @@ extension Conv2D: BatchSliceable {
         }
         var outChannels = 0
         var pointwise = false
+        /// dW is summed transposed in the slice's workspace and added once per backward
+        /// (`Conv2D.weightGradientTransposed` for one image's positions; never for a pointwise layer).
+        var transposedWeightGradient = false
         var imageSize = 0, outImageSize = 0     // C·H·W and out·P
         var geometry = bp_conv_geometry()       // the C kernels' description of one image
     }
@@ -79,6 +91,7 @@ extension Conv2D: BatchSliceable {
         pl.g = groupSize(n: pl.n)
         // A 1×1 convolution reads the image itself as its columns unless forward must pad them.
         pl.pointwise = isPointwise && pl.g == 1 && Conv2D.forwardColumns(outChannels, pl.k, pl.p).stride == pl.p
+        pl.transposedWeightGradient = !pl.pointwise && Conv2D.weightGradientTransposed(out: outChannels, k: pl.k, terms: pl.p)
         pl.geometry = bp_conv_geometry(channels: inChannels, height: pl.h, width: pl.w,
                                        kernel_h: kernelSize.height, kernel_w: kernelSize.width,
                                        stride_h: stride.height, stride_w: stride.width,
@@ -107,6 +120,7 @@ extension Conv2D: BatchSliceable {
         let x = try input.take(summary)
         if needsInputGradient { inputGradient.resize(to: x.shape) } else { inputGradient.resize(0) }
         prepareSlices(count, backward: true)
+        for s in slices.prefix(count) { s.transposedBeta = 0 }
         sliceGradients.begin(slices: count)
         outputGradient = dy
         return inputGradient
@@ -114,6 +128,9 @@ extension Conv2D: BatchSliceable {
 
     public func endBackward(slices count: Int) {
         guard outputGradient != nil else { return }
+        for (i, s) in slices.prefix(count).enumerated() where s.transposedBeta != 0 {
+            Conv2D.finishWeightGradient(plan, workspace: s, into: sliceGradients.target(0, slice: i))
+        }
         sliceGradients.finish()   // slices 1, 2, … add their dW and db, in order
         outputGradient = nil
     }

@@ -13,6 +13,8 @@ import BackpropKernels
 ///
 ///     forward   Y   = W·cols + b      [out, G·P] = [out, K]·[K, G·P]     sgemm NoTrans/NoTrans
 ///     backward  dW += dY·colsᵀ        [out, K]   = [out, G·P]·[G·P, K]   sgemm NoTrans/Trans
+///                 (above the small-matrix limit transposed: dWᵀ += cols·dYᵀ, [K, out] = [K, G·P]·[G·P, out],
+///                 NoTrans/NoTrans in row blocks, then added into dW: `weightGradientTransposed`)
 ///               db += Σ dY over N, Ho, Wo
 ///               dcols = Wᵀ·dY         [K, G·P]   = [K, out]·[out, G·P]   sgemm Trans/NoTrans
 ///               dX  = col2im(dcols)   (accumulating: overlapping windows add up)
@@ -212,7 +214,8 @@ public final class Conv2D: Layer {
         guard !images.isEmpty else { return }   // nothing written: `finish` treats the slice's gradients as zero
         let db = bias == nil ? nil : sliceGradients.zeroedTarget(1, slice: slice)
         try Conv2D.backward(images: images, x: x, dy: dy, weight: weight.value, plan: plan, workspace: slices[slice],
-                            weightGradient: sliceGradients.target(0, slice: slice), biasGradient: db,
+                            weightGradient: plan.transposedWeightGradient ? nil : sliceGradients.target(0, slice: slice),
+                            biasGradient: db,
                             inputGradient: needsInputGradient ? inputGradient : nil, caller: summary)
     }
 
@@ -267,10 +270,12 @@ public final class Conv2D: Layer {
     }
 
     /// For `images` (not empty) of the pass `plan` describes:
-    /// dW = β·dW + Σ dY·colsᵀ (β of `weightGradient` for the first product, then 1),
+    /// dW = β·dW + Σ dY·colsᵀ (β of `weightGradient` for the first product, then 1) — or, when
+    /// `plan.transposedWeightGradient` (then `weightGradient` is nil), dWᵀ += Σ cols·dYᵀ into the
+    /// workspace, which `finishWeightGradient` adds into dW once the caller's calls are done —,
     /// db += Σ dY (if given), and dX[images] = col2im(Wᵀ·dY) (if `inputGradient` is given).
     static func backward(images: Range<Int>, x: Tensor, dy: Tensor, weight: Tensor, plan pl: Plan,
-                         workspace buffers: SliceBuffers, weightGradient: (buffer: Tensor, beta: Float),
+                         workspace buffers: SliceBuffers, weightGradient: (buffer: Tensor, beta: Float)?,
                          biasGradient db: Tensor?, inputGradient: Tensor?, caller: @autoclosure () -> String) throws {
         let p = pl.p, k = pl.k, outChannels = pl.outChannels
         let wM = Matrix(weight, rows: outChannels, columns: k)
@@ -282,8 +287,11 @@ public final class Conv2D: Layer {
                 for o in 0..<outChannels { db.data[o] += VectorLoops.sum(image + o * p, count: p) }
             }
         }
-        let dwM = Matrix(weightGradient.buffer, rows: outChannels, columns: k)
-        var weightBeta = weightGradient.beta
+        guard (weightGradient == nil) == pl.transposedWeightGradient else {
+            throw BackpropError.invalidUse(where: caller(), detail: "a weight-gradient target must be given exactly when dW is not summed transposed")
+        }
+        let dwM = weightGradient.map { Matrix($0.buffer, rows: outChannels, columns: k) }
+        var weightBeta = weightGradient?.beta ?? 1
         var n0 = images.lowerBound
         while n0 < images.upperBound {
             let gs = min(pl.g, images.upperBound - n0), ld = gs * p
@@ -296,10 +304,11 @@ public final class Conv2D: Layer {
                     for o in 0..<outChannels { VectorLoops.copy(image + o * p, to: dyM.base + o * ld + i * p, count: p) }
                 }
             }
-            if pl.pointwise {
+            if pl.pointwise, let dwM {
                 let xM = Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: p)
                 // dW += dY·Xᵀ ; dX = Wᵀ·dY
                 try gemm(dyM, xM, transposeB: true, into: dwM, beta: weightBeta, caller: caller())
+                weightBeta = 1
                 if let inputGradient {
                     try gemm(wM, transposeA: true, dyM, into: Matrix(inputGradient, offset: n0 * pl.imageSize, rows: k, columns: p),
                              caller: caller())
@@ -309,13 +318,22 @@ public final class Conv2D: Layer {
                 for i in 0..<gs {
                     im2col(pl, xData + (n0 + i) * pl.imageSize, into: cols + i * p, rowStride: ld, padded: buffers.padded.data)
                 }
-                // dW += dY·colsᵀ
-                let rb = Conv2D.weightGradientBlock(out: outChannels, k: k, terms: ld)
-                for r0 in Swift.stride(from: 0, to: k, by: rb) {
-                    let rc = Swift.min(rb, k - r0)
-                    try gemm(dyM, colsM.advanced(by: r0 * ld, rows: rc), transposeB: true,
-                             into: dwM.advanced(by: r0, columns: rc), beta: weightBeta,
-                             caller: caller())
+                if let dwM {
+                    // dW += dY·colsᵀ
+                    try gemm(dyM, colsM, transposeB: true, into: dwM, beta: weightBeta, caller: caller())
+                    weightBeta = 1
+                } else {
+                    // dWᵀ (+)= cols·dYᵀ in row blocks, in the workspace (`finishWeightGradient`)
+                    let dyT = Matrix(buffers.outputGradientTransposed, rows: ld, columns: outChannels)
+                    try transpose(dyM, into: dyT, caller: caller())
+                    let rb = Conv2D.weightGradientRows(out: outChannels, k: k, terms: ld)
+                    for r0 in Swift.stride(from: 0, to: k, by: rb) {
+                        let rc = Swift.min(rb, k - r0)
+                        try gemm(colsM.advanced(by: r0 * ld, rows: rc), dyT,
+                                 into: Matrix(buffers.weightGradientTransposed, offset: r0 * outChannels, rows: rc, columns: outChannels),
+                                 beta: buffers.transposedBeta, caller: caller())
+                    }
+                    buffers.transposedBeta = 1
                 }
                 if let inputGradient {
                     // dcols = Wᵀ·dY
@@ -332,8 +350,24 @@ public final class Conv2D: Layer {
                     }
                 }
             }
-            weightBeta = 1
             n0 += gs
+        }
+    }
+
+    /// dW = β·dW + (dWᵀ)ᵀ: adds the transposed weight gradient the workspace summed over its calls
+    /// (`plan.transposedWeightGradient`) into `target`, once per backward pass and workspace.
+    static func finishWeightGradient(_ pl: Plan, workspace buffers: SliceBuffers, into target: (buffer: Tensor, beta: Float)) {
+        guard buffers.transposedBeta != 0 else { return }
+        buffers.transposedBeta = 0
+        let out = pl.outChannels, k = pl.k
+        let dwt = buffers.weightGradientTransposed.data, dw = target.buffer.data
+        for o in 0..<out {
+            let row = dw + o * k
+            if target.beta == 0 {
+                for r in 0..<k { row[r] = dwt[r * out + o] }
+            } else {
+                for r in 0..<k { row[r] += dwt[r * out + o] }
+            }
         }
     }
 

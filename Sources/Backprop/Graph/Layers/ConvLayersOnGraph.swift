@@ -32,8 +32,11 @@ extension Conv2D: GraphLayer {
             let db = hasBias ? graphTensor(bShape, zeroed: true) : nil       // added into
             if pl.n > 0 {
                 backWorkspace.prepare(pl, inputGradient: dx != nil)
+                backWorkspace.transposedBeta = 0
                 try Conv2D.backward(images: 0..<pl.n, x: xv, dy: dy, weight: w, plan: pl, workspace: backWorkspace,
-                                    weightGradient: (dW, 0), biasGradient: db, inputGradient: dx, caller: name)
+                                    weightGradient: pl.transposedWeightGradient ? nil : (dW, 0), biasGradient: db,
+                                    inputGradient: dx, caller: name)
+                Conv2D.finishWeightGradient(pl, workspace: backWorkspace, into: (dW, 0))
             }
             return InputGradients(dx, dW, db)
         }
