@@ -119,11 +119,15 @@ extension Train {
             let session = try TrainingSession(options: self, communicator: world)
             try session.run()
         } catch let error as CollectiveError {
-            world.finalize()
             // One write: mpirun forwards each rank's stderr as it comes and may print its own
             // notice between two writes of one message ("Error: " and the text, as a thrown
-            // error would be printed).
+            // error would be printed). Written before the barrier: once another rank has exited
+            // with a non-zero status, mpirun may end rank 0 before it prints (seen once in ~20
+            // runs of `testDivergedReplicaIsCaughtAtTheEpochCheck` when rank 0 printed after
+            // `MPI_Finalize`).
             if world.rank == 0 { FileHandle.standardError.write(Data("Error: \(error)\n".utf8)) }
+            try? world.barrier()
+            world.finalize()
             throw ExitCode(1)
         } catch {
             FileHandle.standardError.write(Data("Error: rank \(world.rank) of \(world.size): \(error)\n".utf8))
