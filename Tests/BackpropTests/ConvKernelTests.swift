@@ -157,21 +157,23 @@ final class ConvKernelTests: XCTestCase {
     }
 
     func testProductBlocks() {
-        // LeNet conv2 per image: forward 2.5 M multiply-adds → columns padded 196 → 208, blocks
-        // of 64 (64, 64, 64, 16); dcols → 3 blocks of 66; dW rows of 37
-        XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196) == (stride: 208, block: 64))
+        // LeNet conv2 per image: forward 2.5 M multiply-adds → columns padded 196 → 208, terms in
+        // blocks of 144 (144, 144, 112); dcols → 3 blocks of 66; dWᵀ rows of 144
+        XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196) == (stride: 208, terms: 144))
         XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
         XCTAssertTrue(Conv2D.weightGradientTransposed(out: 32, k: 400, terms: 196))
         XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196), 144)   // 144, 144, 112
         XCTAssertLessThanOrEqual(144 * 196 * 32, Conv2D.productLimit)
         // LeNet conv1 (313 K, 400 dW outputs): one product each, K = 25 < 32 needs no padding
-        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784) == (stride: 784, block: 784))
-        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785) == (stride: 785, block: 785))
+        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784) == (stride: 784, terms: 25))
+        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785) == (stride: 785, terms: 25))
         XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)
         XCTAssertFalse(Conv2D.weightGradientTransposed(out: 16, k: 25, terms: 784))   // one "TN" product
-        // leNetWide conv2 (10 M; 64 × 800 dW): too many thin blocks, one packed product
-        XCTAssertTrue(Conv2D.forwardColumns(64, 800, 196) == (stride: 196, block: 196))
+        // leNetWide conv2 (10 M): forward in 13 blocks of 64 terms; dcols: too many thin blocks, one packed product
+        XCTAssertTrue(Conv2D.forwardColumns(64, 800, 196) == (stride: 208, terms: 64))
+        // a forward too large for 16 blocks: one packed product of the unpadded columns
+        XCTAssertTrue(Conv2D.forwardColumns(256, 2304, 196) == (stride: 196, terms: 2304))
         XCTAssertEqual(Conv2D.columnBlock(64, 800, 196), 196)
         XCTAssertEqual(Conv2D.weightGradientRows(out: 64, k: 800, terms: 196), 64)    // 13 blocks of dWᵀ rows
         // a block that would make OpenBLAS malloc (6 output channels: columns 1…8 past 16): all rows, packed
@@ -187,9 +189,9 @@ final class ConvKernelTests: XCTestCase {
     /// OpenBLAS's rule (0.3.21, SkylakeX; see `Conv2D.smallKernelColumns`): an untransposed
     /// product within the small-matrix limit with K ≥ 32 mallocs when its last 1–8 columns are
     /// left over from runs of 16. No forward product `forwardColumns` plans may do that: over a
-    /// range of shapes, every block is within the limit or the product is one packed call, the
-    /// blocks tile the padded columns, and none allocates. The old 66/66/64 split of LeNet's
-    /// conv2 would fail this.
+    /// range of shapes, every block of terms is within the limit or the product is one packed
+    /// call, the blocks tile the terms, and none allocates. The old 66/66/64 column split of
+    /// LeNet's conv2 would fail this.
     func testForwardBlocksAvoidOpenBLASMallocingTail() {
         XCTAssertTrue(Conv2D.productAllocates(32, 400, 66))     // the former 66-column blocks
         XCTAssertTrue(Conv2D.productAllocates(32, 400, 4))
@@ -200,13 +202,15 @@ final class ConvKernelTests: XCTestCase {
         for m in [1, 6, 16, 32, 64] {
             for k in [1, 25, 31, 32, 150, 400, 800] {
                 for n in [1, 4, 8, 9, 16, 66, 100, 196, 392, 784, 1000] {
-                    let (ld, block) = Conv2D.forwardColumns(m, k, n), what = "\(m)×\(k)×\(n)"
+                    let (ld, terms) = Conv2D.forwardColumns(m, k, n), what = "\(m)×\(k)×\(n)"
                     XCTAssertGreaterThanOrEqual(ld, n, what)
                     XCTAssertLessThan(ld - n, Conv2D.smallKernelColumns, what)
-                    XCTAssertGreaterThanOrEqual(block, 1, what)
-                    for c0 in stride(from: 0, to: ld, by: block) {
-                        let cb = min(block, ld - c0)
-                        XCTAssertFalse(Conv2D.productAllocates(m, k, cb), "\(what): block of \(cb) at \(c0)")
+                    XCTAssertGreaterThanOrEqual(terms, 1, what)
+                    XCTAssertLessThanOrEqual(terms, max(k, 1), what)
+                    for t0 in stride(from: 0, to: max(k, 1), by: terms) {
+                        let tb = min(terms, max(k, 1) - t0)
+                        XCTAssertFalse(Conv2D.productAllocates(m, tb, ld), "\(what): block of \(tb) terms at \(t0)")
+                        if terms < k { XCTAssertLessThanOrEqual(m * tb * ld, Conv2D.productLimit, what) }
                     }
                 }
             }
@@ -226,7 +230,7 @@ final class ConvKernelTests: XCTestCase {
             defer { gemmRecorder = nil }
             _ = try model.evaluationForward(x)
             let calls = recorder.calls
-            XCTAssertTrue(calls.contains { $0.m == 32 && $0.k == 400 }, "conv2's products are recorded")
+            XCTAssertTrue(calls.contains { $0.m == 32 && $0.lda == 400 }, "conv2's products are recorded")
             for c in calls where !c.transposeA && !c.transposeB {
                 XCTAssertFalse(Conv2D.productAllocates(c.m, c.k, c.n), "batch \(batch), G \(imagesPerGemm): \(c)")
             }

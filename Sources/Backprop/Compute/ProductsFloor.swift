@@ -221,12 +221,12 @@ public final class ProductsFloor {
         var done = 0
         while done < images {
             let gs = Swift.min(pl.g, images - done)
-            let (ld, block) = Conv2D.forwardColumns(out, k, gs * p)
+            let (ld, terms) = Conv2D.forwardColumns(out, k, gs * p)
             let inPlace = gs == 1 && ld == p
-            for c0 in Swift.stride(from: 0, to: ld, by: block) {
-                let cb = Swift.min(block, ld - c0)
-                list.append(ProductCall(transposeA: false, transposeB: false, m: out, n: cb, k: k, lda: k, ldb: ld, ldc: ld,
-                                        beta: inPlace ? beta : 0))
+            for t0 in Swift.stride(from: 0, to: k, by: terms) {
+                let tb = Swift.min(terms, k - t0)
+                list.append(ProductCall(transposeA: false, transposeB: false, m: out, n: ld, k: tb, lda: k, ldb: ld, ldc: ld,
+                                        beta: t0 > 0 ? 1 : inPlace ? beta : 0))
             }
             done += gs
         }

@@ -226,7 +226,6 @@ public final class Conv2D: Layer {
     static func forward(images: Range<Int>, x: Tensor, weight: Tensor, bias: Tensor?, plan pl: Plan,
                         workspace buffers: SliceBuffers, into output: Tensor, caller: @autoclosure () -> String) throws {
         let p = pl.p, k = pl.k, outChannels = pl.outChannels
-        let wM = Matrix(weight, rows: outChannels, columns: k)
         let out = output.data, xData = x.data
         var n0 = images.lowerBound
         while n0 < images.upperBound {
@@ -234,7 +233,7 @@ public final class Conv2D: Layer {
             // The group's columns [K, gs·P], rows `ld` apart (padded so that no product leaves
             // OpenBLAS's mallocing tail, see `forwardColumns`): the image itself for a pointwise
             // convolution (gs = 1, never padded: see `plan(for:)`).
-            let (ld, block) = Conv2D.forwardColumns(outChannels, k, n)
+            let (ld, terms) = Conv2D.forwardColumns(outChannels, k, n)
             let colsM = pl.pointwise ? Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: ld)
                                      : Matrix(buffers.columns, rows: k, columns: ld)
             if !pl.pointwise {
@@ -252,10 +251,11 @@ public final class Conv2D: Layer {
                 let b = bias.data
                 for o in 0..<outChannels { VectorLoops.fill(product.base + o * p, with: b[o], count: p) }
             }
-            for c0 in Swift.stride(from: 0, to: ld, by: block) {
-                let cb = Swift.min(block, ld - c0)
-                try gemm(wM, colsM.advanced(by: c0, columns: cb), into: product.advanced(by: c0, columns: cb),
-                         beta: inPlace && bias != nil ? 1 : 0, caller: caller())
+            for t0 in Swift.stride(from: 0, to: k, by: terms) {   // Y (+)= W[:, t0…]·cols[t0…, :]
+                let tb = Swift.min(terms, k - t0)
+                try gemm(Matrix(weight, offset: t0, rows: outChannels, columns: tb, stride: k),
+                         colsM.advanced(by: t0 * ld, rows: tb), into: product,
+                         beta: t0 > 0 || (inPlace && bias != nil) ? 1 : 0, caller: caller())
             }
             if !inPlace {
                 for i in 0..<gs {
