@@ -31,7 +31,7 @@ final class ConvKernelTests: XCTestCase {
     /// Forward output, δ of the input and dW of Conv2D against the definition summed directly in
     /// Double, for image widths that take every branch of the row copy (< 4, 4…7, 8…15, ≥ 16 and
     /// not a multiple of 16), strides, rectangular kernels and paddings, and LeNet's second layer
-    /// (whose products are cut into blocks, see `Conv2D.productLimit`) — under each kernel version.
+    /// (whose products are cut into blocks, see `SmallProducts.limit`) — under each kernel version.
     /// Tolerance 1e-4 relative (Float sums of at most 400 terms of size ≤ 1).
     func testConvMatchesDirectSumUnderEveryVersion() throws {
         let cases = [
@@ -43,7 +43,7 @@ final class ConvKernelTests: XCTestCase {
             Geometry(c: 2, o: 2, k: (2, 3), s: (1, 2), p: (0, 0), h: 5, w: 9),      // no padding, stride 2 across
             Geometry(c: 16, o: 32, k: (5, 5), s: (1, 1), p: (2, 2), h: 14, w: 14),  // LeNet conv2: product blocks
         ]
-        XCTAssertGreaterThan(32 * 400 * 196, Conv2D.productLimit, "LeNet's conv2 must take the blocked path")
+        XCTAssertGreaterThan(32 * 400 * 196, SmallProducts.limit, "LeNet's conv2 must take the blocked path")
         let lenetConv2 = try Conv2D(inChannels: 16, outChannels: 32, kernelSize: 5, padding: 2, seed: 1)
         XCTAssertTrue(try lenetConv2.plan(for: [2, 16, 14, 14]).transposedWeightGradient, "and sum dW transposed")
         XCTAssertFalse(try Conv2D(inChannels: 3, outChannels: 2, kernelSize: 5, padding: 2, seed: 1)
@@ -164,7 +164,7 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
         XCTAssertTrue(Conv2D.weightGradientTransposed(out: 32, k: 400, terms: 196))
         XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196), 144)   // 144, 144, 112
-        XCTAssertLessThanOrEqual(144 * 196 * 32, Conv2D.productLimit)
+        XCTAssertLessThanOrEqual(144 * 196 * 32, SmallProducts.limit)
         // LeNet conv1 (313 K, 400 dW outputs): one product each, K = 25 < 32 needs no padding
         XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784) == (stride: 784, terms: 25))
         XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785) == (stride: 785, terms: 25))
@@ -181,36 +181,36 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertEqual(Conv2D.columnBlock(4, 4, 0), 1)
         for (m, k, n) in [(32, 400, 196), (7, 300, 1001), (1, 1, 5)] {
             let b = Conv2D.columnBlock(m, k, n)
-            XCTAssertLessThanOrEqual(m * k * b, max(Conv2D.productLimit, m * k), "\(m)×\(k)×\(n)")
+            XCTAssertLessThanOrEqual(m * k * b, max(SmallProducts.limit, m * k), "\(m)×\(k)×\(n)")
             XCTAssertGreaterThanOrEqual(b, 1)
         }
     }
 
-    /// OpenBLAS's rule (0.3.21, SkylakeX; see `Conv2D.smallKernelColumns`): an untransposed
+    /// OpenBLAS's rule (0.3.21, SkylakeX; see `SmallProducts.kernelColumns`): an untransposed
     /// product within the small-matrix limit with K ≥ 32 mallocs when its last 1–8 columns are
     /// left over from runs of 16. No forward product `forwardColumns` plans may do that: over a
     /// range of shapes, every block of terms is within the limit or the product is one packed
     /// call, the blocks tile the terms, and none allocates. The old 66/66/64 column split of
     /// LeNet's conv2 would fail this.
     func testForwardBlocksAvoidOpenBLASMallocingTail() {
-        XCTAssertTrue(Conv2D.productAllocates(32, 400, 66))     // the former 66-column blocks
-        XCTAssertTrue(Conv2D.productAllocates(32, 400, 4))
-        XCTAssertFalse(Conv2D.productAllocates(32, 400, 64))
-        XCTAssertFalse(Conv2D.productAllocates(32, 400, 73))    // a masked tail of 9
-        XCTAssertFalse(Conv2D.productAllocates(16, 25, 66))     // K < 32
-        XCTAssertFalse(Conv2D.productAllocates(32, 400, 200))   // above the limit: packed
+        XCTAssertTrue(SmallProducts.productAllocates(32, 400, 66))     // the former 66-column blocks
+        XCTAssertTrue(SmallProducts.productAllocates(32, 400, 4))
+        XCTAssertFalse(SmallProducts.productAllocates(32, 400, 64))
+        XCTAssertFalse(SmallProducts.productAllocates(32, 400, 73))    // a masked tail of 9
+        XCTAssertFalse(SmallProducts.productAllocates(16, 25, 66))     // K < 32
+        XCTAssertFalse(SmallProducts.productAllocates(32, 400, 200))   // above the limit: packed
         for m in [1, 6, 16, 32, 64] {
             for k in [1, 25, 31, 32, 150, 400, 800] {
                 for n in [1, 4, 8, 9, 16, 66, 100, 196, 392, 784, 1000] {
                     let (ld, terms) = Conv2D.forwardColumns(m, k, n), what = "\(m)×\(k)×\(n)"
                     XCTAssertGreaterThanOrEqual(ld, n, what)
-                    XCTAssertLessThan(ld - n, Conv2D.smallKernelColumns, what)
+                    XCTAssertLessThan(ld - n, SmallProducts.kernelColumns, what)
                     XCTAssertGreaterThanOrEqual(terms, 1, what)
                     XCTAssertLessThanOrEqual(terms, max(k, 1), what)
                     for t0 in stride(from: 0, to: max(k, 1), by: terms) {
                         let tb = min(terms, max(k, 1) - t0)
-                        XCTAssertFalse(Conv2D.productAllocates(m, tb, ld), "\(what): block of \(tb) terms at \(t0)")
-                        if terms < k { XCTAssertLessThanOrEqual(m * tb * ld, Conv2D.productLimit, what) }
+                        XCTAssertFalse(SmallProducts.productAllocates(m, tb, ld), "\(what): block of \(tb) terms at \(t0)")
+                        if terms < k { XCTAssertLessThanOrEqual(m * tb * ld, SmallProducts.limit, what) }
                     }
                 }
             }
@@ -232,7 +232,7 @@ final class ConvKernelTests: XCTestCase {
             let calls = recorder.calls
             XCTAssertTrue(calls.contains { $0.m == 32 && $0.lda == 400 }, "conv2's products are recorded")
             for c in calls where !c.transposeA && !c.transposeB {
-                XCTAssertFalse(Conv2D.productAllocates(c.m, c.k, c.n), "batch \(batch), G \(imagesPerGemm): \(c)")
+                XCTAssertFalse(SmallProducts.productAllocates(c.m, c.k, c.n), "batch \(batch), G \(imagesPerGemm): \(c)")
             }
         }
     }

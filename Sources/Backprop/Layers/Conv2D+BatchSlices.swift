@@ -67,7 +67,7 @@ extension Conv2D: BatchSliceable {
         /// The widest row stride the forward's columns and scratch can take (`forwardColumns` of
         /// at most G·P columns): G·P rounded up to a multiple of 16.
         var widestStride: Int {
-            let n = Swift.max(g * p, 1), m = Conv2D.smallKernelColumns
+            let n = Swift.max(g * p, 1), m = SmallProducts.kernelColumns
             return (n + m - 1) / m * m
         }
         var outChannels = 0

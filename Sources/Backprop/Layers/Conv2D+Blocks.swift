@@ -1,34 +1,16 @@
 /// Block sizes for Conv2D's products: where OpenBLAS's small-matrix kernels pay
 /// (`SmallProducts`), a product is cut into blocks that fit them (the math is unchanged; only the
-/// calls are smaller).
+/// calls are smaller). The per-image products of LeNet's second convolution are a little larger
+/// than `SmallProducts.limit`, so they are cut into blocks that fit: forward into 3 blocks of the
+/// terms (`forwardColumns`), dcols into 3 column blocks of ≤ 66, and dW is computed transposed in
+/// 3 row blocks (`weightGradientTransposed`). Measured on LeNet training: 7 % less CPU time for
+/// the column blocks. Larger layers, which would need many thin blocks, keep one packed product
+/// (`SmallProducts.maximumBlocks`).
 extension Conv2D {
-    /// The per-image products of LeNet's second convolution are a little larger than
-    /// `SmallProducts.limit`, so they are cut into blocks that fit: forward into 3 blocks
-    /// of the terms (`forwardColumns`), dcols into 3 column blocks of ≤ 66, and dW is computed transposed
-    /// in 3 row blocks (`weightGradientTransposed`). Measured on LeNet training: 7 % less CPU time
-    /// for the column blocks. Larger layers, which would need many thin blocks, keep one packed
-    /// product (`SmallProducts.maximumBlocks`).
-    static let productLimit = SmallProducts.limit
-    static let maximumBlocks = SmallProducts.maximumBlocks
-
-    /// Column multiple of OpenBLAS's small "NN" kernel on AVX-512 (`sgemm_small_kernel_nn`,
-    /// OpenBLAS 0.3.21): a row-major `[m, k]·[k, n]` product without transposes takes the
-    /// output's columns in runs of 64, 32 and 16, then a masked run of 9–15; a last run of 1–8
-    /// columns with `k ≥ 32` goes through a dot-product tail that mallocs (and frees) a copy of
-    /// those columns on every call. Measured over 281 600 calls (`m`, `k`, `n` up to 400, 784,
-    /// 320, both β): such a product mallocs exactly when it is within `productLimit`, `k ≥ 32`
-    /// and `n mod 16` is 1…8; products with a transposed operand or above the limit never did.
-    static let smallKernelColumns = SmallProducts.kernelColumns
-
-    /// Whether an untransposed `[m, k]·[k, n]` product makes OpenBLAS malloc (see `smallKernelColumns`).
-    static func productAllocates(_ m: Int, _ k: Int, _ n: Int) -> Bool {
-        SmallProducts.productAllocates(m, k, n)
-    }
-
     /// The forward product `Y = W·cols`, `[m, k]·[k, n]`: the row stride of the columns and of
     /// the product's output (`stride ≥ n`), and the terms (rows of cols, columns of W) per product.
     ///
-    /// Within `productLimit` one product of all `n` columns (`stride` n); when `n` would leave
+    /// Within `SmallProducts.limit` one product of all `n` columns (`stride` n); when `n` would leave
     /// OpenBLAS's mallocing tail, the columns are padded to the next multiple of 16. Above the
     /// limit the columns are padded to a multiple of 16 (rows of a multiple of 16 floats also
     /// start on 64-byte boundaries) and the k terms are cut into equal blocks that fit the small
@@ -40,23 +22,24 @@ extension Conv2D {
     /// their outputs are computed and discarded (each output column depends only on its own
     /// input column).
     static func forwardColumns(_ m: Int, _ k: Int, _ n: Int) -> (stride: Int, terms: Int) {
-        let n = Swift.max(n, 1), k = Swift.max(k, 1)
-        let padded = (n + smallKernelColumns - 1) / smallKernelColumns * smallKernelColumns
-        if m * k * n <= productLimit {
-            return productAllocates(m, k, n) ? (padded, k) : (n, k)
+        let n = Swift.max(n, 1), k = Swift.max(k, 1), c = SmallProducts.kernelColumns
+        let padded = (n + c - 1) / c * c
+        if m * k * n <= SmallProducts.limit {
+            return SmallProducts.productAllocates(m, k, n) ? (padded, k) : (n, k)
         }
-        let terms = SmallProducts.blockWidth(total: k, perUnit: Swift.max(m, 1) * padded)
-        guard terms < k, !productAllocates(m, terms, padded) else { return (n, k) }
-        return (padded, terms)
+        let terms = SmallProducts.blockWidth(total: k, perUnit: Swift.max(m, 1) * padded) {
+            SmallProducts.productAllocates(m, $0, padded)
+        }
+        return terms < k ? (padded, terms) : (n, k)
     }
 
     /// The column-block width for the `[k, out]·[out, n]` product dcols = Wᵀ·dY: all `n` columns
-    /// when the product is within `productLimit` or would need more than 4 blocks. (Its "TN"
+    /// when the product is within `SmallProducts.limit` or would need more than 4 blocks. (Its "TN"
     /// row-major form runs OpenBLAS's "NT" small kernel, which does not malloc.)
     static func columnBlock(_ m: Int, _ k: Int, _ n: Int) -> Int {
         let mnk = m * k * n
-        if mnk <= productLimit { return Swift.max(n, 1) }
-        let blocks = (mnk + productLimit - 1) / productLimit
+        if mnk <= SmallProducts.limit { return Swift.max(n, 1) }
+        let blocks = (mnk + SmallProducts.limit - 1) / SmallProducts.limit
         if blocks > 4 { return Swift.max(n, 1) }
         return Swift.max(1, (n + blocks - 1) / blocks)
     }
@@ -64,20 +47,19 @@ extension Conv2D {
     /// Whether dW is computed transposed: dWᵀ `[k, out]` += cols·dYᵀ, `[k, terms]·[terms, out]`, in
     /// row blocks of `weightGradientRows` (each one product that fits OpenBLAS's small "NN" kernel),
     /// with dY transposed first and dWᵀ added into dW once per call — when the product
-    /// `[out, terms]·[terms, k]` is above `productLimit`. Then it ran as 11 row blocks of the
+    /// `[out, terms]·[terms, k]` is above `SmallProducts.limit`. Then it ran as 11 row blocks of the
     /// small "TN" kernel (LeNet's conv2, 32 × 400 × 196 per image); the transposed form takes
     /// 30 µs against 54 µs stand-alone (1 thread, Xeon; 2.7 µs more for transposing dY), and the
     /// wider layer's (64 × 800 × 196) 121 µs against 170 µs. A product within the limit stays one
     /// "TN" product (LeNet's conv1: 5.4 µs, against 6.7 + 2.0 µs transposed).
     static func weightGradientTransposed(out: Int, k: Int, terms: Int) -> Bool {
-        out * k * terms > productLimit
+        out * k * terms > SmallProducts.limit
     }
 
     /// The rows of dWᵀ per product of the transposed weight gradient (`weightGradientTransposed`):
     /// equal blocks that fit the small kernels (`SmallProducts.blockWidth`; LeNet's conv2: 144,
     /// 144, 112), or all `k` rows when they cannot or a block would make OpenBLAS malloc.
     static func weightGradientRows(out: Int, k: Int, terms: Int) -> Int {
-        let rows = SmallProducts.blockWidth(total: k, perUnit: terms * out)
-        return SmallProducts.productAllocates(rows, terms, out) ? Swift.max(k, 1) : rows
+        SmallProducts.blockWidth(total: k, perUnit: terms * out) { SmallProducts.productAllocates($0, terms, out) }
     }
 }

@@ -5,7 +5,7 @@ import BackpropKernels
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
 ///
 /// Every product is a `gemm` on im2col columns (products slightly above OpenBLAS's
-/// small-matrix limits cut into blocks, see `productLimit`). For a group of G images (`imagesPerGemm`),
+/// small-matrix limits cut into blocks, see `SmallProducts`). For a group of G images (`imagesPerGemm`),
 /// `cols` is `[C·kh·kw, G·Ho·Wo]`: row (c, i, j), column (g, oy, ox) holds
 /// `x[g, c, oy·sh − ph + i, ox·sw − pw + j]` (zero in the padding). In forward its rows may be
 /// padded to a multiple of 16 columns (`forwardColumns`: no product then leaves the tail in which

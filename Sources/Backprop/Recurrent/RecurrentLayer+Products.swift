@@ -131,8 +131,8 @@ struct BackwardProducts {
         self.slice = slice
         weightIHTransposed = s.scratch[slice].weightIHTransposed
         (weightHH, weightHHBeta) = s.gradients.target(1, slice: slice)
-        let block = SmallProducts.blockWidth(total: whh.rows, perUnit: m * h)
-        deltaBlock = SmallProducts.productAllocates(m, block, h) ? whh.rows : block
+        let (m, h) = (m, h)
+        deltaBlock = SmallProducts.blockWidth(total: whh.rows, perUnit: m * h) { SmallProducts.productAllocates(m, $0, h) }
         self.inputGradient = inputGradient
         blockEnd = t
     }
