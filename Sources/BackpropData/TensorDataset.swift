@@ -113,19 +113,13 @@ public struct TensorDataset: Sendable {
         if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
             throw BackpropError.invalidArgument("TensorDataset.subset: index \(bad) outside 0..<\(count)")
         }
-        let f = featureCount
-        var x: [Float] = []
-        x.reserveCapacity(indices.count * f)
-        for i in indices { x.append(contentsOf: features[(i * f)..<((i + 1) * f)]) }
+        let x = gatherRows(features, width: featureCount, indices)
         switch targets {
         case let .labels(labels):
             return try TensorDataset(features: x, sampleShape: sampleShape, targets: .labels(indices.map { labels[$0] }))
         case let .values(values, shape):
-            let t = targetCount
-            var y: [Float] = []
-            y.reserveCapacity(indices.count * t)
-            for i in indices { y.append(contentsOf: values[(i * t)..<((i + 1) * t)]) }
-            return try TensorDataset(features: x, sampleShape: sampleShape, targets: .values(y, shape: shape))
+            return try TensorDataset(features: x, sampleShape: sampleShape,
+                                     targets: .values(gatherRows(values, width: targetCount, indices), shape: shape))
         }
     }
 
@@ -156,11 +150,7 @@ extension Dataset {
         if let bad = indices.first(where: { $0 < 0 || $0 >= count }) {
             throw BackpropError.invalidArgument("Dataset.subset: index \(bad) outside 0..<\(count)")
         }
-        let f = featureCount
-        var pixels: [UInt8] = []
-        pixels.reserveCapacity(indices.count * f)
-        for i in indices { pixels.append(contentsOf: images[(i * f)..<((i + 1) * f)]) }
-        return try Dataset(images: pixels, labels: indices.map { labels[$0] }, rows: rows, columns: columns, channels: channels)
+        return try Dataset(images: gatherRows(images, width: featureCount, indices), labels: indices.map { labels[$0] }, rows: rows, columns: columns, channels: channels)
     }
 
     /// PyTorch's `random_split`: disjoint random subsets of the given sizes (adding up to `count`).
@@ -182,6 +172,15 @@ extension Dataset {
                                  sampleShape: Array(layout.shape(batch: 1, for: self).dropFirst()),
                                  targets: .labels(labels.map { Int32($0) }))
     }
+}
+
+/// Rows `indices` (in that order) of `array`, whose rows are `width` elements each; the indices
+/// are checked by the caller.
+func gatherRows<T>(_ array: [T], width: Int, _ indices: [Int]) -> [T] {
+    var rows: [T] = []
+    rows.reserveCapacity(indices.count * width)
+    for i in indices { rows.append(contentsOf: array[(i * width)..<((i + 1) * width)]) }
+    return rows
 }
 
 func splitLengths(count: Int, fraction: Double) throws -> [Int] {
