@@ -159,28 +159,32 @@ final class ConvKernelTests: XCTestCase {
     func testProductBlocks() {
         // LeNet conv2 per image: forward 2.5 M multiply-adds → columns padded 196 → 208, terms in
         // blocks of 144 (144, 144, 112); dcols → 3 blocks of 66; dWᵀ rows of 144
-        XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196) == (stride: 208, terms: 144))
-        XCTAssertEqual(Conv2D.columnBlock(32, 400, 196), 66)
-        XCTAssertEqual(Conv2D.columnBlock(400, 32, 196), 66)
+        XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196, smallKernels: true) == (stride: 208, terms: 144))
+        XCTAssertEqual(Conv2D.columnBlock(32, 400, 196, smallKernels: true), 66)
+        XCTAssertEqual(Conv2D.columnBlock(400, 32, 196, smallKernels: true), 66)
         XCTAssertTrue(Conv2D.weightGradientTransposed(out: 32, k: 400, terms: 196))
         XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196), 144)   // 144, 144, 112
         XCTAssertLessThanOrEqual(144 * 196 * 32, SmallProducts.limit)
         // LeNet conv1 (313 K, 400 dW outputs): one product each, K = 25 < 32 needs no padding
-        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784) == (stride: 784, terms: 25))
-        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785) == (stride: 785, terms: 25))
-        XCTAssertEqual(Conv2D.columnBlock(16, 25, 784), 784)
+        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784, smallKernels: true) == (stride: 784, terms: 25))
+        XCTAssertTrue(Conv2D.forwardColumns(16, 25, 785, smallKernels: true) == (stride: 785, terms: 25))
+        XCTAssertEqual(Conv2D.columnBlock(16, 25, 784, smallKernels: true), 784)
         XCTAssertFalse(Conv2D.weightGradientTransposed(out: 16, k: 25, terms: 784))   // one "TN" product
         // leNetWide conv2 (10 M): forward in 13 blocks of 64 terms; dcols: too many thin blocks, one packed product
-        XCTAssertTrue(Conv2D.forwardColumns(64, 800, 196) == (stride: 208, terms: 64))
+        XCTAssertTrue(Conv2D.forwardColumns(64, 800, 196, smallKernels: true) == (stride: 208, terms: 64))
         // a forward too large for 16 blocks: one packed product of the unpadded columns
-        XCTAssertTrue(Conv2D.forwardColumns(256, 2304, 196) == (stride: 196, terms: 2304))
-        XCTAssertEqual(Conv2D.columnBlock(64, 800, 196), 196)
+        XCTAssertTrue(Conv2D.forwardColumns(256, 2304, 196, smallKernels: true) == (stride: 196, terms: 2304))
+        XCTAssertEqual(Conv2D.columnBlock(64, 800, 196, smallKernels: true), 196)
         XCTAssertEqual(Conv2D.weightGradientRows(out: 64, k: 800, terms: 196), 64)    // 13 blocks of dWᵀ rows
         // a block that would make OpenBLAS malloc (6 output channels: columns 1…8 past 16): all rows, packed
         XCTAssertEqual(Conv2D.weightGradientRows(out: 6, k: 2400, terms: 196), 2400)
-        XCTAssertEqual(Conv2D.columnBlock(4, 4, 0), 1)
+        XCTAssertEqual(Conv2D.columnBlock(4, 4, 0, smallKernels: true), 1)
+        // OpenBLAS cores without the small kernels (`Haswell`, `Zen`): forward and dcols as one product each
+        XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196, smallKernels: false) == (stride: 196, terms: 400))
+        XCTAssertEqual(Conv2D.columnBlock(400, 32, 196, smallKernels: false), 196)
+        XCTAssertEqual(BLAS.hasSmallMatrixKernels, BLAS.rank(ofCore: BLAS.coreName) == 4, "the core in use: \(BLAS.coreName)")
         for (m, k, n) in [(32, 400, 196), (7, 300, 1001), (1, 1, 5)] {
-            let b = Conv2D.columnBlock(m, k, n)
+            let b = Conv2D.columnBlock(m, k, n, smallKernels: true)
             XCTAssertLessThanOrEqual(m * k * b, max(SmallProducts.limit, m * k), "\(m)×\(k)×\(n)")
             XCTAssertGreaterThanOrEqual(b, 1)
         }
@@ -202,7 +206,7 @@ final class ConvKernelTests: XCTestCase {
         for m in [1, 6, 16, 32, 64] {
             for k in [1, 25, 31, 32, 150, 400, 800] {
                 for n in [1, 4, 8, 9, 16, 66, 100, 196, 392, 784, 1000] {
-                    let (ld, terms) = Conv2D.forwardColumns(m, k, n), what = "\(m)×\(k)×\(n)"
+                    let (ld, terms) = Conv2D.forwardColumns(m, k, n, smallKernels: true), what = "\(m)×\(k)×\(n)"
                     XCTAssertGreaterThanOrEqual(ld, n, what)
                     XCTAssertLessThan(ld - n, SmallProducts.kernelColumns, what)
                     XCTAssertGreaterThanOrEqual(terms, 1, what)
@@ -213,6 +217,52 @@ final class ConvKernelTests: XCTestCase {
                         if terms < k { XCTAssertLessThanOrEqual(m * tb * ld, SmallProducts.limit, what) }
                     }
                 }
+            }
+        }
+    }
+
+    /// The layer's products follow the OpenBLAS core in use: with the small-matrix kernels
+    /// (`SkylakeX`) conv2's forward runs in 3 blocks of terms over padded columns and dcols in 3
+    /// column blocks; under a core without them (`Haswell`, which every AVX2 CPU runs) each is one
+    /// product, the plan being remade for the same input shape when the core changes. Outputs and
+    /// gradients agree between the two.
+    func testProductsFollowTheBLASCore() throws {
+        let best = BLAS.bestCore(forFlags: BLAS.cpuFlags())
+        guard best.rank >= 3 else { throw XCTSkip("no AVX2: OpenBLAS's Haswell kernels cannot run here") }
+        let initial = BLAS.coreName
+        defer { try? BLAS.useCore(initial) }
+        var rng = SeededGenerator(seed: 41)
+        let conv = try Conv2D(inChannels: 16, outChannels: 32, kernelSize: (5, 5), stride: (1, 1), padding: (2, 2), rng: &rng)
+        conv.useThreads(1)
+        let x = try random([2, 16, 14, 14], seed: 42), dy = try random([2, 32, 14, 14], seed: 43)
+        func pass() throws -> (y: [Float], dx: [Float], dw: [Float], calls: [ProductCall]) {
+            let recorder = GEMMRecorder()
+            gemmRecorder = recorder
+            defer { gemmRecorder = nil }
+            let y = try conv.forward(x).scalars
+            conv.zeroGrad()
+            let dx = try conv.backward(dy).scalars
+            return (y, dx, conv.weight.grad.scalars, recorder.calls)
+        }
+        var reference: (y: [Float], dx: [Float], dw: [Float], calls: [ProductCall])?
+        if best.rank >= 4 {
+            try BLAS.useCore("SkylakeX")
+            XCTAssertTrue(BLAS.hasSmallMatrixKernels)
+            let blocked = try pass()
+            XCTAssertEqual(blocked.calls.filter { $0.m == 32 && $0.k < 400 && $0.n == 208 }.count, 6, "forward: 3 blocks of terms per image")
+            XCTAssertEqual(blocked.calls.filter { $0.transposeA && $0.m == 400 && $0.n == 66 }.count, 4, "dcols: 66, 66, 64 columns per image")
+            reference = blocked
+        }
+        try BLAS.useCore("Haswell")
+        XCTAssertFalse(BLAS.hasSmallMatrixKernels)
+        let packed = try pass()
+        XCTAssertEqual(packed.calls.filter { $0.m == 32 && $0.k == 400 && $0.n == 196 && $0.ldc == 196 }.count, 2,
+                       "forward: one product per image, straight into the output")
+        XCTAssertEqual(packed.calls.filter { $0.transposeA && $0.m == 400 && $0.n == 196 }.count, 2, "dcols: one product per image")
+        if let reference {
+            for (name, a, b) in [("y", packed.y, reference.y), ("dx", packed.dx, reference.dx), ("dW", packed.dw, reference.dw)] {
+                let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-5, "\(name) under Haswell against SkylakeX")
             }
         }
     }

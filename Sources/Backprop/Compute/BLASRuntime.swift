@@ -93,6 +93,18 @@ public enum BLAS {
         return []
     }
 
+    /// Whether the core in use has OpenBLAS's small-matrix sgemm kernels (the AVX-512 family:
+    /// `SkylakeX`, `CooperLake`, `SapphireRapids`), which `SmallProducts` cuts products for.
+    /// Read on every convolution pass: cached, and forgotten when the core changes (`forceCore`).
+    public static var hasSmallMatrixKernels: Bool {
+        if let known = smallMatrixKernels { return known }
+        ensureReady()
+        let known = rank(ofCore: currentCoreName()) == 4
+        smallMatrixKernels = known
+        return known
+    }
+    nonisolated(unsafe) private static var smallMatrixKernels: Bool?
+
     static func currentCoreName() -> String {
         guard let p = openblas_get_corename() else { return "Unknown" }
         return String(cString: p)
@@ -104,6 +116,7 @@ public enum BLAS {
         setenv("OPENBLAS_CORETYPE", name, 1)
         gotoblas_dynamic_quit()
         gotoblas_dynamic_init()
+        smallMatrixKernels = nil
         if let previous { setenv("OPENBLAS_CORETYPE", previous, 1) } else { unsetenv("OPENBLAS_CORETYPE") }
     }
 

@@ -75,6 +75,9 @@ extension Conv2D: BatchSliceable {
         /// dW is summed transposed in the slice's workspace and added once per backward
         /// (`Conv2D.weightGradientTransposed` for one image's positions; never for a pointwise layer).
         var transposedWeightGradient = false
+        /// `BLAS.hasSmallMatrixKernels` when the plan was made: the product blocks depend on it, so a
+        /// core switched between passes makes a new plan.
+        var smallMatrixKernels = true
         var imageSize = 0, outImageSize = 0     // C·H·W and out·P
         var geometry = bp_conv_geometry()       // the C kernels' description of one image
     }
@@ -89,6 +92,7 @@ extension Conv2D: BatchSliceable {
         pl.outChannels = outChannels
         pl.imageSize = inChannels * pl.h * pl.w; pl.outImageSize = outChannels * pl.p
         pl.g = groupSize(n: pl.n)
+        pl.smallMatrixKernels = BLAS.hasSmallMatrixKernels
         // A 1×1 convolution reads the image itself as its columns unless forward must pad them.
         pl.pointwise = isPointwise && pl.g == 1 && Conv2D.forwardColumns(outChannels, pl.k, pl.p).stride == pl.p
         pl.transposedWeightGradient = !pl.pointwise && Conv2D.weightGradientTransposed(out: outChannels, k: pl.k, terms: pl.p)
@@ -103,7 +107,7 @@ extension Conv2D: BatchSliceable {
         // The last plan when the input shape is the same (plan(for:) builds shape arrays).
         let s = x.shape
         if !(s.count == 4 && plan.k > 0 && s[0] == plan.n && s[1] == inChannels && s[2] == plan.h && s[3] == plan.w
-             && plan.g == groupSize(n: plan.n)) {
+             && plan.g == groupSize(n: plan.n) && plan.smallMatrixKernels == BLAS.hasSmallMatrixKernels) {
             plan = try plan(for: s)
         }
         output.resize(plan.n, outChannels, plan.ho, plan.wo)

@@ -5,7 +5,10 @@
 /// terms (`forwardColumns`), dcols into 3 column blocks of ≤ 66, and dW is computed transposed in
 /// 3 row blocks (`weightGradientTransposed`). Measured on LeNet training: 7 % less CPU time for
 /// the column blocks. Larger layers, which would need many thin blocks, keep one packed product
-/// (`SmallProducts.maximumBlocks`).
+/// (`SmallProducts.maximumBlocks`). On OpenBLAS cores without the small kernels (`Haswell`,
+/// `Zen`: `BLAS.hasSmallMatrixKernels` false) the forward and dcols run as one product each, which
+/// measured faster there; dW stays transposed in row blocks (85.8 µs against 89.4 µs as one
+/// product under `Zen`).
 extension Conv2D {
     /// The forward product `Y = W·cols`, `[m, k]·[k, n]`: the row stride of the columns and of
     /// the product's output (`stride ≥ n`), and the terms (rows of cols, columns of W) per product.
@@ -21,8 +24,12 @@ extension Conv2D {
     /// stays one packed product of `n` columns. Padding columns are never written by im2col;
     /// their outputs are computed and discarded (each output column depends only on its own
     /// input column).
-    static func forwardColumns(_ m: Int, _ k: Int, _ n: Int) -> (stride: Int, terms: Int) {
+    static func forwardColumns(_ m: Int, _ k: Int, _ n: Int,
+                               smallKernels: Bool = BLAS.hasSmallMatrixKernels) -> (stride: Int, terms: Int) {
         let n = Swift.max(n, 1), k = Swift.max(k, 1), c = SmallProducts.kernelColumns
+        // Without the small kernels (OpenBLAS `Haswell`, `Zen`) every product is packed: one product of the
+        // unpadded columns (LeNet's conv2 under `Zen`, 1 thread: 78 µs against 82 µs in blocks of terms).
+        guard smallKernels else { return (n, k) }
         let padded = (n + c - 1) / c * c
         if m * k * n <= SmallProducts.limit {
             return SmallProducts.productAllocates(m, k, n) ? (padded, k) : (n, k)
@@ -36,7 +43,9 @@ extension Conv2D {
     /// The column-block width for the `[k, out]·[out, n]` product dcols = Wᵀ·dY: all `n` columns
     /// when the product is within `SmallProducts.limit` or would need more than 4 blocks. (Its "TN"
     /// row-major form runs OpenBLAS's "NT" small kernel, which does not malloc.)
-    static func columnBlock(_ m: Int, _ k: Int, _ n: Int) -> Int {
+    static func columnBlock(_ m: Int, _ k: Int, _ n: Int, smallKernels: Bool = BLAS.hasSmallMatrixKernels) -> Int {
+        // Packed products only (no small kernels): one product (LeNet's conv2 under `Zen`: 81 µs against 86 µs).
+        guard smallKernels else { return Swift.max(n, 1) }
         let mnk = m * k * n
         if mnk <= SmallProducts.limit { return Swift.max(n, 1) }
         let blocks = (mnk + SmallProducts.limit - 1) / SmallProducts.limit
