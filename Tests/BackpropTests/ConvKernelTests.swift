@@ -163,7 +163,7 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertEqual(Conv2D.columnBlock(32, 400, 196, smallKernels: true), 66)
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196, smallKernels: true), 66)
         XCTAssertTrue(Conv2D.weightGradientTransposed(out: 32, k: 400, terms: 196))
-        XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196), 144)   // 144, 144, 112
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196, smallKernels: true), 144)   // 144, 144, 112
         XCTAssertLessThanOrEqual(144 * 196 * 32, SmallProducts.limit)
         // LeNet conv1 (313 K, 400 dW outputs): one product each, K = 25 < 32 needs no padding
         XCTAssertTrue(Conv2D.forwardColumns(16, 25, 784, smallKernels: true) == (stride: 784, terms: 25))
@@ -175,13 +175,14 @@ final class ConvKernelTests: XCTestCase {
         // a forward too large for 16 blocks: one packed product of the unpadded columns
         XCTAssertTrue(Conv2D.forwardColumns(256, 2304, 196, smallKernels: true) == (stride: 196, terms: 2304))
         XCTAssertEqual(Conv2D.columnBlock(64, 800, 196, smallKernels: true), 196)
-        XCTAssertEqual(Conv2D.weightGradientRows(out: 64, k: 800, terms: 196), 64)    // 13 blocks of dWᵀ rows
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 64, k: 800, terms: 196, smallKernels: true), 64)    // 13 blocks of dWᵀ rows
         // a block that would make OpenBLAS malloc (6 output channels: columns 1…8 past 16): all rows, packed
-        XCTAssertEqual(Conv2D.weightGradientRows(out: 6, k: 2400, terms: 196), 2400)
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 6, k: 2400, terms: 196, smallKernels: true), 2400)
         XCTAssertEqual(Conv2D.columnBlock(4, 4, 0, smallKernels: true), 1)
         // OpenBLAS cores without the small kernels (`Haswell`, `Zen`): forward and dcols as one product each
         XCTAssertTrue(Conv2D.forwardColumns(32, 400, 196, smallKernels: false) == (stride: 196, terms: 400))
         XCTAssertEqual(Conv2D.columnBlock(400, 32, 196, smallKernels: false), 196)
+        XCTAssertEqual(Conv2D.weightGradientRows(out: 32, k: 400, terms: 196, smallKernels: false), 400)
         XCTAssertEqual(BLAS.hasSmallMatrixKernels, BLAS.rank(ofCore: BLAS.coreName) == 4, "the core in use: \(BLAS.coreName)")
         for (m, k, n) in [(32, 400, 196), (7, 300, 1001), (1, 1, 5)] {
             let b = Conv2D.columnBlock(m, k, n, smallKernels: true)
@@ -251,6 +252,8 @@ final class ConvKernelTests: XCTestCase {
             let blocked = try pass()
             XCTAssertEqual(blocked.calls.filter { $0.m == 32 && $0.k < 400 && $0.n == 208 }.count, 6, "forward: 3 blocks of terms per image")
             XCTAssertEqual(blocked.calls.filter { $0.transposeA && $0.m == 400 && $0.n == 66 }.count, 4, "dcols: 66, 66, 64 columns per image")
+            XCTAssertEqual(blocked.calls.filter { !$0.transposeA && $0.m == 144 && $0.k == 196 && $0.n == 32 }.count, 4,
+                           "dWᵀ: rows 144, 144, 112 per image")
             reference = blocked
         }
         try BLAS.useCore("Haswell")
@@ -259,6 +262,8 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertEqual(packed.calls.filter { $0.m == 32 && $0.k == 400 && $0.n == 196 && $0.ldc == 196 }.count, 2,
                        "forward: one product per image, straight into the output")
         XCTAssertEqual(packed.calls.filter { $0.transposeA && $0.m == 400 && $0.n == 196 }.count, 2, "dcols: one product per image")
+        XCTAssertEqual(packed.calls.filter { !$0.transposeA && $0.m == 400 && $0.k == 196 && $0.n == 32 }.count, 2,
+                       "dWᵀ: one product per image")
         if let reference {
             for (name, a, b) in [("y", packed.y, reference.y), ("dx", packed.dx, reference.dx), ("dW", packed.dw, reference.dw)] {
                 let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0

@@ -6,9 +6,9 @@
 /// 3 row blocks (`weightGradientTransposed`). Measured on LeNet training: 7 % less CPU time for
 /// the column blocks. Larger layers, which would need many thin blocks, keep one packed product
 /// (`SmallProducts.maximumBlocks`). On OpenBLAS cores without the small kernels (`Haswell`,
-/// `Zen`: `BLAS.hasSmallMatrixKernels` false) the forward and dcols run as one product each, which
-/// measured faster there; dW stays transposed in row blocks (85.8 µs against 89.4 µs as one
-/// product under `Zen`).
+/// `Zen`: `BLAS.hasSmallMatrixKernels` false) the forward, dcols and dWᵀ run as one product each,
+/// which measured faster there; dW stays transposed (under `Zen` one transposed product took
+/// 84–104 µs, 3 row blocks 86–109 µs, the untransposed "NT" product 91–107 µs).
 extension Conv2D {
     /// The forward product `Y = W·cols`, `[m, k]·[k, n]`: the row stride of the columns and of
     /// the product's output (`stride ≥ n`), and the terms (rows of cols, columns of W) per product.
@@ -68,7 +68,9 @@ extension Conv2D {
     /// The rows of dWᵀ per product of the transposed weight gradient (`weightGradientTransposed`):
     /// equal blocks that fit the small kernels (`SmallProducts.blockWidth`; LeNet's conv2: 144,
     /// 144, 112), or all `k` rows when they cannot or a block would make OpenBLAS malloc.
-    static func weightGradientRows(out: Int, k: Int, terms: Int) -> Int {
-        SmallProducts.blockWidth(total: k, perUnit: terms * out) { SmallProducts.productAllocates($0, terms, out) }
+    static func weightGradientRows(out: Int, k: Int, terms: Int, smallKernels: Bool = BLAS.hasSmallMatrixKernels) -> Int {
+        // Packed products only: all rows in one product (LeNet's conv2 under `Zen`: 84–104 µs against 86–109 µs in 3 blocks).
+        guard smallKernels else { return Swift.max(k, 1) }
+        return SmallProducts.blockWidth(total: k, perUnit: terms * out) { SmallProducts.productAllocates($0, terms, out) }
     }
 }
