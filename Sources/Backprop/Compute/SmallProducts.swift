@@ -4,8 +4,10 @@
 /// `limit` multiply-adds (and, for the column-major "TN" form, at most 1200 outputs with
 /// 32 or more terms each). Per-image convolution products and per-step recurrent products are a
 /// little larger than that, so the layers cut them into blocks that fit (`blockWidth`): the math
-/// is unchanged, only the calls are smaller. On cores without those kernels the blocks cost
-/// nothing measurable (LSTM backward, OpenBLAS `Zen` kernels on the Xeon: 0.98× of one product).
+/// is unchanged, only the calls are smaller. On cores without those kernels
+/// (`BLAS.hasSmallMatrixKernels` false: `Haswell`, `Zen`) `Conv2D` issues one product instead,
+/// which measured faster there; the recurrent blocks cost nothing measurable there (LSTM
+/// backward, OpenBLAS `Zen` kernels on the Xeon: 0.98× of one product) and are kept.
 public enum SmallProducts {
     /// The most multiply-adds a product may have to take the small-matrix kernels.
     public static let limit = 1_000_000
