@@ -14,7 +14,11 @@ void bp_im2col(const bp_conv_geometry *g, const float *x, float *padded, float *
 }
 
 void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *padded, float *dx) {
-    BP_PICK(col2im)(g, cols, ld, padded, dx);
+    BP_PICK(col2im)(g, (float *)cols, ld, padded, dx, 0);   // consume = 0: cols is only read
+}
+
+void bp_col2im_consume(const bp_conv_geometry *g, float *cols, size_t ld, float *padded, float *dx) {
+    BP_PICK(col2im)(g, cols, ld, padded, dx, 1);
 }
 
 void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, float *dx, long planes, long height,

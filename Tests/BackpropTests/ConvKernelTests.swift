@@ -152,6 +152,35 @@ final class ConvKernelTests: XCTestCase {
                 }
                 XCTAssertTrue(dx.prefix(guardCount).allSatisfy(\.isNaN) && dx.suffix(guardCount).allSatisfy(\.isNaN),
                               "\(what): col2im wrote outside dx")
+                // The consuming form: the same dx, and every entry that lands inside the image is 0
+                // afterwards (row padding past Ho·Wo untouched); a second call then gives 0.
+                var consumed = colsIn + [Float](repeating: .nan, count: guardCount)
+                var dx2 = [Float](repeating: .nan, count: c * h * w)
+                consumed.withUnsafeMutableBufferPointer { cb in
+                    padded.withUnsafeMutableBufferPointer { pb in
+                        bp_col2im_consume(&geometry, cb.baseAddress!, ld, pb.baseAddress, &dx2)
+                    }
+                }
+                XCTAssertEqual(dx2.map(\.bitPattern), Array(dx[guardCount..<(guardCount + c * h * w)]).map(\.bitPattern),
+                               "\(what): col2im_consume's dx")
+                for r in 0..<k {
+                    let i = (r / g.kernel_w) % g.kernel_h, j = r % g.kernel_w
+                    for oy in 0..<ho {
+                        for ox in 0..<wo {
+                            let iy = oy * g.stride_h - g.pad_h + i, ix = ox * g.stride_w - g.pad_w + j
+                            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                            XCTAssertEqual(consumed[r * ld + oy * wo + ox], 0, "\(what): entry \(r), \(oy), \(ox) not cleared")
+                        }
+                    }
+                    for t in p..<ld { XCTAssertEqual(consumed[r * ld + t].bitPattern, colsIn[r * ld + t].bitPattern, "\(what): row padding written") }
+                }
+                XCTAssertTrue(consumed.suffix(guardCount).allSatisfy(\.isNaN), "\(what): col2im_consume wrote past its rows")
+                consumed.withUnsafeMutableBufferPointer { cb in
+                    padded.withUnsafeMutableBufferPointer { pb in
+                        bp_col2im_consume(&geometry, cb.baseAddress!, ld, pb.baseAddress, &dx2)
+                    }
+                }
+                XCTAssertTrue(dx2.allSatisfy { $0 == 0 }, "\(what): a consumed buffer gives dx = 0")
             }
         }
     }
@@ -259,6 +288,8 @@ final class ConvKernelTests: XCTestCase {
         try BLAS.useCore("Haswell")
         XCTAssertFalse(BLAS.hasSmallMatrixKernels)
         let packed = try pass()
+        XCTAssertTrue(packed.calls.filter { $0.transposeA && $0.m == 400 }.allSatisfy { $0.beta == 1 },
+                      "dcols accumulates into the buffer col2im keeps zero")
         XCTAssertEqual(packed.calls.filter { $0.m == 32 && $0.k == 400 && $0.n == 196 && $0.ldc == 196 }.count, 2,
                        "forward: one product per image, straight into the output")
         XCTAssertEqual(packed.calls.filter { $0.transposeA && $0.m == 400 && $0.n == 196 }.count, 2, "dcols: one product per image")
@@ -270,6 +301,17 @@ final class ConvKernelTests: XCTestCase {
                 XCTAssertLessThan(worst, 1e-5, "\(name) under Haswell against SkylakeX")
             }
         }
+        // Passes after the first reuse the kept-zero column gradients: δ of the input must be that of
+        // a fresh layer (values left in the buffer would add into it).
+        let second = try pass()
+        XCTAssertEqual(second.dx, packed.dx, "a second backward under Haswell")
+        let fresh = try Conv2D(inChannels: 16, outChannels: 32, kernelSize: (5, 5), stride: (1, 1), padding: (2, 2),
+                               rng: &rng)
+        fresh.weight.value.data.update(from: conv.weight.value.data, count: conv.weight.value.count)
+        fresh.bias!.value.data.update(from: conv.bias!.value.data, count: 32)
+        fresh.useThreads(1)
+        _ = try fresh.forward(x)
+        XCTAssertEqual(try fresh.backward(dy).scalars, packed.dx, "the kept buffer against a fresh one")
     }
 
     /// The forward products LeNet actually issues (single sample and a batch, one and two images

@@ -259,11 +259,12 @@ public final class ProductsFloor {
                     list.append(ProductCall(transposeA: false, transposeB: true, m: out, n: k, k: ld, lda: ld, ldb: ld, ldc: k, beta: beta))
                     beta = 1
                 }
-                if inputGradient {
-                    let block = Conv2D.columnBlock(k, out, ld)
+                if inputGradient {   // dcols: β = 1 into a kept-zero buffer without the small kernels
+                    let block = Conv2D.columnBlock(k, out, ld, smallKernels: pl.smallMatrixKernels)
                     for c0 in Swift.stride(from: 0, to: ld, by: block) {
                         let cb = Swift.min(block, ld - c0)
-                        list.append(ProductCall(transposeA: true, transposeB: false, m: k, n: cb, k: out, lda: k, ldb: ld, ldc: ld, beta: 0))
+                        list.append(ProductCall(transposeA: true, transposeB: false, m: k, n: cb, k: out, lda: k, ldb: ld, ldc: ld,
+                                                beta: pl.smallMatrixKernels ? 0 : 1))
                     }
                 }
             }

@@ -21,6 +21,9 @@ extension Conv2D: BatchSliceable {
         /// β of the next product into `weightGradientTransposed`: 0 until the backward pass's
         /// first, then 1 until `Conv2D.finishWeightGradient` adds the sum into dW.
         var transposedBeta: Float = 0
+        /// The row stride for which `columnGradient` is zero at every entry col2im reads (0: not
+        /// known to be): dcols accumulates into it on cores without the small kernels.
+        var columnGradientZeroStride = 0
 
         /// Sizes the buffers for `plan` (columns, padded plane, scratch; with `inputGradient` also
         /// the column gradient and col2im's plane). Storage is reused: nothing is allocated once
@@ -30,7 +33,13 @@ extension Conv2D: BatchSliceable {
             if !pl.pointwise {
                 columns.resize(pl.k, pl.widestStride)
                 let c = pl.geometry.channels, hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
-                if inputGradient { columnGradient.resize(pl.k, gp); planeGradient.resize(hp, wp) }
+                if inputGradient {
+                    if columnGradient.rank != 2 || columnGradient.shape[0] != pl.k || columnGradient.shape[1] != gp {
+                        columnGradient.resize(pl.k, gp)
+                        columnGradientZeroStride = 0
+                    }
+                    planeGradient.resize(hp, wp)
+                }
                 if pl.transposedWeightGradient {
                     outputGradientTransposed.resize(gp, pl.outChannels)
                     weightGradientTransposed.resize(pl.k, pl.outChannels)
