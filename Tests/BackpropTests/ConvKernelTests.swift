@@ -152,8 +152,8 @@ final class ConvKernelTests: XCTestCase {
                 }
                 XCTAssertTrue(dx.prefix(guardCount).allSatisfy(\.isNaN) && dx.suffix(guardCount).allSatisfy(\.isNaN),
                               "\(what): col2im wrote outside dx")
-                // The consuming form: the same dx, and every entry that lands inside the image is 0
-                // afterwards (row padding past Ho·Wo untouched); a second call then gives 0.
+                // The consuming form: the same dx, and the image's column entries are 0 afterwards
+                // (row padding past Ho·Wo untouched); a second call then gives 0.
                 var consumed = colsIn + [Float](repeating: .nan, count: guardCount)
                 var dx2 = [Float](repeating: .nan, count: c * h * w)
                 consumed.withUnsafeMutableBufferPointer { cb in
@@ -164,14 +164,7 @@ final class ConvKernelTests: XCTestCase {
                 XCTAssertEqual(dx2.map(\.bitPattern), Array(dx[guardCount..<(guardCount + c * h * w)]).map(\.bitPattern),
                                "\(what): col2im_consume's dx")
                 for r in 0..<k {
-                    let i = (r / g.kernel_w) % g.kernel_h, j = r % g.kernel_w
-                    for oy in 0..<ho {
-                        for ox in 0..<wo {
-                            let iy = oy * g.stride_h - g.pad_h + i, ix = ox * g.stride_w - g.pad_w + j
-                            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
-                            XCTAssertEqual(consumed[r * ld + oy * wo + ox], 0, "\(what): entry \(r), \(oy), \(ox) not cleared")
-                        }
-                    }
+                    XCTAssertTrue(consumed[(r * ld)..<(r * ld + p)].allSatisfy { $0 == 0 }, "\(what): row \(r) not cleared")
                     for t in p..<ld { XCTAssertEqual(consumed[r * ld + t].bitPattern, colsIn[r * ld + t].bitPattern, "\(what): row padding written") }
                 }
                 XCTAssertTrue(consumed.suffix(guardCount).allSatisfy(\.isNaN), "\(what): col2im_consume wrote past its rows")

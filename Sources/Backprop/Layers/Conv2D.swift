@@ -339,7 +339,7 @@ public final class Conv2D: Layer {
                     // dcols = Wᵀ·dY. Where OpenBLAS has no small kernels, a product with β = 0 first zeroes
                     // C in a pass of its own (LeNet's conv2 under `Zen`: 80.6 µs against 63.3 µs with
                     // β = 1): there dcols accumulates into a buffer kept zero by col2im, which clears
-                    // what it reads (`bp_col2im_consume`; the entries it never reads are never used).
+                    // the image's columns once it has read them (`bp_col2im_consume`).
                     let dcols = buffers.columnGradient.data
                     let accumulate = !pl.smallMatrixKernels
                     if accumulate && buffers.columnGradientZeroStride != ld {

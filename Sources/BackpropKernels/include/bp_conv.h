@@ -26,12 +26,10 @@ void bp_im2col(const bp_conv_geometry *g, const float *x, float *padded, float *
 /// its contents are overwritten. dx, cols and padded must not overlap.
 void bp_col2im(const bp_conv_geometry *g, const float *cols, size_t ld, float *padded, float *dx);
 
-/// `bp_col2im` that sets every column entry it reads to 0 afterwards (the same dx, bit for bit).
-/// Under stride 1 with AVX2 or AVX-512 it reads only the entries that land inside the image; the
-/// others (taps in the padding) are left as they were. A caller that accumulates the next image's
-/// column gradients into the buffer (sgemm β = 1) therefore needs it zeroed once for a geometry
-/// and row stride, not before every image: the entries read are 0 again after each call, the
-/// others are never read.
+/// `bp_col2im` that then sets the image's column entries (the first Ho·Wo of each row) to 0, with
+/// plain stores (the same dx, bit for bit). A caller that accumulates the next image's column
+/// gradients into the buffer (sgemm β = 1) needs it zeroed only once for a geometry and row
+/// stride, not before every image.
 void bp_col2im_consume(const bp_conv_geometry *g, float *cols, size_t ld, float *padded, float *dx);
 
 /// Max-pool 2×2 / stride 2 / no padding forward over `planes` planes of `height × width` pooled
