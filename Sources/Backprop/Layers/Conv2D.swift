@@ -5,10 +5,11 @@ import BackpropKernels
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
 ///
 /// Every product is a `gemm` on im2col columns (products slightly above OpenBLAS's
-/// small-matrix limits cut into blocks, see `SmallProducts`). For a group of G images (`imagesPerGemm`),
+/// small-matrix limits cut into blocks, see `SmallProducts`, on cores that have those kernels:
+/// `BLAS.hasSmallMatrixKernels`; elsewhere one product each). For a group of G images (`imagesPerGemm`),
 /// `cols` is `[C·kh·kw, G·Ho·Wo]`: row (c, i, j), column (g, oy, ox) holds
-/// `x[g, c, oy·sh − ph + i, ox·sw − pw + j]` (zero in the padding). In forward its rows may be
-/// padded to a multiple of 16 columns (`forwardColumns`: no product then leaves the tail in which
+/// `x[g, c, oy·sh − ph + i, ox·sw − pw + j]` (zero in the padding). In forward, with the small
+/// kernels, its rows may be padded to a multiple of 16 columns (`forwardColumns`: no product then leaves the tail in which
 /// OpenBLAS mallocs on every call); the padding columns' outputs are discarded.
 ///
 ///     forward   Y   = W·cols + b      [out, G·P] = [out, K]·[K, G·P]     sgemm NoTrans/NoTrans
@@ -18,6 +19,9 @@ import BackpropKernels
 ///               db += Σ dY over N, Ho, Wo
 ///               dcols = Wᵀ·dY         [K, G·P]   = [K, out]·[out, G·P]   sgemm Trans/NoTrans
 ///               dX  = col2im(dcols)   (accumulating: overlapping windows add up)
+///                 (without the small kernels dcols is summed with β = 1 into a buffer that
+///                 col2im clears after reading, `bp_col2im_consume`: OpenBLAS's packed path would
+///                 otherwise zero it in a pass of its own)
 ///
 /// with K = C·kh·kw and P = Ho·Wo. With G = 1 the product writes straight into the image's
 /// slice of Y, which is already `[out, P]`, and the bias is fused by pre-filling Y and running
