@@ -221,7 +221,7 @@ public final class ProductsFloor {
         var done = 0
         while done < images {
             let gs = Swift.min(pl.g, images - done)
-            let (ld, terms) = Conv2D.forwardColumns(out, k, gs * p)
+            let (ld, terms) = Conv2D.forwardColumns(out, k, gs * p, smallKernels: pl.smallMatrixKernels)
             let inPlace = gs == 1 && ld == p
             for t0 in Swift.stride(from: 0, to: k, by: terms) {
                 let tb = Swift.min(terms, k - t0)
@@ -248,7 +248,7 @@ public final class ProductsFloor {
                 }
             } else {
                 if pl.transposedWeightGradient {   // dWᵀ blocks; β across the slice's calls, as dW's
-                    let rb = Conv2D.weightGradientRows(out: out, k: k, terms: ld)
+                    let rb = Conv2D.weightGradientRows(out: out, k: k, terms: ld, smallKernels: pl.smallMatrixKernels)
                     for r0 in Swift.stride(from: 0, to: k, by: rb) {
                         let rc = Swift.min(rb, k - r0)
                         list.append(ProductCall(transposeA: false, transposeB: false, m: rc, n: out, k: ld, lda: ld, ldb: out, ldc: out,

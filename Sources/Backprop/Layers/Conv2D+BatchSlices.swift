@@ -49,7 +49,7 @@ extension Conv2D: BatchSliceable {
                     padded.fill(0)
                 }
             }
-            if pl.g > 1 || Conv2D.forwardColumns(pl.outChannels, pl.k, pl.p).stride != pl.p {
+            if pl.g > 1 || Conv2D.forwardColumns(pl.outChannels, pl.k, pl.p, smallKernels: pl.smallMatrixKernels).stride != pl.p {
                 scratch.resize(pl.outChannels, pl.widestStride)
             }
         }
@@ -103,7 +103,7 @@ extension Conv2D: BatchSliceable {
         pl.g = groupSize(n: pl.n)
         pl.smallMatrixKernels = BLAS.hasSmallMatrixKernels
         // A 1×1 convolution reads the image itself as its columns unless forward must pad them.
-        pl.pointwise = isPointwise && pl.g == 1 && Conv2D.forwardColumns(outChannels, pl.k, pl.p).stride == pl.p
+        pl.pointwise = isPointwise && pl.g == 1 && Conv2D.forwardColumns(outChannels, pl.k, pl.p, smallKernels: pl.smallMatrixKernels).stride == pl.p
         pl.transposedWeightGradient = !pl.pointwise && Conv2D.weightGradientTransposed(out: outChannels, k: pl.k, terms: pl.p)
         pl.geometry = bp_conv_geometry(channels: inChannels, height: pl.h, width: pl.w,
                                        kernel_h: kernelSize.height, kernel_w: kernelSize.width,

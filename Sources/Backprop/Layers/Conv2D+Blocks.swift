@@ -7,7 +7,8 @@
 /// the column blocks. Larger layers, which would need many thin blocks, keep one packed product
 /// (`SmallProducts.maximumBlocks`). On OpenBLAS cores without the small kernels (`Haswell`,
 /// `Zen`: `BLAS.hasSmallMatrixKernels` false) the forward, dcols and dWᵀ run as one product each,
-/// which measured faster there; dW stays transposed (under `Zen` one transposed product took
+/// which measured faster there (the caller passes its plan's `smallMatrixKernels`, so a pass never
+/// mixes the two); dW stays transposed (under `Zen` one transposed product took
 /// 84–104 µs, 3 row blocks 86–109 µs, the untransposed "NT" product 91–107 µs).
 extension Conv2D {
     /// The forward product `Y = W·cols`, `[m, k]·[k, n]`: the row stride of the columns and of
@@ -24,8 +25,7 @@ extension Conv2D {
     /// stays one packed product of `n` columns. Padding columns are never written by im2col;
     /// their outputs are computed and discarded (each output column depends only on its own
     /// input column).
-    static func forwardColumns(_ m: Int, _ k: Int, _ n: Int,
-                               smallKernels: Bool = BLAS.hasSmallMatrixKernels) -> (stride: Int, terms: Int) {
+    static func forwardColumns(_ m: Int, _ k: Int, _ n: Int, smallKernels: Bool) -> (stride: Int, terms: Int) {
         let n = Swift.max(n, 1), k = Swift.max(k, 1), c = SmallProducts.kernelColumns
         // Without the small kernels (OpenBLAS `Haswell`, `Zen`) every product is packed: one product of the
         // unpadded columns (LeNet's conv2 under `Zen`, 1 thread: 78 µs against 82 µs in blocks of terms).
@@ -43,7 +43,7 @@ extension Conv2D {
     /// The column-block width for the `[k, out]·[out, n]` product dcols = Wᵀ·dY: all `n` columns
     /// when the product is within `SmallProducts.limit` or would need more than 4 blocks. (Its "TN"
     /// row-major form runs OpenBLAS's "NT" small kernel, which does not malloc.)
-    static func columnBlock(_ m: Int, _ k: Int, _ n: Int, smallKernels: Bool = BLAS.hasSmallMatrixKernels) -> Int {
+    static func columnBlock(_ m: Int, _ k: Int, _ n: Int, smallKernels: Bool) -> Int {
         // Packed products only (no small kernels): one product (LeNet's conv2 under `Zen`: 81 µs against 86 µs).
         guard smallKernels else { return Swift.max(n, 1) }
         let mnk = m * k * n
@@ -68,7 +68,7 @@ extension Conv2D {
     /// The rows of dWᵀ per product of the transposed weight gradient (`weightGradientTransposed`):
     /// equal blocks that fit the small kernels (`SmallProducts.blockWidth`; LeNet's conv2: 144,
     /// 144, 112), or all `k` rows when they cannot or a block would make OpenBLAS malloc.
-    static func weightGradientRows(out: Int, k: Int, terms: Int, smallKernels: Bool = BLAS.hasSmallMatrixKernels) -> Int {
+    static func weightGradientRows(out: Int, k: Int, terms: Int, smallKernels: Bool) -> Int {
         // Packed products only: all rows in one product (LeNet's conv2 under `Zen`: 84–104 µs against 86–109 µs in 3 blocks).
         guard smallKernels else { return Swift.max(k, 1) }
         return SmallProducts.blockWidth(total: k, perUnit: terms * out) { SmallProducts.productAllocates($0, terms, out) }

@@ -237,7 +237,7 @@ public final class Conv2D: Layer {
             // The group's columns [K, gs·P], rows `ld` apart (padded so that no product leaves
             // OpenBLAS's mallocing tail, see `forwardColumns`): the image itself for a pointwise
             // convolution (gs = 1, never padded: see `plan(for:)`).
-            let (ld, terms) = Conv2D.forwardColumns(outChannels, k, n)
+            let (ld, terms) = Conv2D.forwardColumns(outChannels, k, n, smallKernels: pl.smallMatrixKernels)
             let colsM = pl.pointwise ? Matrix(x, offset: n0 * pl.imageSize, rows: k, columns: ld)
                                      : Matrix(buffers.columns, rows: k, columns: ld)
             if !pl.pointwise {
@@ -330,7 +330,7 @@ public final class Conv2D: Layer {
                     // dWᵀ (+)= cols·dYᵀ in row blocks, in the workspace (`finishWeightGradient`)
                     let dyT = Matrix(buffers.outputGradientTransposed, rows: ld, columns: outChannels)
                     try transpose(dyM, into: dyT, caller: caller())
-                    let rb = Conv2D.weightGradientRows(out: outChannels, k: k, terms: ld)
+                    let rb = Conv2D.weightGradientRows(out: outChannels, k: k, terms: ld, smallKernels: pl.smallMatrixKernels)
                     for r0 in Swift.stride(from: 0, to: k, by: rb) {
                         let rc = Swift.min(rb, k - r0)
                         try gemm(colsM.advanced(by: r0 * ld, rows: rc), dyT,
