@@ -30,3 +30,36 @@ void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, l
                            long out_width, int relu) {
     BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width, relu);
 }
+
+void bp_row_columns(const bp_conv_geometry *g, const float *x, float *padded, float *rows, size_t ld) {
+    BP_PICK(row_columns)(g, x, padded, rows, ld);
+}
+
+void bp_row_columns_adjoint(const bp_conv_geometry *g, float *rows, size_t ld, float *dx, int consume) {
+    BP_PICK(row_columns_adjoint)(g, rows, ld, dx, consume);
+}
+
+/// The loops of `bp_row_weights`, inlined with `kernel_w` a constant for the usual widths so that
+/// each row's copy is a fixed-size move rather than a call to memcpy (LeNet's conv2: 5-float rows).
+static inline __attribute__((always_inline)) void row_weights(const float *w, float *rows, long out, long channels,
+                                                              long kernel_h, long kernel_w) {
+    const long ck = channels * kernel_w, plane = out * ck;
+    for (long o = 0; o < out; o++)
+        for (long c = 0; c < channels; c++) {
+            const float *s = w + (o * channels + c) * kernel_h * kernel_w;
+            float *d = rows + o * ck + c * kernel_w;
+            for (long i = 0; i < kernel_h; i++, s += kernel_w, d += plane) memcpy(d, s, sizeof(float) * (size_t)kernel_w);
+        }
+}
+
+void bp_row_weights(const float *w, float *rows, long out, long channels, long kernel_h, long kernel_w) {
+    switch (kernel_w) {
+    case 1: row_weights(w, rows, out, channels, kernel_h, 1); break;
+    case 2: row_weights(w, rows, out, channels, kernel_h, 2); break;
+    case 3: row_weights(w, rows, out, channels, kernel_h, 3); break;
+    case 4: row_weights(w, rows, out, channels, kernel_h, 4); break;
+    case 5: row_weights(w, rows, out, channels, kernel_h, 5); break;
+    case 7: row_weights(w, rows, out, channels, kernel_h, 7); break;
+    default: row_weights(w, rows, out, channels, kernel_h, kernel_w); break;
+    }
+}

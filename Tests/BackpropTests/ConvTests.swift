@@ -399,4 +399,47 @@ final class ConvArchitectureTests: XCTestCase {
             print(String(format: "  %d %@: forward %.2f ms, backward %.2f ms", i, layer.summary, median(forward[i]), median(backward[i])))
         }
     }
+
+    /// The row lowering against im2col's on LeNet (`Conv2D+RowLowering`), in one process, the two
+    /// alternating call by call so that the host's drift falls on both: a training step (batch
+    /// 128, the model's slices, first layer without δ of its input) and single-sample evaluation.
+    /// Prints medians and the median of per-round ratios; asserts only that both ran.
+    func testRowLoweringTiming() throws {
+        guard ProcessInfo.processInfo.environment["BACKPROP_TIMING"] != nil else {
+            throw XCTSkip("set BACKPROP_TIMING=1 (release build) to time the row lowering against im2col")
+        }
+        var rng = SeededGenerator(seed: 4)
+        let x = try Tensor(zeros: [128, 1, 28, 28]); x.fillUniform(0, 1, using: &rng)
+        let one = try Tensor(zeros: [1, 1, 28, 28]); one.fillUniform(0, 1, using: &rng)
+        let labels = (0..<128).map { Int32($0 % 10) }
+        let loss = try SoftmaxCrossEntropy()
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e3 }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        let rounds = Int(ProcessInfo.processInfo.environment["BACKPROP_TIMING_ROUNDS"] ?? "") ?? 40
+        print("BLAS core \(BLAS.coreName)")
+        let models = [try Architectures.leNet(seed: 1), try Architectures.leNet(seed: 1)]   // [im2col, rows]
+        for case let conv as Conv2D in models[0].layers { conv.allowsRowLowering = false }
+        for m in models { m.needsInputGradient = false }
+        var step: [[Double]] = [[], []], single: [[Double]] = [[], []]
+        for round in 0..<(rounds + 2) {
+            for which in round % 2 == 0 ? [0, 1] : [1, 0] {
+                let m = models[which]
+                var start = now()
+                m.zeroGrad()
+                _ = try m.backward(try loss(try m(x), labels: labels).gradient)
+                let t = now() - start
+                start = now()
+                for _ in 0..<50 { _ = try m.evaluationForward(one) }
+                let u = (now() - start) / 50
+                if round >= 2 { step[which].append(t); single[which].append(u) }
+            }
+        }
+        XCTAssertEqual(models[1].layers.compactMap { ($0 as? Conv2D)?.plan.rows }, [false, true])
+        for (name, v) in [("training step, batch 128 (µs)", step), ("single sample, mean of 50 (µs)", single)] {
+            let ratios = zip(v[1], v[0]).map { $0 / $1 }
+            print(String(format: "%@: im2col %.1f, rows %.1f, rows ÷ im2col %.3f (median of %d per-round ratios; quartiles %.3f–%.3f)",
+                         name, median(v[0]), median(v[1]), median(ratios), ratios.count,
+                         ratios.sorted()[ratios.count / 4], ratios.sorted()[3 * ratios.count / 4]))
+        }
+    }
 }

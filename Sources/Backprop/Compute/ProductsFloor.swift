@@ -218,6 +218,20 @@ public final class ProductsFloor {
         guard let pl = try? conv.plan(for: [images] + shape.dropFirst()) else { return [] }
         let out = pl.outChannels, k = pl.k, p = pl.p, beta: Float = conv.bias == nil ? 0 : 1
         var list: [ProductCall] = []
+        if pl.rows {   // Conv2D.forwardRows: per image kh products (in blocks of terms) into Y or the scratch
+            let ck = pl.rowTerms, n = pl.rowProductColumns, terms = pl.rowForwardTerms
+            for _ in 0..<images {
+                var b: Float = n == p ? beta : 0
+                for _ in 0..<pl.geometry.kernel_h {
+                    for t0 in Swift.stride(from: 0, to: ck, by: terms) {
+                        list.append(ProductCall(transposeA: false, transposeB: false, m: out, n: n, k: Swift.min(terms, ck - t0),
+                                                lda: ck, ldb: pl.rowStride, ldc: n, beta: b))
+                        b = 1
+                    }
+                }
+            }
+            return list
+        }
         var done = 0
         while done < images {
             let gs = Swift.min(pl.g, images - done)
@@ -238,6 +252,28 @@ public final class ProductsFloor {
         let out = pl.outChannels, k = pl.k, p = pl.p
         var list: [ProductCall] = []
         var beta = firstBeta, done = 0
+        if pl.rows {   // Conv2D.backwardRows: per image kh dWᵀ products (row blocks), then kh dR products (column blocks)
+            let ck = pl.rowTerms, kh = pl.geometry.kernel_h
+            let rb = Conv2D.weightGradientRows(out: out, k: ck, terms: p, smallKernels: pl.smallMatrixKernels)
+            let block = Conv2D.columnBlock(ck, out, p, smallKernels: pl.smallMatrixKernels)
+            for _ in 0..<images {
+                for _ in 0..<kh {
+                    for r0 in Swift.stride(from: 0, to: ck, by: rb) {
+                        list.append(ProductCall(transposeA: false, transposeB: false, m: Swift.min(rb, ck - r0), n: out, k: p,
+                                                lda: pl.rowStride, ldb: out, ldc: out, beta: beta))
+                    }
+                }
+                beta = 1
+                guard inputGradient else { continue }
+                for _ in 0..<kh {
+                    for c0 in Swift.stride(from: 0, to: p, by: block) {
+                        list.append(ProductCall(transposeA: true, transposeB: false, m: ck, n: Swift.min(block, p - c0), k: out,
+                                                lda: ck, ldb: p, ldc: pl.rowStride, beta: 1))
+                    }
+                }
+            }
+            return list
+        }
         while done < images {
             let gs = Swift.min(pl.g, images - done), ld = gs * p
             if pl.pointwise {

@@ -18,6 +18,7 @@ extension Conv2D: BatchSliceable {
         let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
         let outputGradientTransposed = Tensor(uncheckedShape: [0])  // [G·P, out]: dYᵀ of a group
         let weightGradientTransposed = Tensor(uncheckedShape: [0])  // [K, out]: dWᵀ of the slice's images
+        let rowWeights = Tensor(uncheckedShape: [0])      // [kh, out, C·kw]: W as the row lowering reads it
         /// β of the next product into `weightGradientTransposed`: 0 until the backward pass's
         /// first, then 1 until `Conv2D.finishWeightGradient` adds the sum into dW.
         var transposedBeta: Float = 0
@@ -30,6 +31,10 @@ extension Conv2D: BatchSliceable {
         /// the shapes have been seen.
         func prepare(_ pl: Plan, inputGradient: Bool) {
             let gp = pl.g * pl.p
+            if pl.rows {
+                prepareRows(pl, inputGradient: inputGradient)
+                return
+            }
             if !pl.pointwise {
                 columns.resize(pl.k, pl.widestStride)
                 let c = pl.geometry.channels, hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
@@ -52,6 +57,26 @@ extension Conv2D: BatchSliceable {
             if pl.g > 1 || Conv2D.forwardColumns(pl.outChannels, pl.k, pl.p, smallKernels: pl.smallMatrixKernels).stride != pl.p {
                 scratch.resize(pl.outChannels, pl.widestStride)
             }
+        }
+
+        /// `prepare` for the row lowering (`Conv2D+RowLowering`): R and dR `[C·kw, rowStride]`, the
+        /// padded image, the rearranged weights, dYᵀ and dWᵀ, and the scratch when the forward pads.
+        func prepareRows(_ pl: Plan, inputGradient: Bool) {
+            let ck = pl.rowTerms, c = pl.geometry.channels
+            let hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
+            columns.resize(ck, pl.rowStride)
+            rowWeights.resize(pl.k * pl.outChannels)
+            if inputGradient, columnGradient.rank != 2 || columnGradient.shape[0] != ck || columnGradient.shape[1] != pl.rowStride {
+                columnGradient.resize(ck, pl.rowStride)
+                columnGradientZeroStride = 0
+            }
+            outputGradientTransposed.resize(pl.p, pl.outChannels)
+            weightGradientTransposed.resize(pl.k, pl.outChannels)
+            if padded.rank != 3 || padded.shape[0] != c || padded.shape[1] != hp || padded.shape[2] != wp {
+                padded.resize(c, hp, wp)
+                padded.fill(0)
+            }
+            if pl.rowProductColumns != pl.p { scratch.resize(pl.outChannels, pl.rowProductColumns) }
         }
     }
 
@@ -87,6 +112,10 @@ extension Conv2D: BatchSliceable {
         /// `BLAS.hasSmallMatrixKernels` when the plan was made: the product blocks depend on it, so a
         /// core switched between passes makes a new plan.
         var smallMatrixKernels = true
+        /// The row lowering (`Conv2D+RowLowering`; `Conv2D.lowersByRows`): its terms per product
+        /// C·kw, the forward product's columns and terms per call, and the row columns' stride.
+        var rows = false
+        var rowTerms = 0, rowProductColumns = 0, rowForwardTerms = 0, rowStride = 0
         var imageSize = 0, outImageSize = 0     // C·H·W and out·P
         var geometry = bp_conv_geometry()       // the C kernels' description of one image
     }
@@ -109,6 +138,10 @@ extension Conv2D: BatchSliceable {
                                        kernel_h: kernelSize.height, kernel_w: kernelSize.width,
                                        stride_h: stride.height, stride_w: stride.width,
                                        pad_h: padding.height, pad_w: padding.width, out_h: pl.ho, out_w: pl.wo)
+        if allowsRowLowering && !pl.pointwise
+            && Conv2D.lowersByRows(channels: inChannels, kernel: kernelSize, stride: stride, imagesPerProduct: pl.g) {
+            Conv2D.planRows(&pl, channels: inChannels, kernel: kernelSize)
+        }
         return pl
     }
 

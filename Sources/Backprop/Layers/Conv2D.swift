@@ -4,7 +4,11 @@ import BackpropKernels
 /// `[out, C, kh, kw]`, bias `[out]`, output `[N, out, Ho, Wo]` with
 /// `Ho = (H + 2·ph − kh) / sh + 1` and `Wo = (W + 2·pw − kw) / sw + 1` (floor).
 ///
-/// Every product is a `gemm` on im2col columns (products slightly above OpenBLAS's
+/// A stride-1 convolution with at least 16 terms per kernel row (C·kw ≥ 16, one image per product:
+/// LeNet's second layer) takes the row lowering instead of the im2col columns below: kh products
+/// over a quarter of the columns' memory, see `Conv2D+RowLowering`. The math is the same.
+///
+/// Every other product is a `gemm` on im2col columns (products slightly above OpenBLAS's
 /// small-matrix limits cut into blocks, see `SmallProducts`, on cores that have those kernels:
 /// `BLAS.hasSmallMatrixKernels`; elsewhere one product each). For a group of G images (`imagesPerGemm`),
 /// `cols` is `[C·kh·kw, G·Ho·Wo]`: row (c, i, j), column (g, oy, ox) holds
@@ -56,6 +60,9 @@ public final class Conv2D: Layer {
     /// When false (a first layer: training sets it, see `Layer`), backward computes only the
     /// parameter gradients, skipping dcols = Wᵀ·dY and col2im, and returns an empty tensor.
     public var needsInputGradient = true
+    /// Whether a stride-1 convolution may take the row lowering (`Conv2D+RowLowering`); tests turn
+    /// it off to compare it with im2col's.
+    var allowsRowLowering = true
 
     /// Batch slices processed concurrently, one thread each (default `Parallelism.defaultThreads`:
     /// every processor; set with `useThreads`), as in
@@ -229,6 +236,11 @@ public final class Conv2D: Layer {
     /// `plan`), with `workspace` sized for `plan` (`SliceBuffers.prepare`).
     static func forward(images: Range<Int>, x: Tensor, weight: Tensor, bias: Tensor?, plan pl: Plan,
                         workspace buffers: SliceBuffers, into output: Tensor, caller: @autoclosure () -> String) throws {
+        if pl.rows {
+            try forwardRows(images: images, x: x, weight: weight, bias: bias, plan: pl, workspace: buffers, into: output,
+                            caller: caller())
+            return
+        }
         let p = pl.p, k = pl.k, outChannels = pl.outChannels
         let out = output.data, xData = x.data
         var n0 = images.lowerBound
@@ -293,6 +305,11 @@ public final class Conv2D: Layer {
         }
         guard (weightGradient == nil) == pl.transposedWeightGradient else {
             throw BackpropError.invalidUse(where: caller(), detail: "a weight-gradient target must be given exactly when dW is not summed transposed")
+        }
+        if pl.rows {
+            try backwardRows(images: images, x: x, dy: dy, weight: weight, plan: pl, workspace: buffers,
+                             inputGradient: inputGradient, caller: caller())
+            return
         }
         let dwM = weightGradient.map { Matrix($0.buffer, rows: outChannels, columns: k) }
         var weightBeta = weightGradient?.beta ?? 1
@@ -375,6 +392,18 @@ public final class Conv2D: Layer {
         buffers.transposedBeta = 0
         let out = pl.outChannels, k = pl.k
         let dwt = buffers.weightGradientTransposed.data, dw = target.buffer.data
+        if pl.rows {   // rows ordered (i, c, j): `rowWeightColumn`
+            let kernel = (pl.geometry.kernel_h, pl.geometry.kernel_w), c = pl.geometry.channels
+            for r in 0..<k {
+                let column = rowWeightColumn(r, channels: c, kernel: kernel), from = dwt + r * out
+                if target.beta == 0 {
+                    for o in 0..<out { dw[o * k + column] = from[o] }
+                } else {
+                    for o in 0..<out { dw[o * k + column] += from[o] }
+                }
+            }
+            return
+        }
         for o in 0..<out {
             let row = dw + o * k
             if target.beta == 0 {
