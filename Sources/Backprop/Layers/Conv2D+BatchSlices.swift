@@ -18,7 +18,7 @@ extension Conv2D: BatchSliceable {
         let planeGradient = Tensor(uncheckedShape: [0])   // [H+2ph, W+2pw]: col2im's accumulator
         let outputGradientTransposed = Tensor(uncheckedShape: [0])  // [G·P, out]: dYᵀ of a group
         let weightGradientTransposed = Tensor(uncheckedShape: [0])  // [K, out]: dWᵀ of the slice's images
-        let rowWeights = Tensor(uncheckedShape: [0])      // [kh, out, C·kw]: W as the row lowering reads it
+        let rowWeights = Tensor(uncheckedShape: [0])      // [kh, out, C·kw]: W laid out for the row lowering (graph calls)
         /// β of the next product into `weightGradientTransposed`: 0 until the backward pass's
         /// first, then 1 until `Conv2D.finishWeightGradient` adds the sum into dW.
         var transposedBeta: Float = 0
@@ -60,12 +60,11 @@ extension Conv2D: BatchSliceable {
         }
 
         /// `prepare` for the row lowering (`Conv2D+RowLowering`): R and dR `[C·kw, rowStride]`, the
-        /// padded image, the rearranged weights, dYᵀ and dWᵀ, and the scratch when the forward pads.
+        /// padded image, dYᵀ and dWᵀ, and the scratch when the forward pads.
         func prepareRows(_ pl: Plan, inputGradient: Bool) {
             let ck = pl.rowTerms, c = pl.geometry.channels
             let hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
             columns.resize(ck, pl.rowStride)
-            rowWeights.resize(pl.k * pl.outChannels)
             if inputGradient, columnGradient.rank != 2 || columnGradient.shape[0] != ck || columnGradient.shape[1] != pl.rowStride {
                 columnGradient.resize(ck, pl.rowStride)
                 columnGradientZeroStride = 0
@@ -153,6 +152,7 @@ extension Conv2D: BatchSliceable {
             plan = try plan(for: s)
         }
         output.resize(plan.n, outChannels, plan.ho, plan.wo)
+        if plan.rows { Conv2D.layRowWeights(weight.value, plan, into: rowWeights) }   // read by every slice's images
         input.save(x)
         parametersAtForward.save()
         savedOutput.save(output)

@@ -14,8 +14,8 @@ import BackpropKernels
 ///               dR[:, i·Wo …] += W_iᵀ·dY          [C·kw, P] += [C·kw, out]·[out, P]     kh products, Trans/NoTrans
 ///               dX   = adjoint of R (dR)          (`bp_row_columns_adjoint`)
 ///
-/// with `W_i = W[:, :, i, :]` as `[out, C·kw]` (`bp_row_weights` lays the weights out so, once per
-/// call). R holds C·kw·(H + 2ph)·Wo floats instead of C·kh·kw·Ho·Wo: for LeNet's conv2 (16 → 32,
+/// with `W_i = W[:, :, i, :]` as `[out, C·kw]` (`layRowWeights`: once per pass, by the caller —
+/// the layer in `beginForward`, for every slice's images; the graph's op in each of its calls). R holds C·kw·(H + 2ph)·Wo floats instead of C·kh·kw·Ho·Wo: for LeNet's conv2 (16 → 32,
 /// 5×5, 14×14, padding 2) 80 × 252 instead of 400 × 196, a quarter of the lowering's writes, and
 /// the reads of its adjoint sum kw instead of kh·kw terms per position. The products do the same
 /// multiply-adds as im2col's, in kh calls with C·kw terms each.
@@ -54,13 +54,21 @@ extension Conv2D {
         pl.transposedWeightGradient = true
     }
 
-    /// `forward` under the row lowering (`plan.rows`), one image at a time.
-    static func forwardRows(images: Range<Int>, x: Tensor, weight: Tensor, bias: Tensor?, plan pl: Plan,
+    /// The weights `[out, C, kh, kw]` as the row lowering reads them, `[kh, out, C·kw]`, into `target`
+    /// (resized; no allocation once it has held them).
+    static func layRowWeights(_ weight: Tensor, _ pl: Plan, into target: Tensor) {
+        let g = pl.geometry
+        target.resize(pl.k * pl.outChannels)
+        bp_row_weights(weight.data, target.data, pl.outChannels, g.channels, g.kernel_h, g.kernel_w)
+    }
+
+    /// `forward` under the row lowering (`plan.rows`), one image at a time, with the weights laid
+    /// out by `layRowWeights`.
+    static func forwardRows(images: Range<Int>, x: Tensor, rowWeights: Tensor, bias: Tensor?, plan pl: Plan,
                             workspace buffers: SliceBuffers, into output: Tensor, caller: @autoclosure () -> String) throws {
         let p = pl.p, out = pl.outChannels, ck = pl.rowTerms, wo = pl.wo, kh = pl.geometry.kernel_h
         let n = pl.rowProductColumns, ld = pl.rowStride, terms = pl.rowForwardTerms
         var g = pl.geometry
-        bp_row_weights(weight.data, buffers.rowWeights.data, out, g.channels, g.kernel_h, g.kernel_w)
         let inPlace = n == p
         for image in images {
             bp_row_columns(&g, x.data + image * pl.imageSize, buffers.padded.data, buffers.columns.data, ld)
@@ -75,7 +83,7 @@ extension Conv2D {
             for i in 0..<kh {
                 for t0 in Swift.stride(from: 0, to: ck, by: terms) {   // Y (+)= W_i[:, t0…]·R[t0…, i·Wo…]
                     let tb = Swift.min(terms, ck - t0)
-                    try gemm(Matrix(buffers.rowWeights, offset: i * out * ck + t0, rows: out, columns: tb, stride: ck),
+                    try gemm(Matrix(rowWeights, offset: i * out * ck + t0, rows: out, columns: tb, stride: ck),
                              Matrix(buffers.columns, offset: t0 * ld + i * wo, rows: tb, columns: n, stride: ld),
                              into: product, beta: beta, caller: caller())
                     beta = 1
@@ -93,14 +101,11 @@ extension Conv2D {
     /// `backward` under the row lowering (`plan.rows`) for `images`: dWᵀ (rows (i, c, j)) summed in
     /// the workspace (`finishWeightGradient` adds it into dW), and dX[images] if `inputGradient` is
     /// given. db is the caller's.
-    static func backwardRows(images: Range<Int>, x: Tensor, dy: Tensor, weight: Tensor, plan pl: Plan,
+    static func backwardRows(images: Range<Int>, x: Tensor, dy: Tensor, rowWeights: Tensor, plan pl: Plan,
                              workspace buffers: SliceBuffers, inputGradient: Tensor?, caller: @autoclosure () -> String) throws {
         let p = pl.p, out = pl.outChannels, ck = pl.rowTerms, wo = pl.wo, kh = pl.geometry.kernel_h, ld = pl.rowStride
         var g = pl.geometry
-        if inputGradient != nil {
-            bp_row_weights(weight.data, buffers.rowWeights.data, out, g.channels, g.kernel_h, g.kernel_w)
-            if buffers.columnGradientZeroStride != ld { buffers.columnGradient.fill(0) }
-        }
+        if inputGradient != nil && buffers.columnGradientZeroStride != ld { buffers.columnGradient.fill(0) }
         let rows = Conv2D.weightGradientRows(out: out, k: ck, terms: p, smallKernels: pl.smallMatrixKernels)
         let block = Conv2D.columnBlock(ck, out, p, smallKernels: pl.smallMatrixKernels)
         let dyT = Matrix(buffers.outputGradientTransposed, rows: p, columns: out)
@@ -124,7 +129,7 @@ extension Conv2D {
             for i in 0..<kh {
                 for c0 in Swift.stride(from: 0, to: p, by: block) {
                     let cb = Swift.min(block, p - c0)
-                    try gemm(Matrix(buffers.rowWeights, offset: i * out * ck, rows: out, columns: ck), transposeA: true,
+                    try gemm(Matrix(rowWeights, offset: i * out * ck, rows: out, columns: ck), transposeA: true,
                              dyM.advanced(by: c0, columns: cb),
                              into: Matrix(buffers.columnGradient, offset: i * wo + c0, rows: ck, columns: cb, stride: ld),
                              beta: 1, caller: caller())

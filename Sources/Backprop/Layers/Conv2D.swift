@@ -75,6 +75,9 @@ public final class Conv2D: Layer {
     public func useThreads(_ count: Int) { threads = Swift.max(1, count) }
 
     var input = ForwardRecord()                 // x: backward rebuilds its columns
+    /// W laid out for the row lowering (`plan.rows`) by `beginForward`; backward reads it too (W is
+    /// checked unchanged since the forward).
+    let rowWeights = Tensor(uncheckedShape: [0])
     var savedOutput = ForwardRecord()           // the output, whose shape δ must have
     let output = Tensor(uncheckedShape: [0])
     let inputGradient = Tensor(uncheckedShape: [0])
@@ -214,7 +217,7 @@ public final class Conv2D: Layer {
 
     public func forward(images: Range<Int>, slice: Int) throws {
         guard let x = input.tensor else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
-        try Conv2D.forward(images: images, x: x, weight: weight.value, bias: bias?.value, plan: plan,
+        try Conv2D.forward(images: images, x: x, weight: weight.value, rowWeights: rowWeights, bias: bias?.value, plan: plan,
                            workspace: slices[slice], into: output, caller: summary)
     }
 
@@ -224,7 +227,8 @@ public final class Conv2D: Layer {
         }
         guard !images.isEmpty else { return }   // nothing written: `finish` treats the slice's gradients as zero
         let db = bias == nil ? nil : sliceGradients.zeroedTarget(1, slice: slice)
-        try Conv2D.backward(images: images, x: x, dy: dy, weight: weight.value, plan: plan, workspace: slices[slice],
+        try Conv2D.backward(images: images, x: x, dy: dy, weight: weight.value, rowWeights: rowWeights, plan: plan,
+                            workspace: slices[slice],
                             weightGradient: plan.transposedWeightGradient ? nil : sliceGradients.target(0, slice: slice),
                             biasGradient: db,
                             inputGradient: needsInputGradient ? inputGradient : nil, caller: summary)
@@ -233,11 +237,12 @@ public final class Conv2D: Layer {
     // MARK: - The math, on a range of images (the layer's slices and the graph's calls share it)
 
     /// Y[images] = W·cols(X[images]) + b, written into `output` (shaped `[N, out, Ho, Wo]` for
-    /// `plan`), with `workspace` sized for `plan` (`SliceBuffers.prepare`).
-    static func forward(images: Range<Int>, x: Tensor, weight: Tensor, bias: Tensor?, plan pl: Plan,
+    /// `plan`), with `workspace` sized for `plan` (`SliceBuffers.prepare`). Under the row lowering
+    /// (`plan.rows`) the products read `rowWeights`, W laid out by `layRowWeights`.
+    static func forward(images: Range<Int>, x: Tensor, weight: Tensor, rowWeights: Tensor, bias: Tensor?, plan pl: Plan,
                         workspace buffers: SliceBuffers, into output: Tensor, caller: @autoclosure () -> String) throws {
         if pl.rows {
-            try forwardRows(images: images, x: x, weight: weight, bias: bias, plan: pl, workspace: buffers, into: output,
+            try forwardRows(images: images, x: x, rowWeights: rowWeights, bias: bias, plan: pl, workspace: buffers, into: output,
                             caller: caller())
             return
         }
@@ -290,7 +295,8 @@ public final class Conv2D: Layer {
     /// `plan.transposedWeightGradient` (then `weightGradient` is nil), dWᵀ += Σ cols·dYᵀ into the
     /// workspace, which `finishWeightGradient` adds into dW once the caller's calls are done —,
     /// db += Σ dY (if given), and dX[images] = col2im(Wᵀ·dY) (if `inputGradient` is given).
-    static func backward(images: Range<Int>, x: Tensor, dy: Tensor, weight: Tensor, plan pl: Plan,
+    /// Under the row lowering (`plan.rows`) dX's products read `rowWeights` (`layRowWeights` of W).
+    static func backward(images: Range<Int>, x: Tensor, dy: Tensor, weight: Tensor, rowWeights: Tensor, plan pl: Plan,
                          workspace buffers: SliceBuffers, weightGradient: (buffer: Tensor, beta: Float)?,
                          biasGradient db: Tensor?, inputGradient: Tensor?, caller: @autoclosure () -> String) throws {
         let p = pl.p, k = pl.k, outChannels = pl.outChannels
@@ -307,7 +313,7 @@ public final class Conv2D: Layer {
             throw BackpropError.invalidUse(where: caller(), detail: "a weight-gradient target must be given exactly when dW is not summed transposed")
         }
         if pl.rows {
-            try backwardRows(images: images, x: x, dy: dy, weight: weight, plan: pl, workspace: buffers,
+            try backwardRows(images: images, x: x, dy: dy, rowWeights: rowWeights, plan: pl, workspace: buffers,
                              inputGradient: inputGradient, caller: caller())
             return
         }

@@ -18,8 +18,9 @@ extension Conv2D: GraphLayer {
         let workspace = SliceBuffers(), b = bias?.value
         let forward = {
             workspace.prepare(pl, inputGradient: false)
-            try Conv2D.forward(images: 0..<pl.n, x: xv, weight: w, bias: b, plan: pl, workspace: workspace,
-                               into: y, caller: name)
+            if pl.rows { Conv2D.layRowWeights(w, pl, into: workspace.rowWeights) }
+            try Conv2D.forward(images: 0..<pl.n, x: xv, weight: w, rowWeights: workspace.rowWeights, bias: b, plan: pl,
+                               workspace: workspace, into: y, caller: name)
         }
         try forward()
         var inputs = [x, weight.variable]
@@ -33,7 +34,9 @@ extension Conv2D: GraphLayer {
             if pl.n > 0 {
                 backWorkspace.prepare(pl, inputGradient: dx != nil)
                 backWorkspace.transposedBeta = 0
-                try Conv2D.backward(images: 0..<pl.n, x: xv, dy: dy, weight: w, plan: pl, workspace: backWorkspace,
+                if pl.rows && dx != nil { Conv2D.layRowWeights(w, pl, into: backWorkspace.rowWeights) }
+                try Conv2D.backward(images: 0..<pl.n, x: xv, dy: dy, weight: w, rowWeights: backWorkspace.rowWeights, plan: pl,
+                                    workspace: backWorkspace,
                                     weightGradient: pl.transposedWeightGradient ? nil : (dW, 0), biasGradient: db,
                                     inputGradient: dx, caller: name)
                 Conv2D.finishWeightGradient(pl, workspace: backWorkspace, into: (dW, 0))
