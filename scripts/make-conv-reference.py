@@ -5,7 +5,8 @@ Run (from anywhere, with a Python that has torch, numpy and safetensors):
 
     /tmp/torchenv/bin/python scripts/make-conv-reference.py
 
-It rewrites Tests/BackpropTests/Fixtures/conv_ref_cnn.safetensors and conv_ref_residual.safetensors.
+It rewrites Tests/BackpropTests/Fixtures/conv_ref_cnn.safetensors, conv_ref_residual.safetensors
+and conv_ref_rows.safetensors.
 Deterministic (fixed seeds); rerunning it must leave `git status` clean.
 
 Networks (training mode, cross-entropy on integer labels, mean over the batch):
@@ -15,6 +16,10 @@ Networks (training mode, cross-entropy on integer labels, mean over the batch):
             1 Residual(Sequential(Conv2d(3, 3, 3, padding=1, bias=False), BatchNorm2d(3), ReLU,
                                   Conv2d(3, 3, 3, padding=1, bias=False), BatchNorm2d(3)))
             2 ReLU  3 AvgPool2d(2)  4 Flatten  5 Linear(27, 4)   input [4, 2, 6, 6], 4 classes
+  rows      0 Conv2d(1, 4, 3, padding=1)  1 ReLU  2 Conv2d(4, 5, (5, 4), padding=(2, 1))
+            3 BatchNorm2d(5)  4 ReLU  5 MaxPool2d(2)  6 Flatten  7 Linear(60, 3)
+                                                            input [3, 1, 9, 7], 3 classes
+            (layer 2 has stride 1 and C·kw = 16: Backprop runs it through its row lowering)
 
 Each file (safetensors.numpy, float32 unless noted):
     <name>            every parameter under its state_dict name (BatchNorm weight/bias randomised)
@@ -58,6 +63,11 @@ def residual():
                           nn.Conv2d(3, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3))
     return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), Residual(block), nn.ReLU(), nn.AvgPool2d(2),
                          nn.Flatten(), nn.Linear(27, 4)), (4, 2, 6, 6), 4
+
+
+def rows():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, (5, 4), padding=(2, 1)),
+                         nn.BatchNorm2d(5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(60, 3)), (3, 1, 9, 7), 3
 
 
 def make(name, build, seed):
@@ -104,3 +114,4 @@ if __name__ == "__main__":
     torch.use_deterministic_algorithms(True)
     make("cnn", cnn, 1)
     make("residual", residual, 2)
+    make("rows", rows, 3)

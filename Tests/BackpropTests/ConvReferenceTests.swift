@@ -101,4 +101,23 @@ final class ConvReferenceTests: XCTestCase {
                         "1.block.4.running_mean", "1.block.4.running_var", "1.block.4.num_batches_tracked"])
         try check(model, against: "conv_ref_residual")
     }
+
+    /// A second convolution with stride 1 and C·kw = 4·4 = 16 terms per kernel row: it runs through
+    /// the row lowering (`Conv2D+RowLowering`), its δ of the input flowing into the first one.
+    func testRowLoweredConvolutionMatchesPyTorch() throws {
+        var rng = SeededGenerator(seed: 0)
+        let conv = try Conv2D(inChannels: 4, outChannels: 5, kernelSize: (5, 4), stride: (1, 1), padding: (2, 1), rng: &rng)
+        let model = Sequential([
+            try Conv2D(inChannels: 1, outChannels: 4, kernelSize: 3, padding: 1, rng: &rng),
+            ReLU(),
+            conv,
+            try BatchNorm2d(5),
+            ReLU(),
+            try MaxPool2D(kernelSize: 2),
+            Flatten(),
+            try Dense(60, 3, rng: &rng),
+        ])
+        try check(model, against: "conv_ref_rows")
+        XCTAssertTrue(conv.plan.rows, "the second convolution took the row lowering")
+    }
 }
