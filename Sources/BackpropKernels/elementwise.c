@@ -22,3 +22,11 @@ void bp_relu_backward(const float *y, const float *dy, float *dx, size_t n) {
 void bp_bytes_to_floats(const unsigned char *src, float *dst, size_t n, float divisor) {
     BP_PICK(bytes_to_floats)(src, dst, n, divisor);
 }
+
+void bp_fill_rows(float *dst, size_t rows, size_t count, size_t stride, const float *values) {
+    BP_PICK(fill_rows)(dst, rows, count, stride, values);
+}
+
+void bp_copy_rows_adding(const float *src, size_t src_stride, float *dst, size_t rows, size_t count, const float *values) {
+    BP_PICK(copy_rows_adding)(src, src_stride, dst, rows, count, values);
+}

@@ -44,6 +44,48 @@ final class KernelVersionTests: XCTestCase {
         }
     }
 
+    /// Conv2D's bias fill and bias-adding copy (`bp_fill_rows`, `bp_copy_rows_adding`) under every
+    /// version: each row exactly its value (or source + value, with −0 + 0 = +0 as in Swift), row
+    /// lengths 1…37 (every vector tail), a row stride wider than the row whose gap stays untouched,
+    /// and no write past the last row.
+    func testBiasRowKernelsUnderEveryVersion() {
+        for level in Self.availableLevels {
+            Kernels.limitInstructionSet(to: level)
+            for count in [1, 7, 14, 16, 37] {
+                let rows = 3, stride = count + 5
+                let values: [Float] = [1.5, -0.0, .nan]
+                var filled = [Float](repeating: 9, count: rows * stride + 4)
+                bp_fill_rows(&filled, rows, count, stride, values)
+                for r in 0..<rows {
+                    for i in 0..<stride {
+                        let v = filled[r * stride + i]
+                        if i < count {
+                            XCTAssertEqual(v.bitPattern, values[r].bitPattern, "level \(level), fill \(count): row \(r)")
+                        } else {
+                            XCTAssertEqual(v, 9, "level \(level), fill \(count): gap written")
+                        }
+                    }
+                }
+                XCTAssertEqual(Array(filled.suffix(4)), [9, 9, 9, 9], "level \(level), fill \(count): written past the rows")
+                let src: [Float] = (0..<(rows * stride)).map { $0 % 4 == 0 ? -0.0 : Float($0) * 0.25 - 3 }
+                for bias in [values, nil] as [[Float]?] {
+                    var out = [Float](repeating: 9, count: rows * count + 4)
+                    if let bias { bp_copy_rows_adding(src, stride, &out, rows, count, bias) } else {
+                        bp_copy_rows_adding(src, stride, &out, rows, count, nil)
+                    }
+                    for r in 0..<rows {
+                        for i in 0..<count {
+                            let expected = src[r * stride + i] + (bias?[r] ?? 0)
+                            XCTAssertEqual(out[r * count + i].bitPattern, expected.bitPattern,
+                                           "level \(level), copy \(count): row \(r), element \(i)")
+                        }
+                    }
+                    XCTAssertEqual(Array(out.suffix(4)), [9, 9, 9, 9], "level \(level), copy \(count): written past the rows")
+                }
+            }
+        }
+    }
+
     func testBytesToFloatsIsTrueDivisionUnderEveryVersion() {
         let bytes: [UInt8] = (0..<300).map { UInt8(($0 * 37) % 256) }   // every value, odd length
         var out = [Float](repeating: -1, count: bytes.count)

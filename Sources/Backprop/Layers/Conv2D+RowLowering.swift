@@ -77,7 +77,7 @@ extension Conv2D {
             let product = inPlace ? Matrix(output, offset: image * pl.outImageSize, rows: out, columns: p)
                                   : Matrix(buffers.scratch, rows: out, columns: n)
             if inPlace, let bias {
-                for o in 0..<out { VectorLoops.fill(product.base + o * p, with: bias.data[o], count: p) }
+                bp_fill_rows(product.base, out, p, p, bias.data)
             }
             var beta: Float = inPlace && bias != nil ? 1 : 0
             for i in 0..<kh {
@@ -90,10 +90,7 @@ extension Conv2D {
                 }
             }
             if !inPlace {
-                let y = output.data + image * pl.outImageSize
-                for o in 0..<out {
-                    VectorLoops.copy(product.base + o * n, adding: bias?.data[o] ?? 0, to: y + o * p, count: p)
-                }
+                bp_copy_rows_adding(product.base, n, output.data + image * pl.outImageSize, out, p, bias?.data)
             }
         }
     }

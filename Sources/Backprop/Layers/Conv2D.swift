@@ -270,7 +270,7 @@ public final class Conv2D: Layer {
                                   : Matrix(buffers.scratch, rows: outChannels, columns: ld)
             if inPlace, let bias {
                 let b = bias.data
-                for o in 0..<outChannels { VectorLoops.fill(product.base + o * p, with: b[o], count: p) }
+                bp_fill_rows(product.base, outChannels, p, p, b)
             }
             for t0 in Swift.stride(from: 0, to: k, by: terms) {   // Y (+)= W[:, t0…]·cols[t0…, :]
                 let tb = Swift.min(terms, k - t0)
@@ -280,10 +280,7 @@ public final class Conv2D: Layer {
             }
             if !inPlace {
                 for i in 0..<gs {
-                    let image = out + (n0 + i) * pl.outImageSize
-                    for o in 0..<outChannels {
-                        VectorLoops.copy(product.base + o * ld + i * p, adding: bias?.data[o] ?? 0, to: image + o * p, count: p)
-                    }
+                    bp_copy_rows_adding(product.base + i * p, ld, out + (n0 + i) * pl.outImageSize, outChannels, p, bias?.data)
                 }
             }
             n0 += gs

@@ -24,4 +24,13 @@ void bp_relu_backward(const float *y, const float *dy, float *dx, size_t n);
 /// values bit for bit: a true division, not a multiplication by 1/255).
 void bp_bytes_to_floats(const unsigned char *src, float *dst, size_t n, float divisor);
 
+/// Row r of `rows` rows (`count` floats at `dst + r·stride`) set to `values[r]`: a layer's output
+/// pre-filled with its per-channel bias before a product adds into it (sgemm β = 1).
+void bp_fill_rows(float *dst, size_t rows, size_t count, size_t stride, const float *values);
+
+/// dst[r·count + i] = src[r·src_stride + i] + values[r] (+ 0 when `values` is NULL) for `rows` rows of
+/// `count` floats: a product's scratch copied into a layer's output with the bias added. src and
+/// dst must not overlap.
+void bp_copy_rows_adding(const float *src, size_t src_stride, float *dst, size_t rows, size_t count, const float *values);
+
 #endif
