@@ -344,6 +344,29 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// The row lowering keeps W's layout between forwards only while W is bit for bit the same: a
+    /// weight written through `data` (which moves no version) between two forwards must be used by
+    /// the second, in the output and in δ of the input.
+    func testRowWeightsFollowEveryWriteToW() throws {
+        let conv = try Conv2D(inChannels: 16, outChannels: 32, kernelSize: 5, padding: 2, seed: 5)
+        conv.useThreads(1)
+        let x = try random([1, 16, 14, 14], seed: 6), dy = try random([1, 32, 14, 14], seed: 7)
+        _ = try conv.forward(x)
+        XCTAssertTrue(conv.plan.rows)
+        let kept = try conv.forward(x).scalars               // the layout kept from the first call
+        conv.weight.value.data[123] += 0.5                   // no version moves
+        conv.weight.value.data[conv.weight.value.count - 1] = -2
+        let y = try conv.forward(x).scalars
+        conv.zeroGrad()
+        let dx = try conv.backward(dy).scalars
+        let fresh = try Conv2D(inChannels: 16, outChannels: 32, kernelSize: 5, padding: 2, seed: 5)
+        fresh.useThreads(1)
+        fresh.weight.value.data.update(from: conv.weight.value.data, count: conv.weight.value.count)
+        XCTAssertTrue(try fresh.forward(x).scalars == y, "the forward used the kept layout, not the written weights")
+        XCTAssertTrue(try fresh.backward(dy).scalars == dx, "δ of the input used the kept layout")
+        XCTAssertFalse(kept == y, "the writes changed nothing")
+    }
+
     /// The layer's products follow the OpenBLAS core in use, under each lowering of LeNet's conv2.
     /// im2col's: with the small-matrix kernels (`SkylakeX`) the forward runs in 3 blocks of terms
     /// over padded columns and dcols in 3 column blocks; under a core without them (`Haswell`,

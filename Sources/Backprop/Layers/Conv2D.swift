@@ -78,6 +78,10 @@ public final class Conv2D: Layer {
     /// W laid out for the row lowering (`plan.rows`) by `beginForward`; backward reads it too (W is
     /// checked unchanged since the forward).
     let rowWeights = Tensor(uncheckedShape: [0])
+    /// The values of W that `rowWeights` was laid out from: a forward whose W is bit for bit the
+    /// same (inference, one call per sample) keeps the layout; any other W, however it was written
+    /// (a write through `data` moves no version), lays it out again.
+    let rowWeightsSource = Tensor(uncheckedShape: [0])
     var savedOutput = ForwardRecord()           // the output, whose shape δ must have
     let output = Tensor(uncheckedShape: [0])
     let inputGradient = Tensor(uncheckedShape: [0])
