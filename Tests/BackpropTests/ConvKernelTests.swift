@@ -565,6 +565,31 @@ final class ConvKernelTests: XCTestCase {
         ])
     }
 
+    /// A max pooling into which a model's stretch folded the preceding ReLU still pools its input
+    /// as it is when called on its own (forward and backward, and in `trace`): before, it kept
+    /// applying that ReLU (all −3 pooled to 0).
+    func testAFusedPoolingCalledOnItsOwnPoolsItsInput() throws {
+        var rng = SeededGenerator(seed: 12)
+        let conv = try Conv2D(inChannels: 1, outChannels: 2, kernelSize: 3, padding: 1, rng: &rng)
+        let pool = try MaxPool2D(kernelSize: 2)
+        let model = Sequential(conv, ReLU(), pool)
+        model.useThreads(2)
+        let x = try random([4, 1, 6, 6], seed: 13)
+        let fused = try model(x).copy()
+        XCTAssertTrue(pool.fusion.appliesPrecedingReLUMask, "the stretch folds the ReLU into the pooling")
+        let negative = try Tensor([Float](repeating: -3, count: 16), shape: [1, 1, 4, 4])
+        XCTAssertEqual(try pool.forward(negative).scalars, [-3, -3, -3, -3])
+        let c = try conv.forward(x).copy()
+        let fresh = try MaxPool2D(kernelSize: 2)
+        let y = try pool.forward(c).copy()
+        XCTAssertEqual(y.scalars, try fresh.forward(c).scalars)
+        XCTAssertTrue(y.scalars.contains { $0 < 0 }, "conv's output pooled without a ReLU")
+        let dy = try random(y.shape, seed: 14)
+        XCTAssertEqual(try pool.backward(dy).scalars, try fresh.backward(dy).scalars)
+        XCTAssertEqual(try model.trace(x).map(\.output.scalars)[2], try fresh.forward(try ReLU().forward(c)).scalars)
+        XCTAssertEqual(try model(x).scalars, fused.scalars, "the model's own run is still fused, and the same")
+    }
+
     /// One stretch of ten layers run as 2 or 3 concurrent slices (7 images: uneven slices) gives
     /// the outputs, δ of the input and every parameter gradient of the layers run one by one
     /// (1e-5 relative: only the slice-ordered sums of parameter gradients round differently),

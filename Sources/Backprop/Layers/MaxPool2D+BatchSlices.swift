@@ -25,6 +25,7 @@ extension MaxPool2D: BatchSliceable {
         }
         inputShape = x.shape
         input = x
+        passFusion = fusion
         saved.save(output)
         return output
     }

@@ -25,6 +25,10 @@ public final class MaxPool2D: Layer {
     var saved = ForwardRecord()          // the output, whose shape (and values, for a folded ReLU mask) backward reads
     let batchSlices = BatchSlices()
     var fusion = Fusion.none                     // set by StretchPlan (MaxPool2D+BatchSlices.swift)
+    /// The fusion the last forward ran with, which its backward follows: `fusion` in a stretch's
+    /// run (`beginForward`), none in a call of the layer's own (`forward(_:)`), which must pool its
+    /// input as it is even after a model's stretch has fused a ReLU into this layer.
+    var passFusion = Fusion.none
 
     deinit { argmax.deallocate() }
 
@@ -48,6 +52,7 @@ public final class MaxPool2D: Layer {
     public func forward(_ x: Tensor) throws -> Tensor {
         let images = x.shape.first ?? 0, count = BatchSlices.count(threads: threads, items: images)
         let y = try beginForward(x, slices: count)
+        passFusion = .none   // a call of its own: no ReLU of a stretch folded in
         // Images are split into slices run concurrently (`threads`); planes are independent.
         try batchSlices.run(count: count, items: images) { slice, range in try self.forward(images: range, slice: slice) }
         return y
@@ -57,7 +62,7 @@ public final class MaxPool2D: Layer {
     public func forward(images range: Range<Int>, slice: Int) throws {
         guard let x = input else { throw BackpropError.invalidUse(where: summary, detail: "forward(images:) before beginForward") }
         MaxPool2D.forward(images: range, x: x, geometry: geometry, into: output, argmax: argmax,
-                          relu: fusion.appliesPrecedingReLUMask)
+                          relu: passFusion.appliesPrecedingReLUMask)
     }
 
     // MARK: - The math, on a range of images (the layer's slices and the graph's calls share it)
@@ -118,7 +123,7 @@ public final class MaxPool2D: Layer {
             throw BackpropError.invalidUse(where: summary, detail: "backward(images:) before beginBackward")
         }
         MaxPool2D.backward(images: range, dy: dy, argmax: argmax, geometry: geometry,
-                           reluMask: fusion.appliesPrecedingReLUMask ? output : nil, into: inputGradient)
+                           reluMask: passFusion.appliesPrecedingReLUMask ? output : nil, into: inputGradient)
     }
 
     /// dx[argmax] += dy for the planes of `images` (every other position of their planes 0);
