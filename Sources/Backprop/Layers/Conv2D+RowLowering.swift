@@ -14,18 +14,26 @@ import BackpropKernels
 ///               dR[:, i·Wo …] += W_iᵀ·dY          [C·kw, P] += [C·kw, out]·[out, P]     kh products, Trans/NoTrans
 ///               dX   = adjoint of R (dR)          (`bp_row_columns_adjoint`)
 ///
-/// with `W_i = W[:, :, i, :]` as `[out, C·kw]` (`layRowWeights`: once per pass, by the caller —
-/// the layer in `beginForward`, for every slice's images; the graph's op in each of its calls). R holds C·kw·(H + 2ph)·Wo floats instead of C·kh·kw·Ho·Wo: for LeNet's conv2 (16 → 32,
-/// 5×5, 14×14, padding 2) 80 × 252 instead of 400 × 196, a quarter of the lowering's writes, and
-/// the reads of its adjoint sum kw instead of kh·kw terms per position. The products do the same
+/// with `W_i = W[:, :, i, :]` as `[out, C·kw]`, laid out by `layRowWeights` once per pass — the layer
+/// in `beginForward` (for every slice's images, and kept while W is bit for bit the same,
+/// `layRowWeightsIfChanged`), the graph's op in each of its calls. Where OpenBLAS has its small
+/// kernels the forward's columns are padded as `forwardColumns` pads im2col's (LeNet's conv2: 196
+/// → 208, into a scratch copied out with the bias), so that no product takes the shape in which
+/// OpenBLAS mallocs.
+///
+/// R holds C·kw·(H + 2ph)·Wo floats instead of C·kh·kw·Ho·Wo: for LeNet's conv2 (16 → 32, 5×5,
+/// 14×14, padding 2) 80 × 252 instead of 400 × 196, a quarter of the lowering's writes, and the
+/// reads of its adjoint sum kw instead of kh·kw terms per position. The products do the same
 /// multiply-adds as im2col's, in kh calls with C·kw terms each.
 ///
 /// Measured stand-alone on LeNet's conv2, one image, 1 thread (Intel Xeon, family 6 model 207,
-/// OpenBLAS 0.3.21, best of 3000): forward with its lowering 38.5 µs against 48.6 µs under
-/// `SkylakeX`, 83.5 against 89.1 µs under `Zen`; the lowering alone 2.4 µs against 7.6 µs; the
-/// backward products as fast as im2col's within 5 % either way. Where C·kw is small the kh products
-/// have too few terms (LeNet's conv1, C = 1: 7.0 µs against 6.0 µs under `SkylakeX`), hence the rule
-/// in `lowersByRows`.
+/// OpenBLAS 0.3.21, best of 3000): the forward with its lowering 38.5 µs against 48.6 µs through
+/// im2col under `SkylakeX`, 80.2 against 85.6 µs under `Zen`; the lowering alone 2.4 µs against
+/// 7.6 µs; the backward products as fast as im2col's within 5 % either way. In the layer, both
+/// lowerings alternating in one process (`ConvArchitectureTests.testRowLoweringTiming`): the LeNet
+/// training step 0.904× (`SkylakeX`) and 0.958× (`Zen`), single-sample inference 0.925× and 1.006×.
+/// Where C·kw is small the kh products have too few terms (LeNet's conv1, C = 1: 7.0 µs against
+/// 6.0 µs under `SkylakeX`), hence the rule in `lowersByRows`.
 ///
 /// dW is always summed transposed (rows ordered (i, c, j)) in the workspace and added into dW once
 /// per backward (`Conv2D.finishWeightGradient`). dR accumulates with β = 1 into a buffer its
