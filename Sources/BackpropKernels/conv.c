@@ -31,13 +31,6 @@ void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, l
     BP_PICK(maxpool2x2_forward)(x, y, argmax, planes, height, width, out_height, out_width, relu);
 }
 
-void bp_row_columns(const bp_conv_geometry *g, const float *x, float *padded, float *rows, size_t ld) {
-    BP_PICK(row_columns)(g, x, padded, rows, ld);
-}
-
-void bp_row_columns_adjoint(const bp_conv_geometry *g, float *rows, size_t ld, float *dx, int consume) {
-    BP_PICK(row_columns_adjoint)(g, rows, ld, dx, consume);
-}
 
 /// The loops of `bp_row_weights`, inlined with `kernel_w` a constant for the usual widths so that
 /// each row's copy is a fixed-size move rather than a call to memcpy (LeNet's conv2: 5-float rows).

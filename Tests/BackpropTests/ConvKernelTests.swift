@@ -256,7 +256,8 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    /// `bp_row_columns`, `bp_row_columns_adjoint` and `bp_row_weights` against their definitions,
+    /// The row lowering's columns and their adjoint — `bp_im2col` and `bp_col2im(_consume)` of the
+    /// 1 × kw geometry `Conv2D.rowGeometry` — and `bp_row_weights` against their definitions,
     /// under every version, bit for bit: rows of 1, 9, 14, 16, 17 and 33 positions, borders of 0–3,
     /// rectangular kernels. The adjoint sums each position's terms in j order from 0; its consuming
     /// form clears the image's (H + 2ph)·Wo entries of each row and nothing past them. NaN guards
@@ -293,12 +294,12 @@ final class ConvKernelTests: XCTestCase {
             for level in KernelVersionTests.availableLevels {
                 Kernels.limitInstructionSet(to: level)
                 let what = "level \(level), case \(index)"
-                var geometry = g
+                var geometry = Conv2D.rowGeometry(g)
                 var padded = [Float](repeating: 0, count: c * hp * (w + 2 * g.pad_w) + 1)
                 var out = [Float](repeating: .nan, count: rows * ld + 2 * guardCount)
                 out.withUnsafeMutableBufferPointer { ob in
                     padded.withUnsafeMutableBufferPointer { pb in
-                        bp_row_columns(&geometry, x, pb.baseAddress, ob.baseAddress! + guardCount, ld)
+                        bp_im2col(&geometry, x, pb.baseAddress, ob.baseAddress! + guardCount, ld)
                     }
                 }
                 for r in 0..<rows {
@@ -316,7 +317,13 @@ final class ConvKernelTests: XCTestCase {
                     var dx = [Float](repeating: .nan, count: c * h * w + 2 * guardCount)
                     source.withUnsafeMutableBufferPointer { sb in
                         dx.withUnsafeMutableBufferPointer { db in
-                            bp_row_columns_adjoint(&geometry, sb.baseAddress!, ld, db.baseAddress! + guardCount, consume)
+                            padded.withUnsafeMutableBufferPointer { pb in   // col2im's plane (baseline version)
+                                if consume == 1 {
+                                    bp_col2im_consume(&geometry, sb.baseAddress!, ld, pb.baseAddress, db.baseAddress! + guardCount)
+                                } else {
+                                    bp_col2im(&geometry, sb.baseAddress!, ld, pb.baseAddress, db.baseAddress! + guardCount)
+                                }
+                            }
                         }
                     }
                     XCTAssertEqual(Array(dx[guardCount..<(guardCount + c * h * w)]).map(\.bitPattern), expectedDX.map(\.bitPattern),

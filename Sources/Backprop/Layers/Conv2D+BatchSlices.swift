@@ -29,19 +29,18 @@ extension Conv2D: BatchSliceable {
 
         /// Sizes the buffers for `plan` (columns, padded plane, scratch; with `inputGradient` also
         /// the column gradient and col2im's plane). Storage is reused: nothing is allocated once
-        /// the shapes have been seen.
+        /// the shapes have been seen. Under the row lowering the columns and their gradient are
+        /// the row columns `[C·kw, rowStride]`.
         func prepare(_ pl: Plan, inputGradient: Bool) {
             let gp = pl.g * pl.p
-            if pl.rows {
-                prepareRows(pl, inputGradient: inputGradient)
-                return
-            }
             if !pl.pointwise {
-                columns.resize(pl.k, pl.widestStride)
+                let (rows, stride) = pl.rows ? (pl.rowTerms, pl.rowStride) : (pl.k, pl.widestStride)
+                let gradientColumns = pl.rows ? pl.rowStride : gp
+                columns.resize(rows, stride)
                 let c = pl.geometry.channels, hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
                 if inputGradient {
-                    if columnGradient.rank != 2 || columnGradient.shape[0] != pl.k || columnGradient.shape[1] != gp {
-                        columnGradient.resize(pl.k, gp)
+                    if columnGradient.rank != 2 || columnGradient.shape[0] != rows || columnGradient.shape[1] != gradientColumns {
+                        columnGradient.resize(rows, gradientColumns)
                         columnGradientZeroStride = 0
                     }
                     planeGradient.resize(hp, wp)
@@ -55,28 +54,11 @@ extension Conv2D: BatchSliceable {
                     padded.fill(0)
                 }
             }
-            if pl.g > 1 || Conv2D.forwardColumns(pl.outChannels, pl.k, pl.p, smallKernels: pl.smallMatrixKernels).stride != pl.p {
+            if pl.rows {
+                if pl.rowProductColumns != pl.p { scratch.resize(pl.outChannels, pl.rowProductColumns) }
+            } else if pl.g > 1 || Conv2D.forwardColumns(pl.outChannels, pl.k, pl.p, smallKernels: pl.smallMatrixKernels).stride != pl.p {
                 scratch.resize(pl.outChannels, pl.widestStride)
             }
-        }
-
-        /// `prepare` for the row lowering (`Conv2D+RowLowering`): R and dR `[C·kw, rowStride]`, the
-        /// padded image, dYᵀ and dWᵀ, and the scratch when the forward pads.
-        func prepareRows(_ pl: Plan, inputGradient: Bool) {
-            let ck = pl.rowTerms, c = pl.geometry.channels
-            let hp = pl.h + 2 * pl.geometry.pad_h, wp = pl.w + 2 * pl.geometry.pad_w
-            columns.resize(ck, pl.rowStride)
-            if inputGradient, columnGradient.rank != 2 || columnGradient.shape[0] != ck || columnGradient.shape[1] != pl.rowStride {
-                columnGradient.resize(ck, pl.rowStride)
-                columnGradientZeroStride = 0
-            }
-            outputGradientTransposed.resize(pl.p, pl.outChannels)
-            weightGradientTransposed.resize(pl.k, pl.outChannels)
-            if padded.rank != 3 || padded.shape[0] != c || padded.shape[1] != hp || padded.shape[2] != wp {
-                padded.resize(c, hp, wp)
-                padded.fill(0)
-            }
-            if pl.rowProductColumns != pl.p { scratch.resize(pl.outChannels, pl.rowProductColumns) }
         }
     }
 
@@ -116,6 +98,7 @@ extension Conv2D: BatchSliceable {
         /// C·kw, the forward product's columns and terms per call, and the row columns' stride.
         var rows = false
         var rowTerms = 0, rowProductColumns = 0, rowForwardTerms = 0, rowStride = 0
+        var rowGeometry = bp_conv_geometry()    // R as im2col of a 1 × kw kernel (`Conv2D.rowGeometry`)
         var imageSize = 0, outImageSize = 0     // C·H·W and out·P
         var geometry = bp_conv_geometry()       // the C kernels' description of one image
     }

@@ -6,13 +6,15 @@ import BackpropKernels
 ///
 /// For a stride-1 convolution, output row oy reads padded input rows oy … oy + kh − 1. The
 /// "row columns" `R` are `[C·kw, (H + 2ph)·Wo]`: row (c, j) holds plane c of the zero-bordered
-/// image shifted left by j, cut to Wo columns (`bp_row_columns`). The columns of kernel row i are
-/// then the window of R starting at column i·Wo, a plain matrix with R's row stride, and
+/// image shifted left by j, cut to Wo columns. That is im2col of a 1 × kw kernel over all H + 2ph
+/// padded rows (`rowGeometry`), so `bp_im2col` writes R and `bp_col2im` is its adjoint. The columns
+/// of kernel row i are then the window of R starting at column i·Wo, a plain matrix with R's row
+/// stride, and
 ///
 ///     forward   Y    = Σ_i W_i·R[:, i·Wo …]       [out, P] += [out, C·kw]·[C·kw, P]     kh products, NoTrans/NoTrans
 ///     backward  dW_iᵀ += R[:, i·Wo …]·dYᵀ         [C·kw, out] += [C·kw, P]·[P, out]     kh products, NoTrans/NoTrans
 ///               dR[:, i·Wo …] += W_iᵀ·dY          [C·kw, P] += [C·kw, out]·[out, P]     kh products, Trans/NoTrans
-///               dX   = adjoint of R (dR)          (`bp_row_columns_adjoint`)
+///               dX   = adjoint of R (dR)          (col2im of the 1 × kw geometry)
 ///
 /// with `W_i = W[:, :, i, :]` as `[out, C·kw]`, laid out by `layRowWeights` once per pass — the layer
 /// in `beginForward` (for every slice's images, and kept while W is bit for bit the same,
@@ -59,7 +61,17 @@ extension Conv2D {
         pl.rowProductColumns = columns
         pl.rowForwardTerms = terms
         pl.rowStride = ((kernel.height - 1) * pl.wo + columns + m - 1) / m * m
+        pl.rowGeometry = rowGeometry(pl.geometry)
         pl.transposedWeightGradient = true
+    }
+
+    /// The geometry whose im2col columns are the row columns R of `g` (stride 1): a 1 × kw kernel
+    /// over the image with its vertical border, giving H + 2ph output rows of Wo.
+    static func rowGeometry(_ g: bp_conv_geometry) -> bp_conv_geometry {
+        var r = g
+        r.kernel_h = 1
+        r.out_h = g.height + 2 * g.pad_h
+        return r
     }
 
     /// The weights `[out, C, kh, kw]` as the row lowering reads them, `[kh, out, C·kw]`, into `target`
@@ -76,10 +88,10 @@ extension Conv2D {
                             workspace buffers: SliceBuffers, into output: Tensor, caller: @autoclosure () -> String) throws {
         let p = pl.p, out = pl.outChannels, ck = pl.rowTerms, wo = pl.wo, kh = pl.geometry.kernel_h
         let n = pl.rowProductColumns, ld = pl.rowStride, terms = pl.rowForwardTerms
-        var g = pl.geometry
+        var g = pl.rowGeometry
         let inPlace = n == p
         for image in images {
-            bp_row_columns(&g, x.data + image * pl.imageSize, buffers.padded.data, buffers.columns.data, ld)
+            bp_im2col(&g, x.data + image * pl.imageSize, buffers.padded.data, buffers.columns.data, ld)
             // In place: Y's image is [out, P], the bias pre-filled (β = 1). Otherwise a scratch
             // [out, n] that is copied into Y with the bias added.
             let product = inPlace ? Matrix(output, offset: image * pl.outImageSize, rows: out, columns: p)
@@ -109,14 +121,14 @@ extension Conv2D {
     static func backwardRows(images: Range<Int>, x: Tensor, dy: Tensor, rowWeights: Tensor, plan pl: Plan,
                              workspace buffers: SliceBuffers, inputGradient: Tensor?, caller: @autoclosure () -> String) throws {
         let p = pl.p, out = pl.outChannels, ck = pl.rowTerms, wo = pl.wo, kh = pl.geometry.kernel_h, ld = pl.rowStride
-        var g = pl.geometry
+        var g = pl.rowGeometry
         if inputGradient != nil && buffers.columnGradientZeroStride != ld { buffers.columnGradient.fill(0) }
         let rows = Conv2D.weightGradientRows(out: out, k: ck, terms: p, smallKernels: pl.smallMatrixKernels)
         let block = Conv2D.columnBlock(ck, out, p, smallKernels: pl.smallMatrixKernels)
         let dyT = Matrix(buffers.outputGradientTransposed, rows: p, columns: out)
         for image in images {
             let dyM = Matrix(dy, offset: image * pl.outImageSize, rows: out, columns: p)
-            bp_row_columns(&g, x.data + image * pl.imageSize, buffers.padded.data, buffers.columns.data, ld)
+            bp_im2col(&g, x.data + image * pl.imageSize, buffers.padded.data, buffers.columns.data, ld)
             // dW_iᵀ (+)= R[:, i·Wo…]·dYᵀ
             try transpose(dyM, into: dyT, caller: caller())
             for i in 0..<kh {
@@ -140,7 +152,8 @@ extension Conv2D {
                              beta: 1, caller: caller())
                 }
             }
-            bp_row_columns_adjoint(&g, buffers.columnGradient.data, ld, inputGradient.data + image * pl.imageSize, 1)
+            bp_col2im_consume(&g, buffers.columnGradient.data, ld, buffers.planeGradient.data,
+                              inputGradient.data + image * pl.imageSize)
             buffers.columnGradientZeroStride = ld
         }
     }

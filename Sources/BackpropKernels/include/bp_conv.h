@@ -50,20 +50,6 @@ void bp_maxpool2x2_forward(const float *x, float *y, int *argmax, long planes, l
 void bp_maxpool2x2_backward(const float *dy, const int *argmax, const float *y, float *dx, long planes, long height,
                             long width, long out_height, long out_width);
 
-/// Row columns of one image for a stride-1 convolution (the row lowering, see Conv2D): row
-/// (c, j) of `rows` (row r at `rows + r·ld`, r = c·kw + j) holds `xpad[c, yp, ox + j]` at column
-/// `yp·Wo + ox` for every padded row yp < H + 2ph, where xpad is the image inside its zero
-/// border. Then the columns of kernel row i are the window `[i·Wo, i·Wo + Ho·Wo)` of every row,
-/// so `Y = Σ_i W_i·rows[:, i·Wo…]`. ld ≥ (H + 2ph)·Wo; `padded` as for `bp_im2col`. Requires
-/// stride 1 in both directions.
-void bp_row_columns(const bp_conv_geometry *g, const float *x, float *padded, float *rows, size_t ld);
-
-/// The adjoint of `bp_row_columns`: dx[c, y, x] = Σ_j rows[c·kw + j, (y + ph)·Wo + x + pw − j]
-/// over the j whose column lies in 0..<Wo, summed in j order from 0. Overwrites dx. With
-/// `consume` nonzero, then sets the first (H + 2ph)·Wo entries of the image's rows to 0 (a caller
-/// accumulating the next image's gradients into the buffer with sgemm β = 1 zeroes it once).
-void bp_row_columns_adjoint(const bp_conv_geometry *g, float *rows, size_t ld, float *dx, int consume);
-
 /// The weights `[out, C, kh, kw]` as the row lowering reads them: `kh` matrices `[out, C·kw]`,
 /// `rows[(i·out + o)·C·kw + c·kw + j] = w[o, c, i, j]`.
 void bp_row_weights(const float *w, float *rows, long out, long channels, long kernel_h, long kernel_w);
